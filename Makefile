@@ -1,0 +1,30 @@
+# Thin wrappers: each target installs what it needs (uv, then the locked dependencies).
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: demo test dev bench lint install
+
+$(UV):
+	@echo "uv not found: installing it from PyPI into ~/.local"
+	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages --user uv
+
+install: $(UV)
+	$(UV) sync --frozen --quiet
+
+demo: install
+	$(RUN) sigmasight demo
+
+test: install
+	$(RUN) ruff check .
+	$(RUN) pytest -q -n 2
+
+dev: install
+	$(RUN) sigmasight dev
+
+bench: install
+	$(RUN) python -m sigmasight_pipeline.benchmarks
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .

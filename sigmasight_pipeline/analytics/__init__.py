@@ -1,0 +1,1 @@
+"""Pure, vectorized portfolio math: numpy/pandas/statsmodels/empyrical; no Dagster, no SQL."""

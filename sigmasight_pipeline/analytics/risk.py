@@ -1,0 +1,470 @@
+"""Portfolio risk metrics: returns, beta, volatility, Sharpe/Sortino, drawdown, VaR/CVaR.
+
+Pure numpy/pandas/empyrical; no Dagster, no SQL. Conventions:
+
+* Every window counts TRADING days: it is the last ``window`` rows of the returns index at or
+  before the end date (inclusive), never a calendar span. Callers index returns by sessions.
+* Annualization factor 252 (volatility x sqrt(252), Sharpe/Sortino x sqrt(252)).
+* The annual risk-free rate becomes a daily rate geometrically: ``(1 + rf) ** (1/252) - 1``.
+* Missing returns (NaN) are dropped, never treated as zero, and every metric needs at least
+  ``min_obs`` non-missing observations in its own window, else it is NaN and ``reason`` says why.
+  (``empyrical.value_at_risk`` is ``np.percentile`` and returns NaN if any input is NaN, so its
+  inputs are NaN-free by construction here.)
+* Volatility: sample standard deviation, ddof=1 (``empyrical.annual_volatility``'s convention).
+* Beta: Cov(r, spy) / Var(spy) on days where both are present (``empyrical.beta``; it uses
+  ddof=0 for both moments, so the ratio equals the ddof=1 ratio and the OLS slope).
+* Maximum drawdown: ``empyrical.max_drawdown`` sign convention, a fraction <= 0 (-0.2 = -20%),
+  measured from the value before the window's first return.
+* VaR/CVaR: positive numbers are losses. Historical VaR is minus the 5th percentile (linear
+  interpolation) of daily returns; it is negative when even that percentile is a gain.
+* Dates: outputs carry ``trade_date`` as naive midnight ``pd.Timestamp`` (like ``calendar``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import empyrical
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.stats import norm
+
+__all__ = [
+    "ANNUALIZATION",
+    "RISK_METRIC_COLUMNS",
+    "Z_95",
+    "daily_risk_free",
+    "parametric_cvar",
+    "parametric_var",
+    "portfolio_daily_returns",
+    "rolling_parametric_var",
+    "rolling_risk_metrics",
+]
+
+ANNUALIZATION = 252
+Z_95 = 1.6448536269514722  # norm.ppf(0.95)
+VAR_CUTOFF = 0.05
+
+RISK_METRIC_COLUMNS = (
+    "trade_date",
+    "portfolio_id",
+    "beta",
+    "volatility_ann",
+    "sharpe",
+    "sortino",
+    "max_drawdown",
+    "var_95_1d_hist",
+    "cvar_95_1d_hist",
+    "var_95_1d_hist_usd",
+    "cvar_95_1d_hist_usd",
+    "n_obs",
+    "reason",
+)
+PARAMETRIC_VAR_COLUMNS = (
+    "trade_date",
+    "portfolio_id",
+    "var_95_1d",
+    "cvar_95_1d",
+    "n_obs",
+    "reason",
+)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} is missing columns {missing}; has {list(frame.columns)}")
+
+
+def _date_index(values: Iterable, name: str) -> pd.DatetimeIndex:
+    """Normalize dates (date, str, Timestamp) to naive midnight timestamps."""
+    raw = values if isinstance(values, pd.Index) else pd.Index(list(values))
+    index = pd.DatetimeIndex(pd.to_datetime(raw))
+    if index.tz is not None:
+        raise ValueError(f"{name}: expected naive dates, got timezone {index.tz}")
+    return index.normalize()
+
+
+def _sorted_wide(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """A copy of a dates x columns frame with a sorted, unique, normalized DatetimeIndex."""
+    out = frame.copy()
+    out.index = _date_index(out.index, name)
+    if out.index.has_duplicates:
+        dupes = out.index[out.index.duplicated()].unique()[:5]
+        raise ValueError(f"{name} has duplicate dates, e.g. {list(dupes.date)}")
+    return out.sort_index().astype(float)
+
+
+def daily_risk_free(annual_risk_free: float) -> float:
+    """Geometric daily rate over 252 sessions: ``(1 + rf) ** (1/252) - 1``."""
+    return float((1.0 + annual_risk_free) ** (1.0 / ANNUALIZATION) - 1.0)
+
+
+def portfolio_daily_returns(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Daily return per portfolio: ``daily_pnl_t / total_value_{t-1}``.
+
+    ``snapshots`` has trade_date, portfolio_id, total_value (gross: sum of position market
+    values) and daily_pnl, one row per (trade_date, portfolio_id). The previous session is the
+    previous date present in ``snapshots`` (over all portfolios), so a portfolio missing a
+    session gets NaN the next day rather than a return over two sessions. The return is NaN on
+    a portfolio's first day and when the previous value is missing, zero or negative.
+    Returns trade_date, portfolio_id, daily_return, sorted by portfolio_id, trade_date.
+    """
+    _require_columns(
+        snapshots, ("trade_date", "portfolio_id", "total_value", "daily_pnl"), "snapshots"
+    )
+    frame = snapshots[["trade_date", "portfolio_id", "total_value", "daily_pnl"]].copy()
+    frame["trade_date"] = _date_index(frame["trade_date"], "snapshots.trade_date")
+    if frame.duplicated(["trade_date", "portfolio_id"]).any():
+        raise ValueError("snapshots has duplicate (trade_date, portfolio_id) rows")
+    if frame.empty:
+        return pd.DataFrame(
+            {
+                "trade_date": pd.Series(dtype="datetime64[ns]"),
+                "portfolio_id": pd.Series(dtype=snapshots["portfolio_id"].dtype),
+                "daily_return": pd.Series(dtype=float),
+            }
+        )
+    values = frame.pivot(index="trade_date", columns="portfolio_id", values="total_value")
+    previous = values.sort_index().astype(float).shift(1)
+    previous = previous.where(previous > 0)
+    prev_long = previous.stack(future_stack=True).rename("previous_value")
+    frame = frame.join(prev_long, on=["trade_date", "portfolio_id"])
+    frame["daily_return"] = frame["daily_pnl"].astype(float) / frame["previous_value"]
+    out = frame.sort_values(["portfolio_id", "trade_date"])[
+        ["trade_date", "portfolio_id", "daily_return"]
+    ]
+    return out.reset_index(drop=True)
+
+
+def _window(values: np.ndarray, end: int, length: int) -> np.ndarray:
+    """Rows ``end - length + 1 .. end`` (inclusive), clipped at the start."""
+    return values[max(0, end - length + 1) : end + 1]
+
+
+def _historical_var_cvar(returns: np.ndarray) -> tuple[float, float]:
+    """Historical VaR and CVaR (positive = loss) of a NaN-free 1-D array, via empyrical."""
+    var = -float(empyrical.value_at_risk(returns, cutoff=VAR_CUTOFF))
+    cvar = -float(empyrical.conditional_value_at_risk(returns, cutoff=VAR_CUTOFF))
+    return var, cvar
+
+
+def rolling_risk_metrics(
+    portfolio_returns: pd.DataFrame,
+    spy_returns: pd.Series,
+    end_dates: Iterable,
+    annual_risk_free: float,
+    beta_window: int = 60,
+    vol_window: int = 60,
+    drawdown_window: int = 90,
+    var_window: int = 60,
+    min_obs: int = 20,
+    total_values: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Trailing risk metrics per (end date, portfolio), long format.
+
+    ``portfolio_returns``: dates x portfolio_id daily returns (e.g. the pivot of
+    `portfolio_daily_returns`); its rows define the trading days windows count. ``spy_returns``:
+    SPY daily returns by date (aligned to those rows; missing days are NaN). ``total_values``:
+    optional dates x portfolio_id total value, for the dollar VaR/CVaR (fraction x the value on
+    the end date, the base of the next day's return); without it the ``_usd`` columns are NaN.
+
+    Windows end at the end date inclusive: beta over ``beta_window`` rows (days where both the
+    portfolio and SPY returns are present); volatility, Sharpe and Sortino over ``vol_window``;
+    max drawdown over ``drawdown_window``; historical 1-day 95% VaR/CVaR over ``var_window``.
+    Sharpe uses ``risk_free`` and Sortino ``required_return`` = the daily risk-free rate; an
+    infinite ratio (zero volatility / no downside) becomes NaN with a note in ``reason``.
+    ``n_obs`` counts non-missing returns in the ``vol_window``. An end date that is not a row of
+    ``portfolio_returns`` gives NaN metrics with a reason.
+
+    Columns: `RISK_METRIC_COLUMNS`, sorted by trade_date, portfolio_id.
+    """
+    if min_obs < 2:
+        raise ValueError("min_obs must be >= 2 (volatility needs two observations)")
+    for name, value in (
+        ("beta_window", beta_window),
+        ("vol_window", vol_window),
+        ("drawdown_window", drawdown_window),
+        ("var_window", var_window),
+    ):
+        if value < min_obs:
+            raise ValueError(f"{name}={value} is shorter than min_obs={min_obs}")
+
+    returns = _sorted_wide(portfolio_returns, "portfolio_returns")
+    spy = spy_returns.copy()
+    spy.index = _date_index(spy.index, "spy_returns")
+    if spy.index.has_duplicates:
+        raise ValueError("spy_returns has duplicate dates")
+    spy_values = spy.reindex(returns.index).to_numpy(dtype=float)
+    values = returns.to_numpy(dtype=float)
+    portfolios = list(returns.columns)
+    n_portfolios = len(portfolios)
+
+    dollar_base = None
+    if total_values is not None:
+        dollar_base = _sorted_wide(total_values, "total_values").reindex(columns=portfolios)
+
+    rf_daily = daily_risk_free(annual_risk_free)
+    ends = _date_index(end_dates, "end_dates").unique().sort_values()
+    positions = returns.index.get_indexer(ends)
+
+    records: list[pd.DataFrame] = []
+    for end_date, pos in zip(ends, positions, strict=True):
+        out = {name: np.full(n_portfolios, np.nan) for name in RISK_METRIC_COLUMNS[2:-2]}
+        n_obs = np.zeros(n_portfolios, dtype=int)
+        notes: list[list[str]] = [[] for _ in range(n_portfolios)]
+        if pos < 0:
+            for note in notes:
+                note.append("no return row for the end date")
+        else:
+            _fill_metrics(
+                out,
+                n_obs,
+                notes,
+                values,
+                spy_values,
+                pos,
+                rf_daily,
+                min_obs,
+                beta_window,
+                vol_window,
+                drawdown_window,
+                var_window,
+            )
+            if dollar_base is not None:
+                if end_date in dollar_base.index:
+                    base = dollar_base.loc[end_date].to_numpy(dtype=float)
+                else:
+                    base = np.full(n_portfolios, np.nan)
+                out["var_95_1d_hist_usd"] = out["var_95_1d_hist"] * base
+                out["cvar_95_1d_hist_usd"] = out["cvar_95_1d_hist"] * base
+                for j in np.flatnonzero(np.isfinite(out["var_95_1d_hist"]) & np.isnan(base)):
+                    notes[j].append("no total value for the end date")
+        frame = pd.DataFrame(out)
+        frame.insert(0, "portfolio_id", portfolios)
+        frame.insert(0, "trade_date", end_date)
+        frame["n_obs"] = n_obs
+        frame["reason"] = ["; ".join(n) if n else None for n in notes]
+        records.append(frame)
+
+    if not records:
+        empty = pd.DataFrame({c: pd.Series(dtype=float) for c in RISK_METRIC_COLUMNS})
+        empty["trade_date"] = pd.Series(dtype="datetime64[ns]")
+        empty["portfolio_id"] = pd.Series(dtype=object)
+        empty["n_obs"] = pd.Series(dtype=int)
+        empty["reason"] = pd.Series(dtype=object)
+        return empty[list(RISK_METRIC_COLUMNS)]
+    result = pd.concat(records, ignore_index=True)
+    result["reason"] = result["reason"].astype(object)
+    return result[list(RISK_METRIC_COLUMNS)]
+
+
+def _fill_metrics(
+    out: dict[str, np.ndarray],
+    n_obs: np.ndarray,
+    notes: list[list[str]],
+    values: np.ndarray,
+    spy_values: np.ndarray,
+    pos: int,
+    rf_daily: float,
+    min_obs: int,
+    beta_window: int,
+    vol_window: int,
+    drawdown_window: int,
+    var_window: int,
+) -> None:
+    """Compute every metric for one end-date row, vectorized across portfolios (in place)."""
+
+    def short(counts: np.ndarray, label: str) -> np.ndarray:
+        mask = counts < min_obs
+        for j in np.flatnonzero(mask):
+            notes[j].append(f"{label}: {counts[j]} obs < min_obs {min_obs}")
+        return mask
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        # All-NaN columns make empyrical's nan-reductions warn; those columns are masked anyway.
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+        # Volatility, Sharpe, Sortino: empyrical's nan-reductions equal dropping the NaNs.
+        vol_block = _window(values, pos, vol_window)
+        counts = np.isfinite(vol_block).sum(axis=0)
+        n_obs[:] = counts
+        too_few = short(counts, "volatility/sharpe/sortino")
+        vol = np.asarray(empyrical.annual_volatility(vol_block), dtype=float)
+        sharpe = np.asarray(empyrical.sharpe_ratio(vol_block, risk_free=rf_daily), dtype=float)
+        sortino = np.asarray(
+            empyrical.sortino_ratio(vol_block, required_return=rf_daily), dtype=float
+        )
+        for label, ratio in (
+            ("sharpe undefined (zero volatility)", sharpe),
+            ("sortino undefined (no downside deviation)", sortino),
+        ):
+            for j in np.flatnonzero(~too_few & ~np.isfinite(ratio)):
+                notes[j].append(label)
+        out["volatility_ann"] = np.where(too_few, np.nan, vol)
+        out["sharpe"] = np.where(too_few | ~np.isfinite(sharpe), np.nan, sharpe)
+        out["sortino"] = np.where(too_few | ~np.isfinite(sortino), np.nan, sortino)
+
+        # Beta: pairwise-complete days only (mask portfolio returns where SPY is missing).
+        beta_block = _window(values, pos, beta_window)
+        spy_block = _window(spy_values, pos, beta_window)
+        paired = np.where(np.isnan(spy_block)[:, None], np.nan, beta_block)
+        counts = np.isfinite(paired).sum(axis=0)
+        too_few = short(counts, "beta")
+        beta = np.asarray(empyrical.beta(paired, spy_block), dtype=float).reshape(-1)
+        for j in np.flatnonzero(~too_few & ~np.isfinite(beta)):
+            notes[j].append("beta undefined (zero SPY variance)")
+        out["beta"] = np.where(too_few | ~np.isfinite(beta), np.nan, beta)
+
+        # Max drawdown: empyrical compounds NaN as 0, the same as dropping the missing day.
+        dd_block = _window(values, pos, drawdown_window)
+        counts = np.isfinite(dd_block).sum(axis=0)
+        too_few = short(counts, "max_drawdown")
+        mdd = np.asarray(empyrical.max_drawdown(dd_block), dtype=float).reshape(-1)
+        out["max_drawdown"] = np.where(too_few, np.nan, mdd)
+
+        # Historical VaR/CVaR: explicit NaN drop per portfolio (empyrical VaR's NaN trap).
+        var_block = _window(values, pos, var_window)
+        counts = np.isfinite(var_block).sum(axis=0)
+        too_few = short(counts, "var/cvar")
+        for j in np.flatnonzero(~too_few):
+            column = var_block[:, j]
+            var, cvar = _historical_var_cvar(column[np.isfinite(column)])
+            out["var_95_1d_hist"][j] = var
+            out["cvar_95_1d_hist"][j] = cvar
+
+    # Collapse the per-metric notes into one line when nothing at all could be computed.
+    for j, note in enumerate(notes):
+        if len(note) == 4 and all("obs < min_obs" in n for n in note):
+            notes[j] = [f"insufficient history: {n_obs[j]} obs < min_obs {min_obs}"]
+
+
+# --- parametric (variance-covariance) VaR -------------------------------------------------
+
+
+def _exposure_sigma(exposures: ArrayLike, position_returns: ArrayLike) -> tuple[float, int]:
+    """Std dev of dollar P&L, sqrt(e' S e), and the number of complete rows used.
+
+    S is the sample covariance (ddof=1) over the rows where every symbol with non-zero exposure
+    has a return (listwise deletion: S stays positive semi-definite). Zero-exposure symbols are
+    ignored, so their missing history does not cost rows. NaN with fewer than 2 complete rows.
+    """
+    e = np.asarray(exposures, dtype=float).reshape(-1)
+    r = np.asarray(position_returns, dtype=float)
+    if r.ndim == 1:
+        r = r.reshape(-1, 1)
+    if r.ndim != 2 or r.shape[1] != e.size:
+        raise ValueError(f"position_returns shape {r.shape} does not match {e.size} exposures")
+    if not np.all(np.isfinite(e)):
+        raise ValueError("exposures must be finite")
+    keep = e != 0
+    e, r = e[keep], r[:, keep]
+    complete = np.isfinite(r).all(axis=1)
+    n = int(complete.sum())
+    if e.size == 0:
+        return 0.0, n
+    if n < 2:
+        return float("nan"), n
+    cov = np.atleast_2d(np.cov(r[complete], rowvar=False, ddof=1))
+    variance = float(e @ cov @ e)
+    return float(np.sqrt(max(variance, 0.0))), n  # clip -1e-20 style rounding residue
+
+
+def parametric_var(exposures: np.ndarray, position_returns: np.ndarray, z: float = Z_95) -> float:
+    """1-day parametric VaR in dollars (positive = loss): ``z * sqrt(e' S e)``.
+
+    ``exposures`` (N,) are signed dollar exposures, ``position_returns`` (T, N) daily returns.
+    Zero-mean P&L is assumed (the expected 1-day P&L is taken as 0; S itself is the ordinary
+    de-meaned sample covariance, ddof=1). Rows with a NaN for any exposed symbol are dropped
+    (listwise); NaN if fewer than 2 complete rows remain.
+    """
+    sigma, _ = _exposure_sigma(exposures, position_returns)
+    return z * sigma
+
+
+def parametric_cvar(exposures: np.ndarray, position_returns: np.ndarray, z: float = Z_95) -> float:
+    """1-day parametric (normal) CVaR in dollars: ``sqrt(e' S e) * phi(z) / (1 - Phi(z))``.
+
+    With the default z, ``1 - Phi(z) = 0.05``: the expected loss beyond the 95% VaR. Same
+    covariance and NaN conventions as `parametric_var`.
+    """
+    sigma, _ = _exposure_sigma(exposures, position_returns)
+    return sigma * float(norm.pdf(z) / norm.sf(z))
+
+
+def rolling_parametric_var(
+    position_exposures: pd.DataFrame,
+    symbol_returns: pd.DataFrame,
+    end_dates: Iterable | None = None,
+    window: int = 60,
+    min_obs: int = 20,
+    z: float = Z_95,
+) -> pd.DataFrame:
+    """Parametric 1-day 95% VaR/CVaR in dollars per (end date, portfolio).
+
+    ``position_exposures``: trade_date, portfolio_id, symbol, exposure (signed dollars; for
+    options the caller passes delta-adjusted exposure on the underlying). Rows are summed per
+    (trade_date, portfolio_id, symbol). ``symbol_returns``: dates x symbols daily returns; the
+    window is its last ``window`` rows at or before the end date (trading days). The exposures of
+    the end date are used; portfolios without exposure rows that day get no output row.
+    ``end_dates`` defaults to every date in ``position_exposures``.
+
+    ``n_obs`` is the number of complete rows (every exposed symbol has a return); below
+    ``min_obs`` the VaR is NaN and ``reason`` says why (also for exposed symbols absent from
+    ``symbol_returns`` and end dates that are not a row of it).
+    Columns: trade_date, portfolio_id, var_95_1d, cvar_95_1d, n_obs, reason.
+    """
+    if min_obs < 2 or window < min_obs:
+        raise ValueError(f"need 2 <= min_obs <= window, got min_obs={min_obs}, window={window}")
+    _require_columns(
+        position_exposures,
+        ("trade_date", "portfolio_id", "symbol", "exposure"),
+        "position_exposures",
+    )
+    exposures = position_exposures[["trade_date", "portfolio_id", "symbol", "exposure"]].copy()
+    exposures["trade_date"] = _date_index(exposures["trade_date"], "position_exposures.trade_date")
+    exposures["exposure"] = exposures["exposure"].astype(float)
+    exposures = exposures.groupby(
+        ["trade_date", "portfolio_id", "symbol"], as_index=False, sort=True
+    )["exposure"].sum()
+    returns = _sorted_wide(symbol_returns, "symbol_returns")
+    ends = exposures["trade_date"].unique() if end_dates is None else end_dates
+    ends = _date_index(ends, "end_dates").unique().sort_values()
+    tail = norm.pdf(z) / norm.sf(z)
+
+    rows: list[tuple] = []
+    by_date = dict(tuple(exposures.groupby("trade_date", sort=False)))
+    for end_date in ends:
+        day = by_date.get(end_date)
+        if day is None:
+            continue
+        pos = returns.index.get_indexer([end_date])[0]
+        block = returns.iloc[max(0, pos - window + 1) : pos + 1] if pos >= 0 else None
+        for portfolio_id, group in day.groupby("portfolio_id", sort=True):
+            symbols = group["symbol"].tolist()
+            e = group["exposure"].to_numpy()
+            if block is None:
+                rows.append(
+                    (end_date, portfolio_id, np.nan, np.nan, 0, "no return row for the end date")
+                )
+                continue
+            unknown = [
+                s for s, x in zip(symbols, e, strict=True) if x != 0 and s not in returns.columns
+            ]
+            sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
+            reason = None
+            if unknown:
+                reason = f"no returns for exposed symbols {sorted(unknown)}"
+                sigma = np.nan
+            elif n < min_obs:
+                reason = f"{n} complete obs < min_obs {min_obs}"
+                sigma = np.nan
+            rows.append((end_date, portfolio_id, z * sigma, sigma * tail, n, reason))
+
+    result = pd.DataFrame(rows, columns=list(PARAMETRIC_VAR_COLUMNS))
+    result["trade_date"] = pd.to_datetime(result["trade_date"])
+    result["n_obs"] = result["n_obs"].astype(int)
+    result["reason"] = result["reason"].astype(object)
+    return result

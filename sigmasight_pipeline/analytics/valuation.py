@@ -1,0 +1,198 @@
+"""Position values, P&L and portfolio aggregation, vectorized over positions x days."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sigmasight_pipeline.analytics.market import close_matrix
+
+MAX_CARRY_FORWARD_SESSIONS = 5
+POSITION_COUNT_COLUMNS = {
+    "LONG": "long_count",
+    "SHORT": "short_count",
+    "LC": "lc_count",
+    "LP": "lp_count",
+    "SC": "sc_count",
+    "SP": "sp_count",
+}
+
+
+def position_values(
+    positions: pd.DataFrame,
+    prices: pd.DataFrame,
+    sessions: pd.DatetimeIndex,
+    days: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """Value every position on every day of `days` from its entry date on.
+
+    positions: id, portfolio_id, symbol, position_type, quantity, multiplier, entry_price,
+    entry_date, expiry. prices: symbol, trade_date, close, covering `sessions`, which must include
+    the session before days[0] (for daily P&L) and up to MAX_CARRY_FORWARD_SESSIONS before that.
+
+    market value = |q| x price x multiplier; exposure = q x price x multiplier; cost basis =
+    q x entry price x multiplier; unrealized P&L = exposure - cost basis; daily P&L = q x
+    multiplier x (price - previous price), with the entry price as the previous price on the
+    entry day. A missing close is carried forward up to MAX_CARRY_FORWARD_SESSIONS sessions and
+    flagged; beyond that the row is `missing` with NULL values, never a zero.
+    """
+    columns = [
+        "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
+        "multiplier", "entry_date", "entry_price", "price", "price_date", "prev_price",
+        "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl",
+    ]  # fmt: skip
+    if positions.empty or len(days) == 0:
+        return pd.DataFrame(columns=columns)
+
+    closes = close_matrix(prices, sessions)
+    closes = closes.reindex(columns=positions["symbol"].unique())
+    observed = closes.notna()
+    filled = closes.ffill(limit=MAX_CARRY_FORWARD_SESSIONS)
+    price_dates = pd.DataFrame(
+        np.where(observed, closes.index.values[:, None], np.datetime64("NaT")),
+        index=closes.index,
+        columns=closes.columns,
+    ).ffill(limit=MAX_CARRY_FORWARD_SESSIONS)
+    prev_filled = filled.shift(1)
+
+    day_index = pd.DatetimeIndex(days)
+    # Cross join positions x days, then keep the held ones (entered, not past expiry).
+    grid = positions.merge(pd.DataFrame({"trade_date": day_index}), how="cross")
+    entry = pd.to_datetime(grid["entry_date"])
+    expiry = pd.to_datetime(grid["expiry"])
+    held = (entry <= grid["trade_date"]) & (expiry.isna() | (grid["trade_date"] <= expiry))
+    grid = grid[held].reset_index(drop=True)
+    if grid.empty:
+        return pd.DataFrame(columns=columns)
+
+    rows = closes.index.get_indexer(grid["trade_date"])
+    cols = closes.columns.get_indexer(grid["symbol"])
+    price = filled.to_numpy()[rows, cols]
+    prev_price = prev_filled.to_numpy()[rows, cols]
+    price_date = price_dates.to_numpy()[rows, cols]
+    is_observed = observed.to_numpy()[rows, cols]
+
+    qty = grid["quantity"].to_numpy(float)
+    mult = grid["multiplier"].to_numpy(float)
+    entry_price = grid["entry_price"].to_numpy(float)
+    entered_today = (pd.to_datetime(grid["entry_date"]) == grid["trade_date"]).to_numpy()
+    prev_for_pnl = np.where(entered_today, entry_price, prev_price)
+
+    out = pd.DataFrame(
+        {
+            "trade_date": grid["trade_date"],
+            "position_id": grid["id"].astype(int),
+            "portfolio_id": grid["portfolio_id"].astype(int),
+            "symbol": grid["symbol"],
+            "position_type": grid["position_type"],
+            "quantity": qty,
+            "multiplier": mult.astype(int),
+            "entry_date": pd.to_datetime(grid["entry_date"]),
+            "entry_price": entry_price,
+            "price": price,
+            "price_date": pd.to_datetime(price_date),
+            "prev_price": np.where(entered_today, entry_price, prev_price),
+            "price_source": np.where(
+                is_observed, "market", np.where(np.isnan(price), "missing", "carried_forward")
+            ),
+        }
+    )
+    out["market_value"] = np.abs(qty) * price * mult
+    out["exposure"] = qty * price * mult
+    out["cost_basis"] = qty * entry_price * mult
+    out["unrealized_pnl"] = out["exposure"] - out["cost_basis"]
+    out["daily_pnl"] = qty * mult * (price - prev_for_pnl)
+    return out[columns]
+
+
+def portfolio_snapshots(
+    values: pd.DataFrame, sessions: pd.DatetimeIndex, days: pd.DatetimeIndex, window: int = 90
+) -> pd.DataFrame:
+    """Per portfolio and day of `days`: total value, long/short/gross/net exposure, counts, P&L.
+
+    `sessions` runs from `window - 1` sessions before days[0] to days[-1], and `values` holds the
+    position values of those sessions, so window_pnl (P&L over the trailing `window` sessions
+    ending at the day) and window_start are complete.
+    Unpriced positions count in `unpriced_count` and add nothing to the sums.
+    """
+    if values.empty:
+        return pd.DataFrame()
+    v = values.copy()
+    exposure = v["exposure"]
+    v["long_exposure"] = exposure.where(exposure > 0, 0.0)
+    v["short_exposure"] = exposure.where(exposure < 0, 0.0)
+    v["unpriced"] = v["price_source"].eq("missing").astype(int)
+    for ptype, column in POSITION_COUNT_COLUMNS.items():
+        v[column] = v["position_type"].eq(ptype).astype(int)
+    grouped = v.groupby(["portfolio_id", "trade_date"], sort=True)
+    snap = grouped.agg(
+        total_value=("market_value", "sum"),
+        long_exposure=("long_exposure", "sum"),
+        short_exposure=("short_exposure", "sum"),
+        net_exposure=("exposure", "sum"),
+        daily_pnl=("daily_pnl", "sum"),
+        unrealized_pnl=("unrealized_pnl", "sum"),
+        position_count=("position_id", "count"),
+        unpriced_count=("unpriced", "sum"),
+        **{c: (c, "sum") for c in POSITION_COUNT_COLUMNS.values()},
+    ).reset_index()
+    snap["gross_exposure"] = snap["long_exposure"] - snap["short_exposure"]
+
+    # Trailing-window P&L over sessions (rows), per portfolio, on the full session axis.
+    all_days = pd.DatetimeIndex(sessions, name="trade_date")
+    pnl = snap.pivot(index="trade_date", columns="portfolio_id", values="daily_pnl")
+    pnl = pnl.reindex(all_days).fillna(0.0)
+    window_pnl = pnl.rolling(window, min_periods=1).sum()
+    window_start = pd.Series(all_days, index=all_days).shift(window - 1).fillna(all_days[0])
+    stacked = window_pnl.stack().rename("window_pnl").reset_index()
+    snap = snap.merge(stacked, on=["trade_date", "portfolio_id"], how="left")
+    snap["window_start"] = snap["trade_date"].map(window_start)
+    snap = snap[snap["trade_date"].isin(pd.DatetimeIndex(days))]
+    ordered = [
+        "trade_date", "portfolio_id", "total_value", "long_exposure", "short_exposure",
+        "gross_exposure", "net_exposure", "daily_pnl", "window_pnl", "window_start",
+        "unrealized_pnl", "position_count", *POSITION_COUNT_COLUMNS.values(), "unpriced_count",
+    ]  # fmt: skip
+    return snap[ordered].reset_index(drop=True)
+
+
+SNAPSHOT_FACTOR_COLUMNS = {
+    "Market": "beta_market",
+    "Momentum": "beta_momentum",
+    "Value": "beta_value",
+    "Growth": "beta_growth",
+    "Quality": "beta_quality",
+    "Size": "beta_size",
+    "Low Volatility": "beta_low_volatility",
+    "Short Interest": "short_interest_exposure",
+}
+SNAPSHOT_GREEK_COLUMNS = ["delta", "gamma", "theta", "vega", "dollar_delta",
+                          "delta_adjusted_exposure"]  # fmt: skip
+SNAPSHOT_RISK_COLUMNS = ["volatility_ann", "sharpe", "max_drawdown", "var_95_1d", "cvar_95_1d"]
+
+
+def enrich_snapshots(
+    snapshots: pd.DataFrame,
+    portfolio_greeks: pd.DataFrame,
+    factor_exposures: pd.DataFrame,
+    risk_metrics: pd.DataFrame,
+) -> pd.DataFrame:
+    """Add the portfolio-view Greeks, the factor betas and the risk metrics to snapshots."""
+    keys = ["trade_date", "portfolio_id"]
+    if snapshots.empty:
+        return snapshots
+    greeks = portfolio_greeks[portfolio_greeks["view"] == "portfolio"][
+        keys + SNAPSHOT_GREEK_COLUMNS
+    ]
+    betas = (
+        factor_exposures.pivot_table(index=keys, columns="factor", values="beta", aggfunc="last")
+        .rename(columns=SNAPSHOT_FACTOR_COLUMNS)
+        .reindex(columns=list(SNAPSHOT_FACTOR_COLUMNS.values()))
+        .reset_index()
+    )
+    metrics = risk_metrics[keys + SNAPSHOT_RISK_COLUMNS]
+    out = snapshots
+    for part in (greeks, betas, metrics):
+        part = part.assign(trade_date=pd.to_datetime(part["trade_date"]))
+        out = out.merge(part, on=keys, how="left")
+    return out

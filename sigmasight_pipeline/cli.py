@@ -1,0 +1,296 @@
+"""The `sigmasight` command: demo, backfill, dev, db-url, summary, ingest, user, api."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from datetime import date
+
+import pandas as pd
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _quiet_dagster() -> None:
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def _prepare() -> str:
+    from sigmasight_pipeline.resources.instance import prepare_environment
+
+    _say("database: starting/connecting and applying migrations ...")
+    return prepare_environment()
+
+
+def _end_session(value: str | None) -> pd.Timestamp:
+    from sigmasight_pipeline import calendar
+
+    if value:
+        day = pd.Timestamp(value)
+        if not calendar.is_session(day):
+            raise SystemExit(f"--end {value} is not an NYSE trading day")
+        return day
+    return calendar.latest_closed_session()
+
+
+def _run_backfill(days: int, end: str | None) -> bool:
+    from sigmasight_pipeline import runs
+    from sigmasight_pipeline.resources.instance import dagster_instance
+
+    plan = runs.BackfillPlan.ending(_end_session(end), days)
+    outcomes = runs.backfill(dagster_instance(), plan, _say)
+    for outcome in outcomes:
+        state = "succeeded" if outcome.success else "FAILED"
+        _say(
+            f"run {outcome.run_id[:8]} {state}: {outcome.partitions} sessions in "
+            f"{outcome.seconds:.1f} s"
+        )
+    ok = all(o.success for o in outcomes)
+    if not ok:
+        _say("see the failed run in the Dagster UI (`make dev`) for the step's error")
+    return ok
+
+
+def summary_rows(url: str) -> list[dict]:
+    """Latest snapshot per portfolio and the number of trading days it has."""
+    from sigmasight_pipeline.resources.database import connect
+
+    query = """
+        WITH latest AS (
+            SELECT DISTINCT ON (portfolio_id) * FROM sigmasight.portfolio_snapshots
+            ORDER BY portfolio_id, trade_date DESC
+        ), days AS (
+            SELECT portfolio_id, count(*) AS days, min(trade_date) AS first_day
+            FROM sigmasight.portfolio_snapshots GROUP BY portfolio_id
+        )
+        SELECT p.id AS portfolio_id, p.name, u.username, d.days AS trading_days,
+               d.first_day, l.*
+        FROM sigmasight.portfolios p
+        JOIN sigmasight.users u ON u.id = p.owner_id
+        LEFT JOIN latest l ON l.portfolio_id = p.id
+        LEFT JOIN days d ON d.portfolio_id = p.id
+        ORDER BY p.id
+    """
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        names = [d.name for d in cur.description]
+        rows = []
+        for values in cur.fetchall():
+            row = {}
+            for name, value in zip(names, values, strict=True):
+                if name in row:
+                    continue
+                row[name] = value.isoformat() if isinstance(value, date) else value
+            rows.append(row)
+    return rows
+
+
+def _money(value) -> str:
+    return "n/a" if value is None else f"${value:,.0f}"
+
+
+def print_summary(rows: list[dict]) -> None:
+    for row in rows:
+        _say(f"\n{row['username']} / {row['name']} (portfolio {row['portfolio_id']})")
+        if row.get("trade_date") is None:
+            _say("  no snapshots yet")
+            continue
+        _say(
+            f"  as of {row['trade_date']} ({row['trading_days']} trading days since "
+            f"{row['first_day']})"
+        )
+        _say(
+            f"  total value {_money(row['total_value'])}  long {_money(row['long_exposure'])}  "
+            f"short {_money(row['short_exposure'])}  gross {_money(row['gross_exposure'])}  "
+            f"net {_money(row['net_exposure'])}"
+        )
+        _say(
+            f"  daily P&L {_money(row['daily_pnl'])}  P&L since {row['window_start']} "
+            f"{_money(row['window_pnl'])}"
+        )
+        counts = " ".join(
+            f"{k.split('_')[0].upper()} {row[k]}"
+            for k in ("long_count", "short_count", "lc_count", "lp_count", "sc_count", "sp_count")
+        )
+        _say(f"  positions {row['position_count']}: {counts}")
+        extras = [
+            (k, row.get(k))
+            for k in ("beta_market", "volatility_ann", "sharpe", "max_drawdown", "var_95_1d")
+        ]
+        if any(v is not None for _, v in extras):
+            _say("  " + "  ".join(f"{k} {v:,.3f}" for k, v in extras if v is not None))
+        if row.get("unpriced_count"):
+            _say(f"  WARNING: {row['unpriced_count']} positions without a price")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.portfolios import load_demo_portfolios
+    from sigmasight_pipeline.resources.database import transaction
+
+    began = time.perf_counter()
+    url = _prepare()
+    with transaction(url) as conn:
+        loaded = load_demo_portfolios(conn)
+    for result in loaded:
+        _say(f"loaded portfolio {result.portfolio_id}: {result.positions} positions")
+    ok = _run_backfill(args.days, args.end)
+    print_summary(summary_rows(url))
+    _say(f"\ndemo finished in {time.perf_counter() - began:.1f} s; `make dev` opens the UI")
+    return 0 if ok else 1
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    _prepare()
+    return 0 if _run_backfill(args.days, args.end) else 1
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.resources.database import database_url
+
+    print(database_url())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.resources.database import database_url, migrate
+
+    applied = migrate(database_url())
+    _say(f"applied {len(applied)} migrations: {', '.join(applied) or 'none pending'}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    url = _prepare() if not args.json else _prepare_quietly()
+    rows = summary_rows(url)
+    if args.json:
+        print(json.dumps({"portfolios": rows}, indent=2, default=str))
+    else:
+        print_summary(rows)
+    return 0
+
+
+def _prepare_quietly() -> str:
+    from sigmasight_pipeline.resources.instance import prepare_environment
+
+    return prepare_environment()
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.resources.database import PROJECT_ROOT
+
+    _prepare()
+    _say(f"Dagster UI on http://{args.host}:{args.port} (webserver and daemon, same instance)")
+    command = [
+        sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-h", args.host, "-p", str(args.port),
+    ]  # fmt: skip
+    return subprocess.call(command, cwd=PROJECT_ROOT, env=os.environ.copy())
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.portfolios import UserExistsError, create_user
+    from sigmasight_pipeline.resources.database import transaction
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            _say("passwords differ; nothing created")
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        _say("empty password; nothing created")
+        return 2
+    url = _prepare_quietly()
+    try:
+        with transaction(url) as conn:
+            user_id = create_user(conn, args.name, password, "admin" if args.admin else "user")
+    except UserExistsError as exc:
+        _say(str(exc))
+        return 1
+    _say(f"created user {args.name} (id {user_id}, role {'admin' if args.admin else 'user'})")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.intake import ingest_command
+
+    url = _prepare_quietly()
+    return ingest_command(url, args.paths, _say)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.api import serve
+
+    _prepare_quietly()
+    serve(args.host, args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from sigmasight_pipeline.settings import BACKFILL_DAYS
+
+    parser = argparse.ArgumentParser(prog="sigmasight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="database, demo users and portfolios, 90-day backfill")
+    demo.add_argument("--days", type=int, default=BACKFILL_DAYS)
+    demo.add_argument("--end", help="last trading day (default: the latest closed session)")
+    demo.set_defaults(func=cmd_demo)
+
+    backfill = sub.add_parser("backfill", help="materialize the last N trading days in one run")
+    backfill.add_argument("--days", type=int, default=BACKFILL_DAYS)
+    backfill.add_argument("--end", help="last trading day (default: the latest closed session)")
+    backfill.set_defaults(func=cmd_backfill)
+
+    sub.add_parser(
+        "db-url", help="print the database URL (starts the embedded server)"
+    ).set_defaults(func=cmd_db_url)
+    sub.add_parser("migrate", help="apply pending migrations in sql/").set_defaults(
+        func=cmd_migrate
+    )
+
+    summary = sub.add_parser("summary", help="latest snapshot per portfolio")
+    summary.add_argument("--json", action="store_true")
+    summary.set_defaults(func=cmd_summary)
+
+    dev = sub.add_parser("dev", help="Dagster UI and daemon on the same instance")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+
+    ingest = sub.add_parser("ingest", help="load portfolio CSVs (the inbox, or the paths given)")
+    ingest.add_argument("paths", nargs="*")
+    ingest.set_defaults(func=cmd_ingest)
+
+    user = sub.add_parser("user", help="manage users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="create a user; password from a prompt or stdin")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true")
+    add.set_defaults(func=cmd_user_add)
+
+    api = sub.add_parser("api", help="serve the read API (needs SIGMASIGHT_JWT_SECRET)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(func=cmd_api)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_dagster()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""The one Definitions object of the code location."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from sigmasight_pipeline.assets import factors, greeks, market, portfolio, risk
+from sigmasight_pipeline.assets.common import positions_spec
+from sigmasight_pipeline.resources.database import PostgresResource
+from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
+from sigmasight_pipeline.resources.market_data import MarketDataResource
+
+defs = Definitions(
+    assets=[
+        positions_spec,
+        *load_assets_from_modules([market, portfolio, greeks, factors, risk]),
+    ],
+    resources={
+        "io_manager": PostgresPandasIOManager(),
+        "database": PostgresResource(),
+        "market_data": MarketDataResource(),
+    },
+)

@@ -1,0 +1,169 @@
+"""Launching runs on the Dagster instance: the windowed backfill and per-run progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from dagster import AssetKey, DagsterEventType, DagsterInstance
+
+from sigmasight_pipeline import calendar
+from sigmasight_pipeline.settings import BACKFILL_DAYS
+
+# Sessions of history the windows read before the first backfilled day: 60-session betas and
+# volatilities need 60 returns, which need 61 closes.
+LOOKBACK_SESSIONS = 61
+MARKET_ASSETS = ("securities", "prices", "returns", "short_interest")
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """The sessions a backfill of `days` sessions ending at `end` covers."""
+
+    window: pd.DatetimeIndex
+    history: pd.DatetimeIndex
+
+    @classmethod
+    def ending(cls, end: pd.Timestamp, days: int = BACKFILL_DAYS) -> BackfillPlan:
+        window = calendar.last_sessions(end, days)
+        return cls(window, calendar.previous_sessions(window[0], LOOKBACK_SESSIONS))
+
+    @staticmethod
+    def key(day: pd.Timestamp) -> str:
+        return day.strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    success: bool
+    seconds: float
+    partitions: int
+
+
+def range_tags(start: str, end: str) -> dict[str, str]:
+    """The tags Dagster uses for a single run over a partition range."""
+    return {RANGE_START_TAG: start, RANGE_END_TAG: end}
+
+
+def _speed_up_event_storage(instance: DagsterInstance) -> None:
+    """dagster-postgres opens a new connection for every event unless told to keep a pool,
+    as its webserver does; an in-process backfill writes thousands of events."""
+    storage = instance.event_log_storage
+    if hasattr(storage, "optimize_for_webserver"):
+        storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
+    run_storage = instance.run_storage
+    if hasattr(run_storage, "optimize_for_webserver"):
+        run_storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
+
+
+def _watch_steps(instance: DagsterInstance, run_id: str, progress: Progress, stop: threading.Event):
+    kinds = {
+        DagsterEventType.STEP_START,
+        DagsterEventType.STEP_SUCCESS,
+        DagsterEventType.STEP_FAILURE,
+    }
+    began, shown = time.perf_counter(), 0
+    while True:
+        stopping = stop.wait(0.5)
+        entries = instance.all_logs(run_id, of_type=kinds)
+        for entry in entries[shown:]:
+            event = entry.dagster_event
+            if event is None:
+                continue
+            verb = {
+                DagsterEventType.STEP_START: "started",
+                DagsterEventType.STEP_SUCCESS: "done",
+                DagsterEventType.STEP_FAILURE: "FAILED",
+            }[event.event_type]
+            progress(f"  [{time.perf_counter() - began:5.1f}s] {event.step_key}: {verb}")
+        shown = len(entries)
+        if stopping:
+            return
+
+
+def materialize(
+    instance: DagsterInstance,
+    assets: Sequence[str],
+    start: str | None = None,
+    end: str | None = None,
+    progress: Progress | None = None,
+    tags: dict[str, str] | None = None,
+) -> RunOutcome:
+    """One in-process run on the instance materializing `assets` over [start, end]."""
+    from sigmasight_pipeline.definitions import defs
+
+    _speed_up_event_storage(instance)
+    job = defs.get_implicit_global_asset_job_def()
+    run_id = str(uuid.uuid4())
+    run_tags = dict(tags or {})
+    if start and end:
+        run_tags.update(range_tags(start, end))
+    stop = threading.Event()
+    watcher = None
+    if progress:
+        watcher = threading.Thread(
+            target=_watch_steps, args=(instance, run_id, progress, stop), daemon=True
+        )
+        watcher.start()
+    began = time.perf_counter()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[AssetKey(a) for a in assets],
+            tags=run_tags,
+            run_id=run_id,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    finally:
+        stop.set()
+        if watcher:
+            watcher.join()
+    partitions = len(calendar.sessions(start, end)) if start and end else 0
+    return RunOutcome(run_id, result.success, time.perf_counter() - began, partitions)
+
+
+def partitioned_assets() -> list[str]:
+    from sigmasight_pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    return sorted(
+        key.to_user_string()
+        for key in graph.materializable_asset_keys
+        if graph.get(key).partitions_def is not None
+    )
+
+
+def backfill(
+    instance: DagsterInstance, plan: BackfillPlan, progress: Progress | None = None
+) -> list[RunOutcome]:
+    """Two runs: market data over the lookback history and the window (so every day of the
+    window has full 60-session betas and volatilities), then every other asset over the
+    window in one run."""
+    say = progress or (lambda _: None)
+    first, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
+    window_start = plan.key(plan.window[0])
+    market = [a for a in MARKET_ASSETS if a in set(partitioned_assets()) | {"securities"}]
+    say(f"market data {first}..{last} ({len(plan.history) + len(plan.window)} sessions): one run")
+    outcomes = [materialize(instance, market, first, last, progress)]
+    if not outcomes[-1].success:
+        return outcomes
+    rest = [a for a in partitioned_assets() if a not in MARKET_ASSETS]
+    say(f"portfolio analytics {window_start}..{last} ({len(plan.window)} sessions): one run")
+    outcomes.append(materialize(instance, rest, window_start, last, progress))
+    return outcomes
+
+
+def materialized_days(instance: DagsterInstance, asset: str = "portfolio_snapshots") -> list[str]:
+    """Partition keys of `asset` that have been materialized on this instance."""
+    records = instance.get_materialized_partitions(AssetKey(asset))
+    return sorted(records)
