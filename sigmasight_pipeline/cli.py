@@ -154,9 +154,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    from sigmasight_pipeline.resources.database import database_url
-
-    print(database_url())
+    print(_prepare_quietly())
     return 0
 
 

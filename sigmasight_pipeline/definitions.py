@@ -7,12 +7,15 @@ from sigmasight_pipeline.assets.common import positions_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
+from sigmasight_pipeline.schedules import daily_after_close, daily_update_job, weekly_backfill
 
 defs = Definitions(
     assets=[
         positions_spec,
         *load_assets_from_modules([market, portfolio, greeks, factors, risk]),
     ],
+    jobs=[daily_update_job],
+    schedules=[daily_after_close, weekly_backfill],
     resources={
         "io_manager": PostgresPandasIOManager(),
         "database": PostgresResource(),

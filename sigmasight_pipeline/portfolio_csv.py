@@ -21,6 +21,7 @@ Limits: MAX_FILE_BYTES (checked before reading) and MAX_ROWS data rows.
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import re
 from dataclasses import asdict, dataclass, field
@@ -200,7 +201,7 @@ def validate_portfolio_text(
     if table.fatal:
         raise PortfolioCSVError(path, table.errors)
     checks = _Checks(table.cells, today)
-    errors = table.errors + _validate(table, checks)
+    errors = sorted(table.errors + _validate(table, checks), key=_error_order)
     if errors:
         raise PortfolioCSVError(path, errors)
     return ParsedPortfolio(path, _positions(checks))
@@ -497,13 +498,13 @@ def _validate(table: _Table, checks: _Checks) -> list[RowError]:
         return []
     except SchemaErrors as exc:
         failures = exc.failure_cases
-    errors = [_row_error(f, table, checks) for f in failures.itertuples(index=False)]
-    errors.sort(key=lambda e: (e.row or 0, _field_order(e.field)))
-    return errors
+    return [_row_error(f, table, checks) for f in failures.itertuples(index=False)]
 
 
-def _field_order(name: str) -> int:
-    return COLUMNS.index(name) if name in COLUMNS else -1
+def _error_order(error: RowError) -> tuple[int, int]:
+    """File-level errors first, then by line, then in column order."""
+    column = COLUMNS.index(error.field) if error.field in COLUMNS else -1
+    return (error.row or 0, column)
 
 
 def _shorten(value: object) -> str | None:
@@ -517,9 +518,11 @@ def _row_error(failure, table: _Table, checks: _Checks) -> RowError:
     """One pandera failure case as a RowError with a reason a person can act on."""
     name = str(failure.check)
     if name == "column_in_schema":
-        expected = ", ".join(COLUMNS)
-        reason = f"unknown column (expected {expected}; tags is optional)"
-        return RowError(table.header_line, str(failure.failure_case), None, reason)
+        column = str(failure.failure_case)
+        close = difflib.get_close_matches(column, COLUMNS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        reason = f"unknown column ({hint}expected {', '.join(COLUMNS)}; tags is optional)"
+        return RowError(table.header_line, column, None, reason)
     if name == "column_in_dataframe":
         column = str(failure.failure_case)
         return RowError(table.header_line, column, None, "required column is missing")

@@ -119,7 +119,9 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 
 def get_user_id(conn: psycopg.Connection, username: str) -> int | None:
-    row = conn.execute("SELECT id FROM sigmasight.users WHERE username = %s", (username,)).fetchone()
+    """The user's id, or None."""
+    query = "SELECT id FROM sigmasight.users WHERE username = %s"
+    row = conn.execute(query, (username,)).fetchone()
     return None if row is None else int(row[0])
 
 

@@ -102,7 +102,7 @@ def materialize(
     from sigmasight_pipeline.definitions import defs
 
     _speed_up_event_storage(instance)
-    job = defs.get_implicit_global_asset_job_def()
+    job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     run_tags = dict(tags or {})
     if start and end:

@@ -53,3 +53,49 @@ def db_url() -> Iterator[str]:
         yield url
     finally:
         drop_database(server, name)
+
+
+DEMO_END = "2026-11-20"
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(db_url: str, tmp_path_factory: pytest.TempPathFactory):
+    """The real Dagster instance (dagster.yaml, dagster-postgres) on the test database, with
+    DATABASE_URL pointing every resource at that database."""
+    import os
+
+    from dagster import DagsterInstance
+
+    from sigmasight_pipeline.resources.instance import prepare_environment
+
+    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DATABASE_URL")}
+    os.environ["DAGSTER_HOME"] = str(tmp_path_factory.mktemp("dagster_home"))
+    prepare_environment(db_url, write_dotenv=False)
+    instance = DagsterInstance.get()
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def demo_backfill(db_url: str, dagster_instance):
+    """Demo users and portfolios loaded and the 90-session backfill ending DEMO_END run (the
+    two runs `sigmasight demo` makes). Returns the plan and the run outcomes."""
+    import pandas as pd
+
+    from sigmasight_pipeline import runs
+    from sigmasight_pipeline.portfolios import load_demo_portfolios
+    from sigmasight_pipeline.resources.database import transaction
+
+    with transaction(db_url) as conn:
+        load_demo_portfolios(conn, today=pd.Timestamp(DEMO_END).date())
+    plan = runs.BackfillPlan.ending(pd.Timestamp(DEMO_END))
+    outcomes = runs.backfill(dagster_instance, plan)
+    assert all(o.success for o in outcomes), outcomes
+    return plan, outcomes

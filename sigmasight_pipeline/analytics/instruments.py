@@ -99,6 +99,11 @@ def _joined(values: np.ndarray) -> str | None:
     return joined if joined.count("\n") == max(len(values) - 1, 0) else None
 
 
+def _as_str(values: pd.Series) -> pd.Series:
+    """Object Series of str ("" for missing values)."""
+    return values.astype(object).where(values.notna(), "").astype(str).astype(object)
+
+
 def _unnamed(regex: str) -> str:
     return re.sub(r"\(\?P<\w+>", "(?:", regex)
 
@@ -121,7 +126,7 @@ def normalize_symbols(symbols: pd.Series) -> pd.Series:
 
     Each pass runs only if a check over the joined values says it changes something.
     """
-    s = symbols.astype(object).where(symbols.notna(), "").astype(str).astype(object)
+    s = _as_str(symbols)
     joined = "\n".join(s.to_numpy())
     if re.search(r"(?:^|\n)[^\S\n]|[^\S\n](?:\n|$)", joined):
         s = s.str.strip()
@@ -142,7 +147,7 @@ def parse_occ_symbols(symbols: pd.Series) -> pd.DataFrame:
     positive strike), `underlying`, `option_right`, `expiry` (datetime64, NaT unless a real
     date), `strike` (float, NaN unless is_occ). Rows that are not OCC-shaped have NA parts.
     """
-    values = symbols.astype(object).where(symbols.notna(), "")
+    values = _as_str(symbols)
     lengths = np.fromiter(map(len, values.to_numpy()), dtype=np.int64, count=len(values))
     candidates = values[lengths >= OCC_MIN_LENGTH]  # only these can be OCC: regex on them only
     if candidates.empty:
@@ -181,13 +186,13 @@ def _extract_occ(values: pd.Series) -> pd.DataFrame:
 def stock_symbol_mask(symbols: pd.Series, occ: pd.DataFrame | None = None) -> pd.Series:
     """True where a normalized symbol is a stock ticker (`occ`: its parse, to skip options)."""
     rest = symbols if occ is None else symbols[~occ["is_occ"].to_numpy()]
-    mask = match_mask(rest.astype(object).where(rest.notna(), ""), STOCK_REGEX)
+    mask = match_mask(_as_str(rest), STOCK_REGEX)
     return mask.reindex(symbols.index, fill_value=False).astype(bool)
 
 
 def option_like_mask(symbols: pd.Series) -> pd.Series:
     """True where a normalized symbol looks like an (maybe malformed) option symbol."""
-    return match_mask(symbols.astype(object).where(symbols.notna(), ""), OPTION_LIKE_REGEX)
+    return match_mask(_as_str(symbols), OPTION_LIKE_REGEX)
 
 
 def describe_positions(

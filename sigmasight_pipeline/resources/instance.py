@@ -17,7 +17,7 @@ from sigmasight_pipeline.resources.database import (
 INSTANCE_YAML = PROJECT_ROOT / "dagster.yaml"
 
 
-def prepare_environment(url: str | None = None) -> str:
+def prepare_environment(url: str | None = None, write_dotenv: bool = True) -> str:
     """Database up and migrated, Dagster pointed at it; returns the database URL.
 
     Sets DATABASE_URL (so child processes such as `dagster dev` use the same server),
@@ -35,7 +35,23 @@ def prepare_environment(url: str | None = None) -> str:
     if not link.exists():
         link.symlink_to(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
+    if write_dotenv:
+        _write_dotenv()
     return url
+
+
+DOTENV_KEYS = ("DAGSTER_HOME", "SIGMASIGHT_DAGSTER_PG_URL", "DATABASE_URL")
+
+
+def _write_dotenv() -> None:
+    """Write `.env` in the checkout (git-ignored): the plain `dagster` CLI loads it before it
+    opens the instance, so `dagster asset materialize ...` run here uses the same instance and
+    database as the last `sigmasight` command."""
+    lines = [f"{key}={os.environ[key]}" for key in DOTENV_KEYS]
+    text = "# written by sigmasight; the dagster CLI reads it\n" + "\n".join(lines) + "\n"
+    path = PROJECT_ROOT / ".env"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def dagster_instance() -> DagsterInstance:

@@ -1,0 +1,455 @@
+"""The read-only HTTP API (`sigmasight api`): a thin FastAPI layer over `SigmaSightReader`.
+
+Routes (under /api/v1, PRD section 3): `POST /auth/login`, `GET /portfolios`, `GET /portfolio`,
+`GET /positions`, `GET /risk/greeks`, `GET /risk/factors`, `GET /risk/metrics`,
+`GET /portfolio/snapshots`, `GET /tags`. OpenAPI at /docs (and /openapi.json).
+
+Every route but login needs `Authorization: Bearer <token>` (HS256 JWT, signed with
+`SIGMASIGHT_JWT_SECRET`). Per-portfolio routes take `portfolio_id` (default: the caller's first
+portfolio). A user reads only their own portfolios; the admin role reads all. The role is
+re-read from the database on every request, so demoting or deleting a user takes effect at once.
+
+Errors are JSON `{"detail": ...}`: 401 for a missing, malformed, badly signed or expired token;
+404 for a portfolio the caller may not read, exactly as for one that does not exist; 404 with a
+reason when the portfolio has no data for the day; 422 with `detail[].field` naming the
+parameter; 503 when the database is unreachable; 500 otherwise. No SQL, no traceback.
+"""
+
+import logging
+import os
+import time
+import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Annotated, Any, Literal
+
+import jwt
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, field_validator
+
+from sigmasight_pipeline.resources.read_api import (
+    POSITION_TYPES,
+    FactorExposures,
+    Greeks,
+    GreeksView,
+    GroupBy,
+    NoDataError,
+    Overview,
+    PortfolioRef,
+    Positions,
+    RiskMetrics,
+    SigmaSightReader,
+    SnapshotHistory,
+    Tag,
+    TagMode,
+)
+
+__all__ = ["API_PREFIX", "SECRET_ENV", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+SECRET_ENV = "SIGMASIGHT_JWT_SECRET"
+MIN_SECRET_BYTES = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
+JWT_ALGORITHM = "HS256"
+DEFAULT_TOKEN_TTL_S = 86400
+MAX_PG_INT = 2**31 - 1
+MAX_TAG_LENGTH = 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Request and response bodies
+
+
+def _check_text(value: str, what: str) -> str:
+    """Refuse text PostgreSQL or argon2 cannot take: NUL / control characters, lone surrogates."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid UTF-8 text") from None
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError(f"{what} must not contain control characters")
+    return value
+
+
+class LoginRequest(BaseModel):
+    """PRD 3.5: username and password."""
+
+    username: str = Field(min_length=1, max_length=150, examples=["demo_user_1"])
+    password: str = Field(min_length=1, max_length=1024, examples=["demo123"])
+
+    @field_validator("username", "password")
+    @classmethod
+    def _text(cls, value: str, info: Any) -> str:
+        return _check_text(value, info.field_name)
+
+
+class LoginResponse(BaseModel):
+    """PRD 3.5: the token, its lifetime in seconds, and the caller's first portfolio."""
+
+    token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    portfolio_id: int | None
+
+
+class ErrorBody(BaseModel):
+    """Every error but 422."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One invalid parameter: `field` names it, `loc` says where (query, body, ...)."""
+
+    field: str | None
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """422: the parameters that failed validation."""
+
+    detail: list[FieldError]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "missing, invalid or expired token"},
+    404: {"model": ErrorBody, "description": "no such portfolio for this caller, or no data"},
+    422: {"model": ValidationErrorBody, "description": "invalid parameters"},
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def _field_error(location: str, name: str, message: str) -> RequestValidationError:
+    error = {"loc": (location, name), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
+
+
+def _field_errors(errors: Any) -> list[dict[str, Any]]:
+    out = []
+    for error in errors:
+        loc = [p if isinstance(p, int) else str(p) for p in error.get("loc", ())]
+        names = [p for p in loc if isinstance(p, str) and p not in ("query", "body", "path")]
+        message = str(error.get("msg", "invalid value"))
+        out.append(
+            {
+                "field": names[-1] if names else (loc[-1] if loc else None),
+                "loc": loc,
+                "msg": message.removeprefix("Value error, "),
+                "type": str(error.get("type", "value_error")),
+            }
+        )
+    return out
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _field_errors(exc.errors())}, status_code=422)
+
+
+async def _on_no_data(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+async def _on_database_down(request: Request, exc: Exception) -> JSONResponse:
+    log.error("database unavailable: %s", exc)
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    return [v for v in items if v] or None
+
+
+def _types_param(
+    types: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description=f"comma-separated position types: {', '.join(POSITION_TYPES)}",
+            examples=["LONG,LC"],
+        ),
+    ] = None,
+) -> list[str] | None:
+    items = _split(types)
+    if items is None:
+        return None
+    upper = [t.upper() for t in items]
+    bad = [t for t in items if t.upper() not in POSITION_TYPES]
+    if bad:
+        raise _field_error(
+            "query", "types", f"unknown position type(s) {bad}; expected {list(POSITION_TYPES)}"
+        )
+    return list(dict.fromkeys(upper))
+
+
+def _tags_param(
+    tags: Annotated[
+        str | None,
+        Query(max_length=2000, description="comma-separated tag names", examples=["momentum,tech"]),
+    ] = None,
+) -> list[str] | None:
+    items = _split(tags)
+    if items is None:
+        return None
+    for item in items:
+        try:
+            _check_text(item, "tag")
+        except ValueError as exc:
+            raise _field_error("query", "tags", str(exc)) from None
+        if len(item) > MAX_TAG_LENGTH:
+            message = f"a tag name is at most {MAX_TAG_LENGTH} characters"
+            raise _field_error("query", "tags", message)
+    return items
+
+
+PortfolioIdParam = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_PG_INT, description="default: the caller's first portfolio"),
+]
+AsOfParam = Annotated[
+    date | None,
+    Query(description="trading day; default: the portfolio's latest fully materialized day"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+class Caller(BaseModel):
+    """The user a valid token names."""
+
+    id: int
+    username: str
+    role: str
+
+
+def create_app(
+    reader: SigmaSightReader, jwt_secret: str, token_ttl_s: int = DEFAULT_TOKEN_TTL_S
+) -> FastAPI:
+    """The FastAPI app over `reader`; tokens are signed with `jwt_secret` (HS256)."""
+    if not jwt_secret or not jwt_secret.strip():
+        raise ValueError("a JWT secret is required")
+    if token_ttl_s <= 0:
+        raise ValueError("token_ttl_s must be positive")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        reader.close()
+
+    app = FastAPI(
+        title="SigmaSight read API",
+        version="1.0.0",
+        description=(__doc__ or "").split("\n\n", 1)[1],
+        lifespan=lifespan,
+        debug=False,
+    )
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(NoDataError, _on_no_data)
+    app.add_exception_handler(psycopg.OperationalError, _on_database_down)
+    app.add_exception_handler(Exception, _on_error)
+    app.state.reader = reader
+
+    bearer = HTTPBearer(auto_error=False, description="the token from POST /api/v1/auth/login")
+
+    def issue_token(user_id: int, username: str, role: str) -> str:
+        now = int(time.time())
+        claims = {
+            "sub": str(user_id),
+            "username": username,
+            "role": role,
+            "iat": now,
+            "exp": now + token_ttl_s,
+        }
+        return jwt.encode(claims, jwt_secret, algorithm=JWT_ALGORITHM)
+
+    def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
+        if credentials is None:
+            raise _unauthorized("not authenticated")
+        try:
+            claims = jwt.decode(
+                credentials.credentials,
+                jwt_secret,
+                algorithms=[JWT_ALGORITHM],
+                options={"require": ["exp", "iat", "sub"]},
+            )
+            return Caller(
+                id=int(claims["sub"]),
+                username=str(claims.get("username", "")),
+                role=str(claims.get("role", "user")),
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("token expired") from None
+        except Exception:  # malformed, bad signature, missing claims, non-integer subject
+            raise _unauthorized("invalid token") from None
+
+    CallerDep = Annotated[Caller, Depends(caller)]
+
+    def portfolio(who: CallerDep, portfolio_id: PortfolioIdParam = None) -> PortfolioRef:
+        access = reader.resolve_portfolio(who.id, portfolio_id)
+        if not access.user_exists:
+            raise _unauthorized("user no longer exists")
+        if access.portfolio is None:
+            raise HTTPException(404, "portfolio not found")
+        return access.portfolio
+
+    PortfolioDep = Annotated[PortfolioRef, Depends(portfolio)]
+    router = APIRouter(prefix=API_PREFIX)
+
+    @router.post(
+        "/auth/login",
+        response_model=LoginResponse,
+        tags=["auth"],
+        responses={401: ERRORS[401], 422: ERRORS[422]},
+    )
+    def login(body: LoginRequest) -> LoginResponse:
+        """Exchange a username and password for a bearer token (PRD 3.5)."""
+        user = reader.authenticate(body.username, body.password)
+        if user is None:
+            raise _unauthorized("invalid username or password")
+        owned = reader.portfolios_for(user.id, user.role)
+        return LoginResponse(
+            token=issue_token(user.id, user.username, user.role),
+            expires_in=token_ttl_s,
+            portfolio_id=owned[0].id if owned else None,
+        )
+
+    @router.get(
+        "/portfolios",
+        response_model=list[PortfolioRef],
+        tags=["portfolio"],
+        responses={401: ERRORS[401]},
+    )
+    def list_portfolios(who: CallerDep) -> list[PortfolioRef]:
+        """The portfolios the caller may read (their own first; all of them for an admin)."""
+        access = reader.resolve_portfolio(who.id)
+        if not access.user_exists:
+            raise _unauthorized("user no longer exists")
+        return reader.portfolios_for(who.id, access.role or "user")
+
+    @router.get("/portfolio", response_model=Overview, tags=["portfolio"], responses=ERRORS)
+    def get_overview(p: PortfolioDep, as_of: AsOfParam = None) -> Overview:
+        """Total value, long/short/gross/net exposure, daily/MTD/YTD P&L, counts by type."""
+        return reader.overview(p.id, as_of)
+
+    @router.get("/positions", response_model=Positions, tags=["positions"], responses=ERRORS)
+    def get_positions(
+        p: PortfolioDep,
+        types: Annotated[list[str] | None, Depends(_types_param)],
+        tags: Annotated[list[str] | None, Depends(_tags_param)],
+        tag_mode: Annotated[
+            TagMode, Query(alias="tagMode", description="match any or all of the tags")
+        ] = "any",
+        group_by: Annotated[GroupBy | None, Query(alias="groupBy")] = None,
+        as_of: AsOfParam = None,
+    ) -> Positions:
+        """Positions with market value, exposure and P&L; filter by type and tags, group."""
+        return reader.positions(p.id, as_of, types, tags, tag_mode, group_by)
+
+    @router.get("/risk/greeks", response_model=Greeks, tags=["risk"], responses=ERRORS)
+    def get_greeks(
+        p: PortfolioDep, view: GreeksView = "portfolio", as_of: AsOfParam = None
+    ) -> Greeks:
+        """Greeks of the whole portfolio, its longs or its shorts, with the positions'."""
+        return reader.greeks(p.id, view, as_of)
+
+    @router.get("/risk/factors", response_model=FactorExposures, tags=["risk"], responses=ERRORS)
+    def get_factors(p: PortfolioDep, as_of: AsOfParam = None) -> FactorExposures:
+        """Beta and dollar exposure to the eight factors."""
+        return reader.factor_exposures(p.id, as_of)
+
+    @router.get("/risk/metrics", response_model=RiskMetrics, tags=["risk"], responses=ERRORS)
+    def get_metrics(p: PortfolioDep, as_of: AsOfParam = None) -> RiskMetrics:
+        """Beta, volatility, Sharpe, Sortino, max drawdown, VaR and CVaR."""
+        return reader.risk_metrics(p.id, as_of)
+
+    @router.get(
+        "/portfolio/snapshots", response_model=SnapshotHistory, tags=["portfolio"], responses=ERRORS
+    )
+    def get_snapshots(
+        p: PortfolioDep,
+        start: Annotated[date | None, Query(description="first day (default: the first)")] = None,
+        end: Annotated[date | None, Query(description="last day (default: the latest)")] = None,
+    ) -> SnapshotHistory:
+        """Daily snapshots over a date range, for charts."""
+        if start is not None and end is not None and start > end:
+            raise _field_error("query", "start", "start must not be after end")
+        return reader.snapshots(p.id, start, end)
+
+    @router.get("/tags", response_model=list[Tag], tags=["tags"], responses=ERRORS)
+    def get_tags(who: CallerDep, portfolio_id: PortfolioIdParam = None) -> list[Tag]:
+        """The caller's tags; with `portfolio_id`, the tags of that portfolio's owner."""
+        access = reader.resolve_portfolio(who.id, portfolio_id)
+        if not access.user_exists:
+            raise _unauthorized("user no longer exists")
+        if portfolio_id is None:
+            return reader.tags(who.id)
+        if access.portfolio is None:
+            raise HTTPException(404, "portfolio not found")
+        return reader.tags(access.portfolio.owner_id)
+
+    app.include_router(router)
+    return app
+
+
+def jwt_secret_from_env() -> str:
+    """`SIGMASIGHT_JWT_SECRET`, or SystemExit with what to do when it is missing or short."""
+    secret = os.environ.get(SECRET_ENV, "")
+    hint = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if not secret.strip():
+        raise SystemExit(
+            f"{SECRET_ENV} is not set: the API signs its login tokens with it and will not start "
+            f"without one; {hint}"
+        )
+    if len(secret.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise SystemExit(
+            f"{SECRET_ENV} is too short ({len(secret.encode('utf-8'))} bytes): HS256 needs at "
+            f"least {MIN_SECRET_BYTES}; {hint}"
+        )
+    return secret
+
+
+def serve(host: str, port: int, access_log: bool = True) -> None:
+    """Run the API with uvicorn on host:port; refuses to start without SIGMASIGHT_JWT_SECRET."""
+    import uvicorn
+
+    secret = jwt_secret_from_env()
+    reader = SigmaSightReader()
+    try:
+        reader.check()
+    except psycopg.Error as exc:
+        raise SystemExit(
+            f"the database is not ready ({type(exc).__name__}): run `sigmasight demo` or "
+            "apply the migrations first"
+        ) from None
+    app = create_app(reader, secret)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, server_header=False)

@@ -1,0 +1,205 @@
+"""Integration: the demo backfill materialized into the embedded Postgres, read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sigmasight_pipeline import calendar, runs
+from sigmasight_pipeline.analytics.greeks import bs_greeks
+from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.io_manager import read_frame
+from sigmasight_pipeline.resources.synthetic import SYNTHETIC_RATE, SyntheticMarket, implied_vol_for
+
+
+def table(db_url: str, query: str, params=None) -> pd.DataFrame:
+    with connect(db_url) as conn:
+        return read_frame(conn, query, params)
+
+
+def test_backfill_is_two_runs_and_covers_window_and_history(db_url, demo_backfill):
+    plan, outcomes = demo_backfill
+    assert [o.partitions for o in outcomes] == [151, 90]
+    days = table(db_url, "SELECT DISTINCT trade_date FROM sigmasight.prices ORDER BY 1")
+    assert list(days["trade_date"]) == list(plan.history.append(plan.window))
+    snap_days = table(db_url, "SELECT DISTINCT trade_date FROM sigmasight.portfolio_snapshots")
+    assert sorted(snap_days["trade_date"]) == list(plan.window)
+
+
+def test_prices_match_the_provider_and_cover_every_security(db_url, demo_backfill):
+    plan, _ = demo_backfill
+    prices = table(db_url, "SELECT * FROM sigmasight.prices")
+    securities = table(db_url, "SELECT * FROM sigmasight.securities")
+    stocks = securities[securities["security_type"] != "OPTION"]
+    sessions = plan.history.append(plan.window)
+    assert len(prices[prices["symbol"].isin(stocks["symbol"])]) == len(stocks) * len(sessions)
+    sample = prices.sample(50, random_state=1)
+    expected = SyntheticMarket().daily_bars(
+        sample.assign(trade_date=sample["trade_date"].dt.date)[["symbol", "trade_date"]]
+    )
+    merged = sample.merge(expected.assign(trade_date=pd.to_datetime(expected["trade_date"])),
+                          on=["symbol", "trade_date"], suffixes=("", "_src"))  # fmt: skip
+    assert len(merged) == 50
+    np.testing.assert_allclose(merged["close"], merged["close_src"], rtol=1e-12)
+    assert set(securities["symbol"]) >= {"SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV"}
+
+
+def test_returns_are_close_over_previous_session_close(db_url, demo_backfill):
+    rets = table(
+        db_url, "SELECT * FROM sigmasight.returns WHERE symbol = 'SPY' ORDER BY trade_date"
+    )
+    prices = table(db_url, "SELECT trade_date, close FROM sigmasight.prices WHERE symbol = 'SPY' "
+                           "ORDER BY trade_date")  # fmt: skip
+    expected = prices["close"] / prices["close"].shift(1) - 1
+    np.testing.assert_allclose(rets["daily_return"].to_numpy(), expected.iloc[1:].to_numpy())
+
+
+def test_position_values_follow_the_valuation_rules(db_url, demo_backfill):
+    values = table(
+        db_url,
+        "SELECT v.*, p.close FROM sigmasight.position_values v JOIN sigmasight.prices p "
+        "ON p.symbol = v.symbol AND p.trade_date = v.trade_date",
+    )
+    assert (values["price_source"] == "market").all()
+    np.testing.assert_allclose(values["price"], values["close"])
+    np.testing.assert_allclose(
+        values["market_value"], values["quantity"].abs() * values["price"] * values["multiplier"]
+    )
+    np.testing.assert_allclose(
+        values["exposure"], values["quantity"] * values["price"] * values["multiplier"]
+    )
+    assert (values.loc[values["quantity"] < 0, "exposure"] < 0).all()
+    assert set(
+        values.loc[values["position_type"].isin(["LC", "LP", "SC", "SP"]), "multiplier"]
+    ) == {100}
+    # A position contributes from its entry date on; on the entry day P&L is from the entry price.
+    assert (values["trade_date"] >= values["entry_date"]).all()
+    entry_day = values[values["trade_date"] == values["entry_date"]]
+    assert len(entry_day) > 0
+    np.testing.assert_allclose(
+        entry_day["daily_pnl"],
+        entry_day["quantity"]
+        * entry_day["multiplier"]
+        * (entry_day["price"] - entry_day["entry_price"]),
+    )
+
+
+def test_snapshots_aggregate_position_values(db_url, demo_backfill):
+    snaps = table(db_url, "SELECT * FROM sigmasight.portfolio_snapshots")
+    values = table(db_url, "SELECT * FROM sigmasight.position_values")
+    agg = values.groupby(["trade_date", "portfolio_id"]).agg(
+        value=("market_value", "sum"), net=("exposure", "sum"), pnl=("daily_pnl", "sum"),
+        n=("position_id", "count"),
+    ).reset_index()  # fmt: skip
+    merged = snaps.merge(agg, on=["trade_date", "portfolio_id"])
+    assert len(merged) == len(snaps)
+    np.testing.assert_allclose(merged["total_value"], merged["value"])
+    np.testing.assert_allclose(merged["net_exposure"], merged["net"])
+    np.testing.assert_allclose(merged["daily_pnl"], merged["pnl"])
+    np.testing.assert_allclose(
+        merged["gross_exposure"], merged["long_exposure"] - merged["short_exposure"]
+    )
+    assert (merged["position_count"] == merged["n"]).all()
+    latest = snaps[snaps["trade_date"] == snaps["trade_date"].max()].set_index("portfolio_id")
+    main = latest.loc[1]
+    assert (main["long_count"], main["short_count"]) == (20, 15)
+    assert main[["lc_count", "lp_count", "sc_count", "sp_count"]].sum() == 15
+    assert 2e6 < main["gross_exposure"] < 4.5e6
+
+
+def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_backfill):
+    greeks = table(db_url, "SELECT * FROM sigmasight.position_greeks WHERE source = 'model'")
+    assert len(greeks) > 0 and (greeks["volatility_source"] == "implied").all()
+    expected_vol = greeks["underlying"].map(implied_vol_for)
+    np.testing.assert_allclose(greeks["volatility"], expected_vol, rtol=1e-6)
+    ref = bs_greeks(greeks["underlying_price"], greeks["strike"], greeks["t_years"],
+                    SYNTHETIC_RATE, expected_vol, greeks["position_type"].isin(["LC", "SC"]))  # fmt: skip
+    for g in ("delta", "gamma", "theta", "vega", "rho"):
+        np.testing.assert_allclose(greeks[g], ref[g], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(
+            greeks[f"position_{g}"], greeks[g] * greeks["quantity"] * 100, rtol=1e-12
+        )
+    stocks = table(db_url, "SELECT * FROM sigmasight.position_greeks WHERE source = 'stock'")
+    np.testing.assert_allclose(stocks["position_delta"], stocks["quantity"])
+
+
+def test_factor_betas_recover_the_planted_market_betas(db_url, demo_backfill):
+    plan, _ = demo_backfill
+    betas = table(db_url, "SELECT * FROM sigmasight.factor_betas WHERE factor = 'Market' "
+                          "AND trade_date = %s", (plan.window[-1].date(),))  # fmt: skip
+    assert (betas["n_obs"] == 60).all() and betas["beta"].notna().all()
+    planted = SyntheticMarket().planted_betas(list(betas["symbol"]))["Market"]
+    errors = (betas.set_index("symbol")["beta"] - planted).abs()
+    # 60-session market betas: standard error ~0.2 at the synthetic noise level (see
+    # test_factors for the calibration); 4 standard errors.
+    assert errors.max() < 0.85
+    assert errors.mean() < 0.25
+    first_day = table(db_url, "SELECT n_obs FROM sigmasight.factor_betas WHERE trade_date = %s",
+                      (plan.window[0].date(),))  # fmt: skip
+    assert (first_day["n_obs"] == 60).all(), "the window's first day must have a full window"
+
+
+def test_portfolio_factor_exposures_and_risk_metrics(db_url, demo_backfill):
+    plan, _ = demo_backfill
+    exposures = table(db_url, "SELECT * FROM sigmasight.portfolio_factor_exposures "
+                              "WHERE trade_date = %s", (plan.window[-1].date(),))  # fmt: skip
+    assert exposures.groupby("portfolio_id")["factor"].nunique().eq(8).all()
+    core = exposures[(exposures["portfolio_id"] == 2) & (exposures["factor"] == "Market")]
+    assert 0.5 < core["beta"].iloc[0] < 1.5  # long-only stocks
+    metrics = table(db_url, "SELECT * FROM sigmasight.portfolio_risk_metrics WHERE trade_date = %s",
+                    (plan.window[-1].date(),))  # fmt: skip
+    assert len(metrics) == 3
+    assert metrics[["volatility_ann", "var_95_1d", "cvar_95_1d"]].notna().all().all()
+    assert (metrics["cvar_95_1d"] >= metrics["var_95_1d"]).all()
+    assert (metrics["max_drawdown"] <= 0).all()
+
+
+def test_rerunning_a_range_is_idempotent(db_url, dagster_instance, demo_backfill):
+    plan, _ = demo_backfill
+    before = table(db_url, "SELECT * FROM sigmasight.portfolio_snapshots ORDER BY 1, 2")
+    start, end = plan.key(plan.window[-5]), plan.key(plan.window[-1])
+    outcome = runs.materialize(dagster_instance, runs.partitioned_assets(), start, end)
+    assert outcome.success and outcome.partitions == 5
+    after = table(db_url, "SELECT * FROM sigmasight.portfolio_snapshots ORDER BY 1, 2")
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_failed_write_leaves_the_previous_rows(db_url, dagster_instance, demo_backfill):
+    """A constraint that rejects one day's rows makes the run fail inside the IO manager's
+    transaction; every partition of the range keeps its previous rows."""
+    plan, _ = demo_backfill
+    start, end = plan.window[-3], plan.window[-1]
+    query = "SELECT * FROM sigmasight.position_values WHERE trade_date >= %s ORDER BY 1, 2"
+    before = table(db_url, query, (start.date(),))
+    with connect(db_url) as conn:
+        conn.execute(
+            "ALTER TABLE sigmasight.position_values ADD CONSTRAINT reject_one_day "
+            f"CHECK (trade_date <> DATE '{end.date()}') NOT VALID"
+        )
+        conn.commit()
+    try:
+        outcome = runs.materialize(
+            dagster_instance, ["position_values"], plan.key(start), plan.key(end)
+        )
+    finally:
+        with connect(db_url) as conn:
+            conn.execute("ALTER TABLE sigmasight.position_values DROP CONSTRAINT reject_one_day")
+            conn.commit()
+    assert not outcome.success
+    pd.testing.assert_frame_equal(before, table(db_url, query, (start.date(),)))
+
+
+def test_materialized_partitions_recorded_on_the_instance(dagster_instance, demo_backfill):
+    plan, _ = demo_backfill
+    keys = runs.materialized_days(dagster_instance)
+    assert set(keys) >= {plan.key(d) for d in plan.window}
+
+
+@pytest.mark.parametrize("asset", runs.partitioned_assets())
+def test_every_partitioned_asset_backfills_in_one_run(asset):
+    from sigmasight_pipeline.definitions import defs
+
+    node = defs.resolve_asset_graph().get(__import__("dagster").AssetKey(asset))
+    assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
+    assert node.partitions_def == calendar.trading_day_partitions()
