@@ -185,7 +185,8 @@ def load_portfolio(
     transaction: positions by COPY, tags created per user when first seen, then linked.
 
     UnknownUserError if the user does not exist (nothing is written). Any failure rolls the
-    whole load back, so the previous positions stay as they were.
+    whole load back, so the previous positions stay as they were. On a connection already
+    inside a transaction this is a savepoint, committed with the caller's transaction.
     """
     positions = parsed.positions
     portfolio_name = portfolio_name.strip()

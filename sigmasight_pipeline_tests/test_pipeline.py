@@ -38,8 +38,11 @@ def test_prices_match_the_provider_and_cover_every_security(db_url, demo_backfil
     expected = SyntheticMarket().daily_bars(
         sample.assign(trade_date=sample["trade_date"].dt.date)[["symbol", "trade_date"]]
     )
-    merged = sample.merge(expected.assign(trade_date=pd.to_datetime(expected["trade_date"])),
-                          on=["symbol", "trade_date"], suffixes=("", "_src"))  # fmt: skip
+    merged = sample.merge(
+        expected.assign(trade_date=pd.to_datetime(expected["trade_date"])),
+        on=["symbol", "trade_date"],
+        suffixes=("", "_src"),
+    )
     assert len(merged) == 50
     np.testing.assert_allclose(merged["close"], merged["close_src"], rtol=1e-12)
     assert set(securities["symbol"]) >= {"SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV"}
@@ -49,8 +52,10 @@ def test_returns_are_close_over_previous_session_close(db_url, demo_backfill):
     rets = table(
         db_url, "SELECT * FROM sigmasight.returns WHERE symbol = 'SPY' ORDER BY trade_date"
     )
-    prices = table(db_url, "SELECT trade_date, close FROM sigmasight.prices WHERE symbol = 'SPY' "
-                           "ORDER BY trade_date")  # fmt: skip
+    prices = table(
+        db_url,
+        "SELECT trade_date, close FROM sigmasight.prices WHERE symbol = 'SPY' ORDER BY trade_date",
+    )
     expected = prices["close"] / prices["close"].shift(1) - 1
     np.testing.assert_allclose(rets["daily_return"].to_numpy(), expected.iloc[1:].to_numpy())
 
@@ -88,10 +93,16 @@ def test_position_values_follow_the_valuation_rules(db_url, demo_backfill):
 def test_snapshots_aggregate_position_values(db_url, demo_backfill):
     snaps = table(db_url, "SELECT * FROM sigmasight.portfolio_snapshots")
     values = table(db_url, "SELECT * FROM sigmasight.position_values")
-    agg = values.groupby(["trade_date", "portfolio_id"]).agg(
-        value=("market_value", "sum"), net=("exposure", "sum"), pnl=("daily_pnl", "sum"),
-        n=("position_id", "count"),
-    ).reset_index()  # fmt: skip
+    agg = (
+        values.groupby(["trade_date", "portfolio_id"])
+        .agg(
+            value=("market_value", "sum"),
+            net=("exposure", "sum"),
+            pnl=("daily_pnl", "sum"),
+            n=("position_id", "count"),
+        )
+        .reset_index()
+    )
     merged = snaps.merge(agg, on=["trade_date", "portfolio_id"])
     assert len(merged) == len(snaps)
     np.testing.assert_allclose(merged["total_value"], merged["value"])
@@ -113,8 +124,14 @@ def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_back
     assert len(greeks) > 0 and (greeks["volatility_source"] == "implied").all()
     expected_vol = greeks["underlying"].map(implied_vol_for)
     np.testing.assert_allclose(greeks["volatility"], expected_vol, rtol=1e-6)
-    ref = bs_greeks(greeks["underlying_price"], greeks["strike"], greeks["t_years"],
-                    SYNTHETIC_RATE, expected_vol, greeks["position_type"].isin(["LC", "SC"]))  # fmt: skip
+    ref = bs_greeks(
+        greeks["underlying_price"],
+        greeks["strike"],
+        greeks["t_years"],
+        SYNTHETIC_RATE,
+        expected_vol,
+        greeks["position_type"].isin(["LC", "SC"]),
+    )
     for g in ("delta", "gamma", "theta", "vega", "rho"):
         np.testing.assert_allclose(greeks[g], ref[g], rtol=1e-5, atol=1e-9)
         np.testing.assert_allclose(
@@ -126,8 +143,11 @@ def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_back
 
 def test_factor_betas_recover_the_planted_market_betas(db_url, demo_backfill):
     plan, _ = demo_backfill
-    betas = table(db_url, "SELECT * FROM sigmasight.factor_betas WHERE factor = 'Market' "
-                          "AND trade_date = %s", (plan.window[-1].date(),))  # fmt: skip
+    betas = table(
+        db_url,
+        "SELECT * FROM sigmasight.factor_betas WHERE factor = 'Market' AND trade_date = %s",
+        (plan.window[-1].date(),),
+    )
     assert (betas["n_obs"] == 60).all() and betas["beta"].notna().all()
     planted = SyntheticMarket().planted_betas(list(betas["symbol"]))["Market"]
     errors = (betas.set_index("symbol")["beta"] - planted).abs()
@@ -135,20 +155,29 @@ def test_factor_betas_recover_the_planted_market_betas(db_url, demo_backfill):
     # test_factors for the calibration); 4 standard errors.
     assert errors.max() < 0.85
     assert errors.mean() < 0.25
-    first_day = table(db_url, "SELECT n_obs FROM sigmasight.factor_betas WHERE trade_date = %s",
-                      (plan.window[0].date(),))  # fmt: skip
+    first_day = table(
+        db_url,
+        "SELECT n_obs FROM sigmasight.factor_betas WHERE trade_date = %s",
+        (plan.window[0].date(),),
+    )
     assert (first_day["n_obs"] == 60).all(), "the window's first day must have a full window"
 
 
 def test_portfolio_factor_exposures_and_risk_metrics(db_url, demo_backfill):
     plan, _ = demo_backfill
-    exposures = table(db_url, "SELECT * FROM sigmasight.portfolio_factor_exposures "
-                              "WHERE trade_date = %s", (plan.window[-1].date(),))  # fmt: skip
+    exposures = table(
+        db_url,
+        "SELECT * FROM sigmasight.portfolio_factor_exposures WHERE trade_date = %s",
+        (plan.window[-1].date(),),
+    )
     assert exposures.groupby("portfolio_id")["factor"].nunique().eq(8).all()
     core = exposures[(exposures["portfolio_id"] == 2) & (exposures["factor"] == "Market")]
     assert 0.5 < core["beta"].iloc[0] < 1.5  # long-only stocks
-    metrics = table(db_url, "SELECT * FROM sigmasight.portfolio_risk_metrics WHERE trade_date = %s",
-                    (plan.window[-1].date(),))  # fmt: skip
+    metrics = table(
+        db_url,
+        "SELECT * FROM sigmasight.portfolio_risk_metrics WHERE trade_date = %s",
+        (plan.window[-1].date(),),
+    )
     assert len(metrics) == 3
     assert metrics[["volatility_ann", "var_95_1d", "cvar_95_1d"]].notna().all().all()
     assert (metrics["cvar_95_1d"] >= metrics["var_95_1d"]).all()

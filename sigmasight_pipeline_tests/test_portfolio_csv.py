@@ -240,6 +240,8 @@ def test_missing_and_unknown_columns() -> None:
     errors = rejected(DATA / "unknown_column.csv")
     assert where(errors) == [(1, "notes"), (1, "broker")]
     assert all("unknown column" in e.reason for e in errors)
+    errors = rejected("ticker,quantity,entry_price,entry_date,tag\nAAPL,1,2,2026-01-02,x\n")
+    assert where(errors) == [(1, "tag")] and "did you mean tags?" in errors[0].reason
 
 
 def test_missing_columns_do_not_hide_row_errors() -> None:

@@ -57,7 +57,9 @@ TAGS = [
     (5, 2, "momentum", "#AAAAAA"),
     (6, 1, "Unused", "#999999"),
 ]
-POSITION_TAGS = [(1, 1), (1, 2), (2, 3), (2, 2), (3, 4), (3, 1), (4, 4), (4, 3), (5, 4), (8, 5), (7, 2)]
+POSITION_TAGS = [
+    (1, 1), (1, 2), (2, 3), (2, 2), (3, 4), (3, 1), (4, 4), (4, 3), (5, 4), (8, 5), (7, 2),
+]  # fmt: skip
 
 # position_values: position -> (price, prev price, market value, exposure, cost basis,
 # unrealized P&L, daily P&L). D: AAPL 100 x 160 = 16000, cost 100 x 150 = 15000, daily
@@ -179,7 +181,9 @@ def _insert_dataset(conn: psycopg.Connection) -> None:
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             POSITIONS,
         )
-        cur.executemany(f"INSERT INTO {s}.tags (id, user_id, name, color) VALUES (%s, %s, %s, %s)", TAGS)
+        cur.executemany(
+            f"INSERT INTO {s}.tags (id, user_id, name, color) VALUES (%s, %s, %s, %s)", TAGS
+        )
         cur.executemany(f"INSERT INTO {s}.position_tags VALUES (%s, %s)", POSITION_TAGS)
         for table in ("users", "portfolios", "positions", "tags"):
             cur.execute(f"SELECT setval('{s}.{table}_id_seq', (SELECT max(id) FROM {s}.{table}))")
@@ -361,9 +365,9 @@ def test_overview_no_data(reader: SigmaSightReader) -> None:
 def test_positions_values_and_tags(reader: SigmaSightReader) -> None:
     result = reader.positions(1)
     assert result.as_of == D and result.groups is None
-    assert [p.position_id for p in result.positions] == [3, 1, 4, 5, 6, 2]  # by type, symbol
+    assert [p.position_id for p in result.positions] == [1, 2, 3, 4, 5, 6]  # type order
     for p in result.positions:
-        price, prev, mv, exp, cost, upnl, dpnl = VALUES_D[p.position_id]
+        price, _prev, mv, exp, cost, upnl, dpnl = VALUES_D[p.position_id]
         assert (p.price, p.market_value, p.exposure, p.cost_basis) == (price, mv, exp, cost)
         assert (p.unrealized_pnl, p.daily_pnl, p.price_source) == (upnl, dpnl, "market")
     by_id = {p.position_id: p for p in result.positions}
@@ -629,6 +633,8 @@ def test_queries_can_use_indexes(db_url: str) -> None:
         (q._SNAPSHOTS, {"pid": 1, "start": DAYS[1], "end": D}),
         (q._TAGS, {"uid": 1}),
         (q._RESOLVE_PORTFOLIO, {"uid": 1, "pid": None}),
+        (q._RESOLVE_PORTFOLIO, {"uid": 3, "pid": 2}),
+        (q._PORTFOLIOS_OWNED, {"uid": 1}),
     ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET enable_seqscan = off")

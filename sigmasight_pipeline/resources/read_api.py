@@ -541,26 +541,44 @@ def _clean_names(values: Sequence[str] | None) -> list[str] | None:
 # SQL
 
 _S = "sigmasight"
+# Positions are listed in the PRD's type order (LONG SHORT LC LP SC SP), then by symbol.
+_TYPE_ORDER = "array_position(ARRAY['LONG','SHORT','LC','LP','SC','SP']::text[], {col})"
 
+# The portfolio asked for (if the user may read it), else the user's first, else (admin) the
+# first of all; each branch an index lookup, the first non-empty one wins.
 _RESOLVE_PORTFOLIO = f"""
-SELECT u.role, p.id, p.name, p.owner_id, o.username AS owner_username
-FROM {_S}.users u
-LEFT JOIN LATERAL (
-    SELECT p.id, p.name, p.owner_id
-    FROM {_S}.portfolios p
-    WHERE (p.owner_id = u.id OR u.role = 'admin')
-      AND (%(pid)s::integer IS NULL OR p.id = %(pid)s::integer)
-    ORDER BY (p.owner_id = u.id) DESC, p.id
-    LIMIT 1
-) p ON true
-LEFT JOIN {_S}.users o ON o.id = p.owner_id
-WHERE u.id = %(uid)s
+WITH u AS (SELECT id, role FROM {_S}.users WHERE id = %(uid)s),
+candidates AS (
+    SELECT 1 AS rank, p.id, p.name, p.owner_id
+    FROM u JOIN {_S}.portfolios p ON p.id = %(pid)s::integer
+    WHERE p.owner_id = u.id OR u.role = 'admin'
+    UNION ALL
+    (SELECT 2, p.id, p.name, p.owner_id
+     FROM u JOIN {_S}.portfolios p ON p.owner_id = u.id
+     WHERE %(pid)s::integer IS NULL
+     ORDER BY p.id LIMIT 1)
+    UNION ALL
+    (SELECT 3, p.id, p.name, p.owner_id
+     FROM u CROSS JOIN {_S}.portfolios p
+     WHERE %(pid)s::integer IS NULL AND u.role = 'admin'
+     ORDER BY p.id LIMIT 1)
+)
+SELECT u.role, c.id, c.name, c.owner_id, o.username AS owner_username
+FROM u
+LEFT JOIN LATERAL (SELECT * FROM candidates ORDER BY rank LIMIT 1) c ON true
+LEFT JOIN {_S}.users o ON o.id = c.owner_id
 """
 
-_PORTFOLIOS_FOR = f"""
+_PORTFOLIOS_OWNED = f"""
 SELECT p.id, p.name, p.owner_id, o.username AS owner_username
 FROM {_S}.portfolios p JOIN {_S}.users o ON o.id = p.owner_id
-WHERE %(admin)s OR p.owner_id = %(uid)s
+WHERE p.owner_id = %(uid)s
+ORDER BY p.id
+"""
+
+_PORTFOLIOS_ALL = f"""
+SELECT p.id, p.name, p.owner_id, o.username AS owner_username
+FROM {_S}.portfolios p JOIN {_S}.users o ON o.id = p.owner_id
 ORDER BY (p.owner_id = %(uid)s) DESC, p.id
 """
 
@@ -618,7 +636,7 @@ WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s
       FROM {_S}.position_tags pt JOIN wanted w ON w.id = pt.tag_id
       WHERE pt.position_id = v.position_id
   ) >= %(need)s)
-ORDER BY v.position_type, v.symbol, v.position_id
+ORDER BY {_TYPE_ORDER.format(col="v.position_type")}, v.symbol, v.position_id
 """
 # tag_mode "any": need = 1; "all": need = the number of distinct names asked.
 
@@ -641,7 +659,7 @@ FROM {_S}.position_greeks
 WHERE portfolio_id = %(pid)s AND trade_date = %(day)s
   AND (%(view)s = 'portfolio' OR (%(view)s = 'longs' AND quantity > 0)
        OR (%(view)s = 'shorts' AND quantity < 0))
-ORDER BY position_type, symbol, position_id
+ORDER BY {_TYPE_ORDER.format(col="position_type")}, symbol, position_id
 """
 
 _ANY_GREEKS = f"""
@@ -670,9 +688,7 @@ SELECT trade_date, total_value, long_exposure, short_exposure, gross_exposure, n
        position_count, delta, dollar_delta, beta_market, volatility_ann, sharpe, max_drawdown,
        var_95_1d
 FROM {_S}.portfolio_snapshots
-WHERE portfolio_id = %(pid)s
-  AND (%(start)s::date IS NULL OR trade_date >= %(start)s::date)
-  AND (%(end)s::date IS NULL OR trade_date <= %(end)s::date)
+WHERE portfolio_id = %(pid)s AND trade_date BETWEEN %(start)s AND %(end)s
 ORDER BY trade_date
 """
 
@@ -779,8 +795,8 @@ class SigmaSightReader(ConfigurableResource):
 
     def portfolios_for(self, user_id: int, role: str) -> list[PortfolioRef]:
         """The portfolios a user may read: their own (first), or all of them for an admin."""
-        params = {"uid": user_id, "admin": role == "admin"}
-        rows = self._read(lambda c: self._rows(c, _PORTFOLIOS_FOR, params))
+        query = _PORTFOLIOS_ALL if role == "admin" else _PORTFOLIOS_OWNED
+        rows = self._read(lambda c: self._rows(c, query, {"uid": user_id}))
         return [PortfolioRef(**r) for r in rows]
 
     def resolve_portfolio(self, user_id: int, portfolio_id: int | None = None) -> PortfolioAccess:
@@ -975,7 +991,7 @@ class SigmaSightReader(ConfigurableResource):
         """Daily snapshots in [start, end] (either bound open) for charts; empty if none."""
         if start is not None and end is not None and start > end:
             raise ValueError(f"start ({start}) is after end ({end})")
-        params = {"pid": portfolio_id, "start": start, "end": end}
+        params = {"pid": portfolio_id, "start": start or date.min, "end": end or date.max}
         rows = self._read(lambda c: self._rows(c, _SNAPSHOTS, params))
         return SnapshotHistory(
             portfolio_id=portfolio_id,
