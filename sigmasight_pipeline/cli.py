@@ -54,6 +54,8 @@ def _run_backfill(days: int, end: str | None) -> bool:
             f"run {outcome.run_id[:8]} {state}: {outcome.partitions} sessions in "
             f"{outcome.seconds:.1f} s"
         )
+        for check in outcome.failed_checks:
+            _say(f"  check failed: {check} (details in the Dagster UI)")
     ok = all(o.success for o in outcomes)
     if not ok:
         _say("see the failed run in the Dagster UI (`make dev`) for the step's error")

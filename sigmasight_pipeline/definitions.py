@@ -4,18 +4,22 @@ from dagster import Definitions, load_assets_from_modules
 
 from sigmasight_pipeline.assets import factors, greeks, market, portfolio, risk
 from sigmasight_pipeline.assets.common import positions_spec
+from sigmasight_pipeline.checks import ASSET_CHECKS
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
 from sigmasight_pipeline.schedules import daily_after_close, daily_update_job, weekly_backfill
+from sigmasight_pipeline.sensors import portfolio_inbox_sensor
 
 defs = Definitions(
     assets=[
         positions_spec,
         *load_assets_from_modules([market, portfolio, greeks, factors, risk]),
     ],
+    asset_checks=ASSET_CHECKS,
     jobs=[daily_update_job],
     schedules=[daily_after_close, weekly_backfill],
+    sensors=[portfolio_inbox_sensor],
     resources={
         "io_manager": PostgresPandasIOManager(),
         "database": PostgresResource(),

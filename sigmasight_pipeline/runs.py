@@ -47,6 +47,7 @@ class RunOutcome:
     success: bool
     seconds: float
     partitions: int
+    failed_checks: tuple[str, ...] = ()
 
 
 def range_tags(start: str, end: str) -> dict[str, str]:
@@ -129,7 +130,12 @@ def materialize(
         if watcher:
             watcher.join()
     partitions = len(calendar.sessions(start, end)) if start and end else 0
-    return RunOutcome(run_id, result.success, time.perf_counter() - began, partitions)
+    failed = tuple(
+        e.asset_check_key.to_user_string()
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    )
+    return RunOutcome(run_id, result.success, time.perf_counter() - began, partitions, failed)
 
 
 def partitioned_assets() -> list[str]:

@@ -8,6 +8,7 @@ import pytest
 
 from sigmasight_pipeline import calendar, runs
 from sigmasight_pipeline.analytics.greeks import bs_greeks
+from sigmasight_pipeline.checks import SCHEMAS, validate
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.io_manager import read_frame
 from sigmasight_pipeline.resources.synthetic import SYNTHETIC_RATE, SyntheticMarket, implied_vol_for
@@ -21,6 +22,7 @@ def table(db_url: str, query: str, params=None) -> pd.DataFrame:
 def test_backfill_is_two_runs_and_covers_window_and_history(db_url, demo_backfill):
     plan, outcomes = demo_backfill
     assert [o.partitions for o in outcomes] == [151, 90]
+    assert [o.failed_checks for o in outcomes] == [(), ()]
     days = table(db_url, "SELECT DISTINCT trade_date FROM sigmasight.prices ORDER BY 1")
     assert list(days["trade_date"]) == list(plan.history.append(plan.window))
     snap_days = table(db_url, "SELECT DISTINCT trade_date FROM sigmasight.portfolio_snapshots")
@@ -232,3 +234,18 @@ def test_every_partitioned_asset_backfills_in_one_run(asset):
     node = defs.resolve_asset_graph().get(__import__("dagster").AssetKey(asset))
     assert node.backfill_policy is not None and node.backfill_policy.max_partitions_per_run is None
     assert node.partitions_def == calendar.trading_day_partitions()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_schema_checks_pass_on_the_tables_and_catch_bad_rows(db_url, demo_backfill, name):
+    frame = table(db_url, f"SELECT * FROM sigmasight.{name}")
+    assert validate(name, frame).passed
+    duplicated = pd.concat([frame, frame.head(1)], ignore_index=True)
+    result = validate(name, duplicated)
+    assert not result.passed and result.metadata["failures"].value >= 2
+
+
+def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
+    frame = table(db_url, "SELECT * FROM sigmasight.position_greeks LIMIT 20")
+    frame.loc[3, "delta"] = np.nan
+    assert not validate("position_greeks", frame).passed

@@ -1,0 +1,413 @@
+"""Benchmark: latency and throughput of the read API over HTTP with 100 portfolios loaded.
+
+Run with ``uv run python -m sigmasight_pipeline.benchmarks.api``. It creates a throwaway
+database on the project's server (embedded or DATABASE_URL), loads 50 users x 2 portfolios of
+50 positions each (20 long, 15 short, 15 options: the PRD's sample shape) over 90 NYSE sessions,
+all by set-based SQL, starts the real server (`api.serve`, uvicorn in a subprocess on a free
+127.0.0.1 port), logs every user in over HTTP, then per route measures:
+
+- p50 / p99 latency of sequential requests (one keep-alive client, rotating over the 100
+  portfolios with their owners' tokens), after a short warm-up;
+- requests per second with CONCURRENCY clients in threads.
+
+Each phase is bounded in requests and seconds. The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+
+from sigmasight_pipeline import calendar
+from sigmasight_pipeline.resources.database import (
+    create_database,
+    database_url,
+    drop_database,
+    migrate,
+)
+
+USERS = 50
+PORTFOLIOS_PER_USER = 2
+POSITIONS = 50  # per portfolio: 20 LONG, 15 SHORT, 15 options
+SESSIONS = 90
+LAST_DAY = "2024-06-28"
+PASSWORD = "bench-password"
+WARMUP = 20
+SEQUENTIAL = 300
+CONCURRENT = 400
+CONCURRENCY = 4
+PHASE_SECONDS = 15.0
+LOGINS = 50  # one per user (argon2 verification: the slow route by design)
+
+TAG_NAMES = ["momentum", "tech", "hedge", "options", "value", "core"]
+FACTORS = ["Market", "Momentum", "Value", "Growth", "Quality", "Size", "Low Volatility",
+           "Short Interest"]  # fmt: skip
+
+ROUTES: list[tuple[str, str, dict[str, str]]] = [
+    ("GET /portfolio (overview)", "/portfolio", {}),
+    ("GET /positions", "/positions", {}),
+    ("GET /positions?groupBy=tag&tags=momentum,hedge", "/positions",
+     {"groupBy": "tag", "tags": "momentum,hedge", "tagMode": "any"}),
+    ("GET /positions?types=LC,SC&groupBy=type", "/positions", {"types": "LC,SC", "groupBy": "type"}),
+    ("GET /risk/greeks?view=longs", "/risk/greeks", {"view": "longs"}),
+    ("GET /risk/factors", "/risk/factors", {}),
+    ("GET /risk/metrics", "/risk/metrics", {}),
+    ("GET /portfolio/snapshots (90 days)", "/portfolio/snapshots", {}),
+    ("GET /tags", "/tags", {}),
+]  # fmt: skip
+
+_S = "sigmasight"
+_LOAD = [
+    # Positions: i = 1..50 per portfolio; types by i, options on the stock underlyings.
+    f"""
+    INSERT INTO {_S}.positions (portfolio_id, symbol, quantity, entry_price, entry_date,
+        position_type, underlying, option_right, strike, expiry, multiplier)
+    SELECT pf.id, x.symbol, x.quantity, x.entry_price, %(first)s, x.ptype, x.underlying,
+           CASE WHEN x.ptype IN ('LC', 'SC') THEN 'C' WHEN x.ptype IN ('LP', 'SP') THEN 'P' END,
+           CASE WHEN x.ptype IN ('LONG', 'SHORT') THEN NULL ELSE 100.0 END,
+           CASE WHEN x.ptype IN ('LONG', 'SHORT') THEN NULL ELSE DATE '2025-01-17' END,
+           CASE WHEN x.ptype IN ('LONG', 'SHORT') THEN 1 ELSE 100 END
+    FROM {_S}.portfolios pf
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN i <= 35 THEN 'STK' || i ELSE 'OPT' || i END AS symbol,
+               t.ptype,
+               CASE t.ptype WHEN 'LONG' THEN 100 + 10 * i WHEN 'SHORT' THEN -(50 + 5 * i)
+                    WHEN 'LC' THEN 1 + i %% 5 WHEN 'LP' THEN 1 + i %% 5
+                    ELSE -(1 + i %% 5) END::double precision AS quantity,
+               CASE WHEN i <= 35 THEN 50 + (i * 7) %% 300 ELSE 2 + i %% 10 END::double precision
+                   AS entry_price,
+               'STK' || (1 + i %% 35) AS underlying
+        FROM generate_series(1, {POSITIONS}) AS i
+        CROSS JOIN LATERAL (SELECT CASE WHEN i <= 20 THEN 'LONG' WHEN i <= 35 THEN 'SHORT'
+                                       ELSE (ARRAY['LC', 'LP', 'SC', 'SP'])[1 + i %% 4]
+                                  END AS ptype) t
+    ) x
+    """,
+    f"""
+    INSERT INTO {_S}.tags (user_id, name, color)
+    SELECT u.id, n.name, '#4363D8' FROM {_S}.users u CROSS JOIN unnest(%(tags)s::text[]) n(name)
+    """,
+    # Every position gets one tag, every third a second one.
+    f"""
+    INSERT INTO {_S}.position_tags (position_id, tag_id)
+    SELECT DISTINCT p.id, t.id
+    FROM {_S}.positions p
+    JOIN {_S}.portfolios pf ON pf.id = p.portfolio_id
+    CROSS JOIN LATERAL (VALUES (1 + p.id %% 6), (CASE WHEN p.id %% 3 = 0 THEN 1 + (p.id + 2) %% 6
+                                                END)) k(n)
+    JOIN {_S}.tags t ON t.user_id = pf.owner_id AND t.name = (%(tags)s::text[])[k.n]
+    """,
+    # Prices follow a deterministic wave around the entry price.
+    f"""
+    INSERT INTO {_S}.position_values
+    SELECT d.day, p.id, p.portfolio_id, p.symbol, p.position_type, p.quantity, p.multiplier,
+           p.entry_date, p.entry_price, x.price, d.day, x.prev, 'market',
+           abs(p.quantity) * x.price * p.multiplier, p.quantity * x.price * p.multiplier,
+           p.quantity * p.entry_price * p.multiplier,
+           p.quantity * (x.price - p.entry_price) * p.multiplier,
+           p.quantity * (x.price - x.prev) * p.multiplier
+    FROM {_S}.positions p
+    CROSS JOIN unnest(%(days)s::date[]) WITH ORDINALITY AS d(day, n)
+    CROSS JOIN LATERAL (
+        SELECT p.entry_price * (1 + 0.1 * sin(d.n / 7.0 + p.id)) AS price,
+               p.entry_price * (1 + 0.1 * sin((d.n - 1) / 7.0 + p.id)) AS prev
+    ) x
+    """,
+    f"""
+    INSERT INTO {_S}.position_greeks (trade_date, position_id, portfolio_id, symbol,
+        position_type, quantity, multiplier, underlying, underlying_price, strike, t_years, rate,
+        volatility, volatility_source, delta, gamma, theta, vega, rho, position_delta,
+        position_gamma, position_theta, position_vega, position_rho, dollar_delta,
+        delta_adjusted_exposure, source)
+    SELECT v.trade_date, v.position_id, v.portfolio_id, v.symbol, v.position_type, v.quantity,
+           v.multiplier, p.underlying, 100.0, p.strike, 0.5, 0.04, 0.3, 'implied',
+           g.delta, g.gamma, g.theta, g.vega, g.rho,
+           g.delta * v.quantity * v.multiplier, g.gamma * v.quantity * v.multiplier,
+           g.theta * v.quantity * v.multiplier, g.vega * v.quantity * v.multiplier,
+           g.rho * v.quantity * v.multiplier, g.delta * v.quantity * v.multiplier * 100.0,
+           g.delta * v.quantity * v.multiplier * 100.0,
+           CASE WHEN v.multiplier = 1 THEN 'stock' ELSE 'model' END
+    FROM {_S}.position_values v
+    JOIN {_S}.positions p ON p.id = v.position_id
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN v.multiplier = 1 THEN 1.0 WHEN p.option_right = 'C' THEN 0.55
+                    ELSE -0.45 END AS delta,
+               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.02 END AS gamma,
+               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE -0.05 END AS theta,
+               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.2 END AS vega,
+               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.05 END AS rho
+    ) g
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_greeks
+    SELECT trade_date, portfolio_id, w.view, sum(position_delta), sum(position_gamma),
+           sum(position_theta), sum(position_vega), sum(position_rho), sum(dollar_delta),
+           sum(delta_adjusted_exposure), 0, count(*)
+    FROM {_S}.position_greeks
+    CROSS JOIN (VALUES ('portfolio'), ('longs'), ('shorts')) w(view)
+    WHERE w.view = 'portfolio' OR (w.view = 'longs') = (quantity > 0)
+    GROUP BY trade_date, portfolio_id, w.view
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_snapshots (trade_date, portfolio_id, total_value, long_exposure,
+        short_exposure, gross_exposure, net_exposure, daily_pnl, window_pnl, window_start,
+        unrealized_pnl, position_count, long_count, short_count, lc_count, lp_count, sc_count,
+        sp_count, unpriced_count)
+    SELECT trade_date, portfolio_id, sum(market_value), sum(greatest(exposure, 0)),
+           sum(least(exposure, 0)), sum(abs(exposure)), sum(exposure), sum(daily_pnl),
+           sum(sum(daily_pnl)) OVER (PARTITION BY portfolio_id ORDER BY trade_date),
+           %(first)s, sum(unrealized_pnl), count(*),
+           count(*) FILTER (WHERE position_type = 'LONG'),
+           count(*) FILTER (WHERE position_type = 'SHORT'),
+           count(*) FILTER (WHERE position_type = 'LC'),
+           count(*) FILTER (WHERE position_type = 'LP'),
+           count(*) FILTER (WHERE position_type = 'SC'),
+           count(*) FILTER (WHERE position_type = 'SP'), 0
+    FROM {_S}.position_values
+    GROUP BY trade_date, portfolio_id
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_factor_exposures
+    SELECT s.trade_date, s.portfolio_id, f.name, 0.1 * f.k, 0.1 * f.k * s.net_exposure, 1.0
+    FROM {_S}.portfolio_snapshots s
+    CROSS JOIN unnest(%(factors)s::text[]) WITH ORDINALITY AS f(name, k)
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_risk_metrics (trade_date, portfolio_id, beta, volatility_ann,
+        sharpe, sortino, max_drawdown, var_95_1d, cvar_95_1d, n_obs)
+    SELECT trade_date, portfolio_id, 1.0, 0.2, 1.1, 1.5, -0.1, 0.02, 0.03, 60
+    FROM {_S}.portfolio_snapshots
+    """,
+]
+
+
+def _load(url: str) -> dict[str, int]:
+    """Users, portfolios and 90 sessions of computed rows, by set-based SQL; row counts."""
+    from sigmasight_pipeline.portfolios import hash_password
+
+    days = [d.date() for d in calendar.last_sessions(LAST_DAY, SESSIONS)]
+    params = {"days": days, "first": days[0], "tags": TAG_NAMES, "factors": FACTORS}
+    password_hash = hash_password(PASSWORD)  # one hash shared by every bench user
+    with psycopg.connect(url) as conn, conn.transaction():
+        conn.execute(
+            f"INSERT INTO {_S}.users (username, password_hash, role) "
+            f"SELECT 'bench_user_' || g, %s, 'user' FROM generate_series(1, {USERS}) g",
+            (password_hash,),
+        )
+        conn.execute(
+            f"INSERT INTO {_S}.portfolios (name, owner_id) "
+            f"SELECT 'Bench ' || k, u.id FROM {_S}.users u, "
+            f"generate_series(1, {PORTFOLIOS_PER_USER}) k ORDER BY u.id, k"
+        )
+        for statement in _LOAD:
+            conn.execute(statement, params)
+    counts = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+        for table in ("portfolios", "positions", "position_values", "position_greeks",
+                      "portfolio_snapshots"):  # fmt: skip
+            row = conn.execute(f"SELECT count(*) FROM {_S}.{table}").fetchone()
+            counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(url: str, port: int, log_file: Any) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SIGMASIGHT_JWT_SECRET": secrets.token_urlsafe(48),
+    }
+    code = (
+        f"from sigmasight_pipeline.api import serve; serve('127.0.0.1', {port}, access_log=False)"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+
+
+def _wait_ready(base: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the API server exited with {server.returncode}")
+        try:
+            if httpx.get(base + "/openapi.json", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the API server did not start in time")
+
+
+def _percentiles(samples_s: list[float]) -> tuple[float, float]:
+    ms = np.asarray(samples_s) * 1e3
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def _sequential(call: Callable[[httpx.Client, int], httpx.Response], client: httpx.Client,
+                count: int) -> list[float]:  # fmt: skip
+    for i in range(WARMUP):
+        call(client, i)
+    samples = []
+    deadline = time.monotonic() + PHASE_SECONDS
+    for i in range(count):
+        start = time.perf_counter()
+        response = call(client, i)
+        samples.append(time.perf_counter() - start)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if time.monotonic() > deadline:
+            break
+    return samples
+
+
+def _throughput(base: str, call: Callable[[httpx.Client, int], httpx.Response]) -> float:
+    """Requests per second with CONCURRENCY clients sharing CONCURRENT requests."""
+    done = [0] * CONCURRENCY
+    errors: list[str] = []
+    deadline = time.monotonic() + PHASE_SECONDS
+
+    def worker(w: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for i in range(w, CONCURRENT, CONCURRENCY):
+                response = call(client, i)
+                if response.status_code != 200:
+                    errors.append(f"HTTP {response.status_code}")
+                    return
+                done[w] += 1
+                if time.monotonic() > deadline:
+                    return
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(CONCURRENCY)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"throughput phase failed: {errors[0]}")
+    return sum(done) / elapsed
+
+
+def run() -> list[dict]:
+    """Load 100 portfolios, start the API, measure every route; one row per route."""
+    server_url = database_url()
+    name = f"sigmasight_api_bench_{os.getpid()}"
+    drop_database(server_url, name)
+    url = create_database(server_url, name)
+    rows: list[dict] = []
+    server: subprocess.Popen | None = None
+    try:
+        migrate(url)
+        load_start = time.perf_counter()
+        counts = _load(url)
+        load_s = time.perf_counter() - load_start
+        with psycopg.connect(url) as conn:
+            owners = dict(conn.execute(f"SELECT id, owner_id FROM {_S}.portfolios").fetchall())
+            usernames = dict(conn.execute(f"SELECT id, username FROM {_S}.users").fetchall())
+        portfolio_ids = sorted(owners)
+
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}/api/v1"
+        with tempfile.TemporaryFile() as log_file:
+            server = _start_server(url, port, log_file)
+            _wait_ready(f"http://127.0.0.1:{port}", server)
+            with httpx.Client(base_url=base, timeout=30) as client:
+                tokens: dict[int, str] = {}
+                login_samples = []
+                for user_id, username in sorted(usernames.items())[:LOGINS]:
+                    start = time.perf_counter()
+                    r = client.post(
+                        "/auth/login", json={"username": username, "password": PASSWORD}
+                    )
+                    login_samples.append(time.perf_counter() - start)
+                    r.raise_for_status()
+                    tokens[user_id] = r.json()["token"]
+                p50, p99 = _percentiles(login_samples)
+                rows.append(
+                    {
+                        "benchmark": "API POST /auth/login",
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                        "rps": len(login_samples) / sum(login_samples),
+                        "notes": f"{len(login_samples)} sequential logins; argon2id verification "
+                        "(m=64 MiB, t=3) dominates by design; rps is sequential",
+                    }
+                )
+
+                for label, path, params in ROUTES:
+
+                    def call(c: httpx.Client, i: int, path: str = path, params: dict = params):
+                        pid = portfolio_ids[i % len(portfolio_ids)]
+                        headers = {"Authorization": f"Bearer {tokens[owners[pid]]}"}
+                        query = {**params, "portfolio_id": str(pid)}
+                        return c.get(path, params=query, headers=headers)
+
+                    samples = _sequential(call, client, SEQUENTIAL)
+                    p50, p99 = _percentiles(samples)
+                    rps = _throughput(base, call)
+                    rows.append(
+                        {
+                            "benchmark": f"API {label}",
+                            "p50_ms": p50,
+                            "p99_ms": p99,
+                            "rps": rps,
+                            "notes": f"{len(samples)} sequential requests (after {WARMUP} "
+                            f"warm-up) over {len(portfolio_ids)} portfolios; rps with "
+                            f"{CONCURRENCY} concurrent clients",
+                        }
+                    )
+            server.terminate()
+            server.wait(timeout=20)
+        rows.append(
+            {
+                "benchmark": "API setup",
+                "p50_ms": None,
+                "p99_ms": None,
+                "rps": None,
+                "notes": f"{counts} loaded in {load_s:.1f} s; 1 uvicorn process (uvloop, "
+                f"httptools), access log off, pool {8} connections; client and server share "
+                f"{os.cpu_count()} cores",
+            }
+        )
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(timeout=20)
+        drop_database(server_url, name)
+    return rows
+
+
+def main() -> None:
+    for row in run():
+        if row["p50_ms"] is None:
+            print(f"{row['benchmark']}: {row['notes']}")
+            continue
+        print(
+            f"{row['benchmark']}: p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
+            f"{row['rps']:,.0f} req/s"
+        )
+        print(f"    {row['notes']}")
+
+
+if __name__ == "__main__":
+    main()
