@@ -1,0 +1,101 @@
+"""Valuation, snapshots and exposures on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sigmasight_pipeline import calendar
+from sigmasight_pipeline.analytics import exposures, valuation
+from sigmasight_pipeline.analytics.instruments import SymbolError, parse_occ, position_type
+
+SESSIONS = calendar.sessions("2026-11-02", "2026-11-06")  # Mon..Fri
+
+
+def positions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "portfolio_id": [7, 7, 7],
+            "symbol": ["AAA", "BBB", "AAA261218C00010000"],
+            "position_type": ["LONG", "SHORT", "SC"],
+            "quantity": [10.0, -5.0, -2.0],
+            "multiplier": [1, 1, 100],
+            "entry_price": [9.0, 21.0, 1.5],
+            "entry_date": pd.to_datetime(["2026-11-02", "2026-11-02", "2026-11-04"]),
+            "expiry": pd.to_datetime([None, None, "2026-12-18"]),
+        }
+    )
+
+
+def prices() -> pd.DataFrame:
+    closes = {"AAA": [10, 11, 12, 11, 13], "BBB": [20, 19, 22, 21, 20],
+              "AAA261218C00010000": [1.0, 1.2, 2.0, 1.5, 3.0]}  # fmt: skip
+    return pd.DataFrame(
+        [(s, d, c) for s, cs in closes.items() for d, c in zip(SESSIONS, cs, strict=True)],
+        columns=["symbol", "trade_date", "close"],
+    )
+
+
+def test_position_values_by_hand():
+    values = valuation.position_values(positions(), prices(), SESSIONS, SESSIONS[1:])
+    day = values[values["trade_date"] == SESSIONS[2]].set_index("position_id")  # Wednesday
+    # Long 10 AAA at 12: MV 120, exposure 120, cost 90, unrealized 30, daily 10*(12-11)
+    assert day.loc[
+        1, ["market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl"]
+    ].tolist() == [120, 120, 90, 30, 10]
+    # Short 5 BBB at 22: MV 110, exposure -110, cost -105, unrealized -5, daily -5*(22-19)
+    assert day.loc[
+        2, ["market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl"]
+    ].tolist() == [110, -110, -105, -5, -15]
+    # Short 2 calls entered Wednesday at 1.5, close 2.0: MV 400, exposure -400, daily P&L from
+    # the entry price: -2*100*(2.0-1.5) = -100
+    assert day.loc[3, ["market_value", "exposure", "daily_pnl"]].tolist() == [400, -400, -100]
+    assert 3 not in values.loc[values["trade_date"] == SESSIONS[1], "position_id"].tolist()
+
+
+def test_snapshot_aggregates_by_hand():
+    values = valuation.position_values(positions(), prices(), SESSIONS, SESSIONS)
+    snap = valuation.portfolio_snapshots(values, SESSIONS, SESSIONS[2:3], window=3)
+    row = snap.iloc[0]
+    assert row["total_value"] == 120 + 110 + 400
+    assert row["long_exposure"] == 120 and row["short_exposure"] == -510
+    assert row["gross_exposure"] == 630 and row["net_exposure"] == -390
+    assert row["daily_pnl"] == 10 - 15 - 100
+    # window of 3 sessions: Mon (entry day: 10*(10-9) + -5*(20-21) = 15), Tue (10 + 5), Wed (-105)
+    assert row["window_pnl"] == 15 + 15 - 105
+    assert row["window_start"] == SESSIONS[0]
+    assert (row["long_count"], row["short_count"], row["sc_count"]) == (1, 1, 1)
+
+
+def test_portfolio_factor_beta_is_exposure_weighted():
+    pos = pd.DataFrame({"trade_date": [SESSIONS[0]] * 2, "position_id": [1, 2],
+                        "portfolio_id": [1, 1], "symbol": ["A", "B"], "underlying": ["A", "B"],
+                        "exposure": [600.0, -400.0]})  # fmt: skip
+    betas = pd.DataFrame({"trade_date": [SESSIONS[0]] * 2, "symbol": ["A", "B"],
+                          "factor": ["Market"] * 2, "beta": [1.2, 0.5], "n_obs": [60, 60],
+                          "reason": [None, None]})  # fmt: skip
+    si = pd.DataFrame({"trade_date": [SESSIONS[0]], "symbol": ["A"],
+                       "short_interest_pct_float": [10.0]})  # fmt: skip
+    per_position = exposures.position_factor_exposures(pos, betas, si)
+    equity = pd.DataFrame(
+        {"trade_date": [SESSIONS[0]], "portfolio_id": [1], "total_value": [1000.0]}
+    )
+    port = exposures.portfolio_factor_exposures(per_position, equity).set_index("factor")
+    assert port.loc["Market", "dollar_exposure"] == pytest.approx(600 * 1.2 - 400 * 0.5)
+    assert port.loc["Market", "beta"] == pytest.approx((600 * 1.2 - 400 * 0.5) / 1000)
+    assert port.loc["Short Interest", "dollar_exposure"] == pytest.approx(60.0)
+    assert port.loc["Short Interest", "coverage"] == pytest.approx(0.6)
+    assert np.isnan(port.loc["Momentum", "beta"])
+
+
+def test_occ_symbols():
+    contract = parse_occ("AAPL270115C00200000")
+    assert (contract.underlying, contract.expiry.isoformat(), contract.right, contract.strike) == (
+        "AAPL", "2027-01-15", "C", 200.0)  # fmt: skip
+    assert parse_occ("O:SPY261218P00450500").strike == 450.5
+    for bad in ("AAPL271315C00200000", "AAPL270115X00200000", "AAPL270115C0020"):
+        with pytest.raises(SymbolError):
+            parse_occ(bad)
+    assert position_type(-3, "P") == "SP" and position_type(5, None) == "LONG"
