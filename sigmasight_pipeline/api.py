@@ -17,6 +17,7 @@ parameter; 503 when the database is unreachable; 500 otherwise. No SQL, no trace
 
 import logging
 import os
+import threading
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from sigmasight_pipeline.resources.read_api import (
     POSITION_TYPES,
@@ -60,6 +61,10 @@ JWT_ALGORITHM = "HS256"
 DEFAULT_TOKEN_TTL_S = 86400
 MAX_PG_INT = 2**31 - 1
 MAX_TAG_LENGTH = 100
+# argon2id verification takes ~0.1 s and 64 MiB: at most one per core at a time, so a burst of
+# logins queues (then gets 503) instead of exhausting memory.
+LOGIN_SLOTS = max(1, os.cpu_count() or 1)
+LOGIN_WAIT_S = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +126,7 @@ class ValidationErrorBody(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing, invalid or expired token"},
+    503: {"model": ErrorBody, "description": "database unavailable (or, login: too busy)"},
     404: {"model": ErrorBody, "description": "no such portfolio for this caller, or no data"},
     422: {"model": ValidationErrorBody, "description": "invalid parameters"},
 }
@@ -186,48 +192,35 @@ def _split(value: str | None) -> list[str] | None:
     return [v for v in items if v] or None
 
 
-def _types_param(
-    types: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            description=f"comma-separated position types: {', '.join(POSITION_TYPES)}",
-            examples=["LONG,LC"],
-        ),
-    ] = None,
-) -> list[str] | None:
-    items = _split(types)
-    if items is None:
-        return None
-    upper = [t.upper() for t in items]
-    bad = [t for t in items if t.upper() not in POSITION_TYPES]
+def _valid_types(value: str | None) -> str | None:
+    bad = [t for t in _split(value) or [] if t.upper() not in POSITION_TYPES]
     if bad:
-        raise _field_error(
-            "query", "types", f"unknown position type(s) {bad}; expected {list(POSITION_TYPES)}"
-        )
-    return list(dict.fromkeys(upper))
+        raise ValueError(f"unknown position type(s) {bad}; expected {list(POSITION_TYPES)}")
+    return value
 
 
-def _tags_param(
-    tags: Annotated[
-        str | None,
-        Query(max_length=2000, description="comma-separated tag names", examples=["momentum,tech"]),
-    ] = None,
-) -> list[str] | None:
-    items = _split(tags)
-    if items is None:
-        return None
-    for item in items:
-        try:
-            _check_text(item, "tag")
-        except ValueError as exc:
-            raise _field_error("query", "tags", str(exc)) from None
+def _valid_tags(value: str | None) -> str | None:
+    for item in _split(value) or []:
+        _check_text(item, "a tag name")
         if len(item) > MAX_TAG_LENGTH:
-            message = f"a tag name is at most {MAX_TAG_LENGTH} characters"
-            raise _field_error("query", "tags", message)
-    return items
+            raise ValueError(f"a tag name is at most {MAX_TAG_LENGTH} characters")
+    return value
 
 
+TypesParam = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description=f"comma-separated position types: {', '.join(POSITION_TYPES)}",
+        examples=["LONG,LC"],
+    ),
+    AfterValidator(_valid_types),
+]
+TagsParam = Annotated[
+    str | None,
+    Query(max_length=2000, description="comma-separated tag names", examples=["momentum,tech"]),
+    AfterValidator(_valid_tags),
+]
 PortfolioIdParam = Annotated[
     int | None,
     Query(ge=1, le=MAX_PG_INT, description="default: the caller's first portfolio"),
@@ -261,6 +254,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reader.warm_up()
         yield
         reader.close()
 
@@ -323,17 +317,23 @@ def create_app(
         return access.portfolio
 
     PortfolioDep = Annotated[PortfolioRef, Depends(portfolio)]
+    login_slots = threading.BoundedSemaphore(LOGIN_SLOTS)
     router = APIRouter(prefix=API_PREFIX)
 
     @router.post(
         "/auth/login",
         response_model=LoginResponse,
         tags=["auth"],
-        responses={401: ERRORS[401], 422: ERRORS[422]},
+        responses={401: ERRORS[401], 422: ERRORS[422], 503: ERRORS[503]},
     )
     def login(body: LoginRequest) -> LoginResponse:
         """Exchange a username and password for a bearer token (PRD 3.5)."""
-        user = reader.authenticate(body.username, body.password)
+        if not login_slots.acquire(timeout=LOGIN_WAIT_S):
+            raise HTTPException(503, "too many logins at once, retry", {"Retry-After": "1"})
+        try:
+            user = reader.authenticate(body.username, body.password)
+        finally:
+            login_slots.release()
         if user is None:
             raise _unauthorized("invalid username or password")
         owned = reader.portfolios_for(user.id, user.role)
@@ -364,8 +364,8 @@ def create_app(
     @router.get("/positions", response_model=Positions, tags=["positions"], responses=ERRORS)
     def get_positions(
         p: PortfolioDep,
-        types: Annotated[list[str] | None, Depends(_types_param)],
-        tags: Annotated[list[str] | None, Depends(_tags_param)],
+        types: TypesParam = None,
+        tags: TagsParam = None,
         tag_mode: Annotated[
             TagMode, Query(alias="tagMode", description="match any or all of the tags")
         ] = "any",
@@ -373,7 +373,7 @@ def create_app(
         as_of: AsOfParam = None,
     ) -> Positions:
         """Positions with market value, exposure and P&L; filter by type and tags, group."""
-        return reader.positions(p.id, as_of, types, tags, tag_mode, group_by)
+        return reader.positions(p.id, as_of, _split(types), _split(tags), tag_mode, group_by)
 
     @router.get("/risk/greeks", response_model=Greeks, tags=["risk"], responses=ERRORS)
     def get_greeks(

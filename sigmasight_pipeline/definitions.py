@@ -8,6 +8,7 @@ from sigmasight_pipeline.checks import ASSET_CHECKS
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
+from sigmasight_pipeline.resources.read_api import SigmaSightReader
 from sigmasight_pipeline.schedules import daily_after_close, daily_update_job, weekly_backfill
 from sigmasight_pipeline.sensors import portfolio_inbox_sensor
 
@@ -24,5 +25,6 @@ defs = Definitions(
         "io_manager": PostgresPandasIOManager(),
         "database": PostgresResource(),
         "market_data": MarketDataResource(),
+        "reader": SigmaSightReader(),
     },
 )

@@ -160,6 +160,8 @@ RISK = {
     (D, 1): (1.05, 0.22, 1.3, 1.8, -0.08, 0.021, 0.03, 0.02, 0.028, 836.0, 1170.4, 5, None),
     (D1, 1): (None,) * 11 + (4, "too few observations"),
     (D, 3): (0.9, 0.18, 0.7, 0.9, -0.05, 0.015, 0.02, 0.014, 0.019, 81.9, 111.15, 3, None),
+    # Non-finite values PostgreSQL can hold (a zero-volatility Sharpe): JSON gets null.
+    (D1, 3): (0.9, 0.0, float("inf"), float("nan"), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 2, None),
 }
 
 

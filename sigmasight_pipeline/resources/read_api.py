@@ -775,6 +775,10 @@ class SigmaSightReader(ConfigurableResource):
         """Raise if the database or the schema is not there (a cheap startup check)."""
         self._read(lambda conn: conn.execute(f"SELECT 1 FROM {_S}.portfolio_snapshots LIMIT 0"))
 
+    def warm_up(self) -> None:
+        """Load the trading calendar now (about a second), not in the first overview request."""
+        _session_count(date(2024, 1, 2), date(2024, 1, 31))
+
     # -- users and portfolios -------------------------------------------------------------------
 
     def authenticate(self, username: str, password: str) -> User | None:
