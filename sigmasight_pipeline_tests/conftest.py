@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
+# Tests (and the CLI processes they start) must not rewrite the checkout's .env, which points
+# the plain dagster CLI at the developer's own instance.
+os.environ.setdefault("SIGMASIGHT_NO_DOTENV", "1")
 
 if TYPE_CHECKING:
     from sigmasight_pipeline_tests.fake_polygon import FakePolygon

@@ -249,3 +249,10 @@ def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
     frame = table(db_url, "SELECT * FROM sigmasight.position_greeks LIMIT 20")
     frame.loc[3, "delta"] = np.nan
     assert not validate("position_greeks", frame).passed
+
+
+def test_all_null_columns_load_with_their_sql_types(db_url):
+    """An all-NULL double column must load as float NaN (a schema check would reject None)."""
+    frame = table(db_url, "SELECT 1::int AS a, NULL::float8 AS b, NULL::int AS c, "
+                          "DATE '2026-11-20' AS d")  # fmt: skip
+    assert [str(t) for t in frame.dtypes] == ["int64", "float64", "float64", "datetime64[ns]"]

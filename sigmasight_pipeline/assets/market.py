@@ -122,7 +122,11 @@ def prices(
                 options, market.close_matrix(underlying_prices, history), risk_free_rate()
             )
     missing = market.missing_pairs(still_missing, modelled)
-    result = pd.concat([df for df in (stored, fetched, modelled) if not df.empty])
+    frames = [df for df in (stored, fetched, modelled) if not df.empty]
+    if not frames:
+        context.log.warning("no securities to price: load a portfolio first (sigmasight ingest)")
+        return pd.DataFrame(columns=BAR_COLUMNS)
+    result = pd.concat(frames)
     result = result.drop_duplicates(["symbol", "trade_date"], keep="first")
     context.add_output_metadata(
         {

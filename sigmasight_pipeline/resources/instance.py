@@ -35,7 +35,7 @@ def prepare_environment(url: str | None = None, write_dotenv: bool = True) -> st
     if not link.exists():
         link.symlink_to(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
-    if write_dotenv:
+    if write_dotenv and not os.environ.get("SIGMASIGHT_NO_DOTENV"):
         _write_dotenv()
     return url
 

@@ -111,17 +111,28 @@ def copy_dataframe(
         copy.write(buffer.getvalue())
 
 
+DATE_OID = 1082
+FLOAT_OIDS = {700, 701, 1700}  # real, double precision, numeric
+INT_OIDS = {20, 21, 23}
+
+
 def read_frame(
     connection: psycopg.Connection, query: str | sql.Composable, params=None
 ) -> pd.DataFrame:
     """Run a query and return a DataFrame; date columns become datetime64."""
     with connection.cursor() as cursor:
         cursor.execute(query, params)
-        columns = [d.name for d in cursor.description or []]
-        date_columns = [d.name for d in cursor.description or [] if d.type_code == 1082]
-        frame = pd.DataFrame(cursor.fetchall(), columns=columns)
-    for column in date_columns:
-        frame[column] = pd.to_datetime(frame[column])
+        description = cursor.description or []
+        frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in description])
+    # Typed by the column's SQL type, not by its values: an all-NULL float column must still be
+    # float (NaN), not object (None).
+    for column in description:
+        if column.type_code == DATE_OID:
+            frame[column.name] = pd.to_datetime(frame[column.name])
+        elif column.type_code in FLOAT_OIDS:
+            frame[column.name] = frame[column.name].astype(float)
+        elif column.type_code in INT_OIDS and frame[column.name].isna().any():
+            frame[column.name] = frame[column.name].astype(float)
     return frame
 
 
