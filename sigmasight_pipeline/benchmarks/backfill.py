@@ -4,8 +4,9 @@ Both sides start from a fresh database with the demo portfolios. The single-run 
 `sigmasight backfill` in its own process (the market-data run over the window and its 61-session
 lookback, then one run of every analytics asset over the window). The per-partition side launches
 `dagster asset materialize --partition D` in a new process per partition, as Dagster's backfill
-daemon does (steps in-process, which favours the per-partition side); N_HISTORY_RUNS history days and N_WINDOW_RUNS window days are timed and the rest is
-extrapolated from their mean (the notes say so).
+daemon does (steps in-process, which favours the per-partition side); N_HISTORY_RUNS history
+days and N_WINDOW_RUNS window days are timed and the rest is extrapolated from their mean (the
+notes say so).
 """
 
 from __future__ import annotations

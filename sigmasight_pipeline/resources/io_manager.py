@@ -129,9 +129,9 @@ def read_frame(
     for column in description:
         if column.type_code == DATE_OID:
             frame[column.name] = pd.to_datetime(frame[column.name])
-        elif column.type_code in FLOAT_OIDS:
-            frame[column.name] = frame[column.name].astype(float)
-        elif column.type_code in INT_OIDS and frame[column.name].isna().any():
+        elif column.type_code in FLOAT_OIDS or (
+            column.type_code in INT_OIDS and frame[column.name].isna().any()
+        ):
             frame[column.name] = frame[column.name].astype(float)
     return frame
 
