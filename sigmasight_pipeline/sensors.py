@@ -57,6 +57,7 @@ CURSOR_VERSION = 1
 TICK_BUDGET_SECONDS = 40.0
 DOWNSTREAM_OF_POSITIONS = AssetSelection.assets("positions").downstream(include_self=False)
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+MAX_NOTES = 10  # outcome lines quoted in a tick's skip reason
 STAGE_TAG = "sigmasight/intake_stage"
 LOADS_TAG = "sigmasight/intake_loads"
 
@@ -147,7 +148,7 @@ def history_complete(url: str, portfolio_ids: Sequence[int], history: tuple[str,
             """,
             {
                 "ids": list(portfolio_ids),
-                "etfs": list(FACTOR_ETFS),
+                "etfs": list(FACTOR_ETFS.values()),
                 "first": first,
                 "last": last,
                 "need": need,
@@ -207,28 +208,30 @@ def evaluate(
     outcomes = intake.process_inbox(
         url, folders, loaded_by="sensor", time_budget=TICK_BUDGET_SECONDS
     )
-    notes: list[str] = []
+    notes: list[str] = []  # what the tick says in the UI when it requests no run
     for outcome in outcomes:
         bad = outcome.status in (intake.Status.REJECTED, intake.Status.SKIPPED)
         (context.log.warning if bad else context.log.info)(outcome.line())
-        if bad:
-            notes.append(outcome.line())
+        notes.append(outcome.line())
 
     requests: list[RunRequest] = []
     events: list[AssetMaterialization] = []
     waiting = list(state.pending)
     state.pending = []
     for batch in waiting:
-        request = _follow_up(context, batch, notes)
-        if request is None:
-            state.pending.append(batch)
-        else:
+        request, done = _follow_up(context, batch, notes)
+        if request is not None:
             requests.append(request)
+        if not done:
+            state.pending.append(batch)
 
     new = intake.loads_after(url, state.last_load_id)
     if new:
-        events = [_materialization(load) for load in new]
+        first_tick = state.last_load_id is None
         state.last_load_id = max(load.id for load in new)
+        if first_tick:  # only the loads today's positions come from, not the whole history
+            new = [load for load in new if load.current]
+        events = [_materialization(load) for load in new]
         current = [load for load in new if load.current]
         if current:
             batch = plan_batch(current)
@@ -250,7 +253,8 @@ def evaluate(
     )
     skip = None
     if not requests:
-        skip = "; ".join(notes) or (
+        more = f"; ... and {len(notes) - MAX_NOTES} more" if len(notes) > MAX_NOTES else ""
+        skip = "; ".join(notes[:MAX_NOTES]) + more or (
             f"no new portfolio files in {(folders or intake.Folders.around()).inbox}"
         )
     return SensorResult(
@@ -263,22 +267,22 @@ def evaluate(
 
 def _follow_up(
     context: SensorEvaluationContext, batch: Batch, notes: list[str]
-) -> RunRequest | None:
-    """The next request of a batch waiting for its history run; None while that run is on."""
+) -> tuple[RunRequest | None, bool]:
+    """(the request to make, whether the batch is done) for a batch waiting for its history
+    run: the window run once that run has finished."""
     runs = context.instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: batch.history_key}))
     if not runs:  # never launched (or deleted): ask again, the run key keeps it to one run
-        return history_request(batch)
+        return history_request(batch), False
     run = runs[0]
     if run.status not in TERMINAL:
         notes.append(f"{batch.key}: waiting for history run {run.run_id[:8]} ({run.status.value})")
-        return None
+        return None, False
     if run.status is not DagsterRunStatus.SUCCESS:
-        message = (
+        context.log.warning(
             f"{batch.key}: history run {run.run_id[:8]} {run.status.value}; requesting the "
             "window run anyway (its first days may lack 60-session history)"
         )
-        context.log.warning(message)
-    return window_request(batch)
+    return window_request(batch), True
 
 
 @sensor(

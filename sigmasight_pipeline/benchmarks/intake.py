@@ -1,0 +1,246 @@
+"""Benchmark: portfolio CSV intake through the inbox sensor, and the backfill it requests.
+
+Run with ``uv run python -m sigmasight_pipeline.benchmarks.intake``. Everything happens on a
+throwaway database and a throwaway Dagster instance (dagster.yaml, dagster-postgres), both
+removed at the end:
+
+- drop -> loaded: a settled file in the inbox to its positions committed, one real sensor
+  evaluation (`build_sensor_context`) each: 50 rows and 100,000 rows, new and replacing.
+- drop -> 90-day backfill finished, 50 positions of tickers new to the database: the sensor's
+  tick (load, history run requested), that run executed in-process, the next tick (window run
+  requested), that run executed in-process; the timing stops when the window run has finished.
+
+Not included: the wait for the next tick (sensor interval 30 s), the 1 s settle time, and the
+daemon's launch overhead (a queued run started by the daemon runs each step in a subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+
+from sigmasight_pipeline import intake, runs, sensors
+from sigmasight_pipeline.portfolios import create_user
+from sigmasight_pipeline.resources.database import (
+    PROJECT_ROOT,
+    PostgresResource,
+    connect,
+    create_database,
+    database_url,
+    drop_database,
+    migrate,
+    transaction,
+)
+
+USER = "bench_user"
+SMALL, BIG = 50, 100_000
+SMALL_REPEATS, BIG_REPEATS = 5, 2
+HEADER = "ticker,quantity,entry_price,entry_date,tags"
+STOCKS = (
+    "AAPL", "MSFT", "NVDA", "GOOGL", "AMZN", "META", "TSLA", "JPM", "V", "MA", "UNH", "HD", "PG",
+    "JNJ", "XOM", "CVX", "KO", "PEP", "COST", "WMT", "MRK", "ABBV", "LLY", "AVGO", "ORCL", "CSCO",
+    "ADBE", "CRM", "NFLX", "INTC", "AMD", "QCOM", "TXN", "IBM", "BA", "CAT", "GE", "HON", "DIS",
+    "NKE",
+)  # fmt: skip
+ENV_KEYS = ("DATABASE_URL", "DAGSTER_HOME", "SIGMASIGHT_DAGSTER_PG_URL", "SIGMASIGHT_INBOX")
+
+
+def small_portfolio(version: int = 0, prefix: str = "") -> str:
+    """40 stocks (every fourth short) and 10 options on them; `version` changes quantities."""
+    rows = [HEADER]
+    for i, stock in enumerate(STOCKS):
+        quantity = (100 + 10 * i + version) * (-1 if i % 4 == 3 else 1)
+        rows.append(f'{prefix}{stock},{quantity},{50 + i}.25,2026-01-05,"core,bench"')
+    for i, stock in enumerate(STOCKS[:10]):
+        symbol = f"{prefix}{stock}261218{'CP'[i % 2]}{(60 + i * 5) * 1000:08d}"
+        rows.append(f"{symbol},{(i % 3 + 1) * (-1 if i % 2 else 1)},3.{i}0,2026-06-01,options")
+    return "\n".join(rows) + "\n"
+
+
+def big_portfolio(rows: int = BIG, version: int = 0) -> str:
+    """`rows` distinct positions: stocks Q00000..., every tenth an option, tags cycling."""
+    tags = ['"tech,core"', "hedge", "", '"value,dividend,core"', "momentum"]
+    lines = [HEADER]
+    for i in range(rows):
+        tag = tags[i % 5]
+        if i % 10 == 9:
+            symbol = f"AAPL261218{'CP'[i % 2]}{(i + 1) * 10:08d}"
+            lines.append(f"{symbol},{i % 7 + 1 + version},{1 + i % 50}.25,2026-06-01,{tag}")
+        else:
+            quantity = (i % 900) - 450 or 1
+            lines.append(f"Q{i:05d},{quantity + version},{10 + i % 300}.5,2026-01-05,{tag}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _bench_environment() -> Iterator[tuple[str, DagsterInstance, Path]]:
+    """A migrated throwaway database with USER, a Dagster instance on it, an inbox."""
+    server = database_url()
+    name = f"sigmasight_bench_intake_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    saved = {key: os.environ.get(key) for key in ENV_KEYS}
+    instance = None
+    with tempfile.TemporaryDirectory(prefix="sigmasight_bench_intake_") as tmp:
+        try:
+            migrate(url)
+            with transaction(url) as conn:
+                create_user(conn, USER, "bench")
+            home = Path(tmp) / "dagster"
+            home.mkdir()
+            (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+            inbox = Path(tmp) / "data" / "inbox"
+            inbox.mkdir(parents=True)
+            os.environ.update(
+                DATABASE_URL=url,
+                DAGSTER_HOME=str(home),
+                SIGMASIGHT_DAGSTER_PG_URL="postgresql+psycopg2://" + url.split("://", 1)[1],
+                SIGMASIGHT_INBOX=str(inbox),
+            )
+            instance = DagsterInstance.from_config(str(home))
+            yield url, instance, inbox
+        finally:
+            if instance is not None:
+                instance.dispose()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            drop_database(server, name)
+
+
+class _Sensor:
+    def __init__(self, url: str, instance: DagsterInstance, inbox: Path) -> None:
+        self.url, self.instance, self.inbox = url, instance, inbox
+        self.cursor: str | None = None
+
+    def drop(self, name: str, text: str) -> None:
+        path = self.inbox / name
+        path.write_text(text)
+        settled = time.time() - intake.SETTLE_SECONDS - 0.1
+        os.utime(path, (settled, settled))
+
+    def tick(self) -> SensorResult:
+        context = build_sensor_context(
+            instance=self.instance,
+            resources={"database": PostgresResource(database_url=self.url)},
+            cursor=self.cursor,
+        )
+        result = sensors.portfolio_inbox_sensor(context)
+        assert isinstance(result, SensorResult)
+        self.cursor = result.cursor
+        return result
+
+    def execute(self, request: RunRequest) -> runs.RunOutcome:
+        tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: sensors.SENSOR_NAME}
+        outcome = runs.materialize(
+            self.instance,
+            [key.to_user_string() for key in request.asset_selection or []],
+            request.tags[runs.RANGE_START_TAG],
+            request.tags[runs.RANGE_END_TAG],
+            tags=tags,
+        )
+        if not outcome.success:
+            raise RuntimeError(f"run {request.run_key} failed ({outcome.failed_checks})")
+        return outcome
+
+    def positions(self, portfolio: str) -> int:
+        with connect(self.url) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM sigmasight.positions s JOIN sigmasight.portfolios p "
+                "ON p.id = s.portfolio_id WHERE p.name = %s",
+                (portfolio,),
+            ).fetchone()[0]
+
+
+def _drop_to_loaded(
+    sensor: _Sensor, portfolio: str, make: Callable[[int], str], rows: int, repeats: int
+) -> list[float]:
+    """Seconds from a settled drop to its positions loaded, one tick each; each repeat drops
+    a changed file (so it replaces the previous positions)."""
+    seconds = []
+    for version in range(repeats):
+        sensor.drop(f"{USER}__{portfolio}.csv", make(version))
+        began = time.perf_counter()
+        sensor.tick()
+        seconds.append(time.perf_counter() - began)
+        if sensor.positions(portfolio) != rows:
+            raise RuntimeError(f"{portfolio}: expected {rows} positions after the tick")
+    return seconds
+
+
+def _drop_to_backfilled(sensor: _Sensor) -> tuple[float, list[str]]:
+    """Seconds from a 50-position drop to its 90-day window run finished; the steps."""
+    steps = []
+    began = time.perf_counter()
+    sensor.drop(f"{USER}__Backfilled.csv", small_portfolio(prefix="B"))
+    for _ in range(3):  # history run (new tickers), then the window run
+        step = time.perf_counter()
+        result = sensor.tick()
+        (request,) = result.run_requests
+        stage = request.tags[sensors.STAGE_TAG]
+        steps.append(f"tick {time.perf_counter() - step:.2f} s")
+        outcome = sensor.execute(request)
+        steps.append(f"{stage} run {outcome.seconds:.1f} s ({outcome.partitions} sessions)")
+        if stage == "window":
+            return time.perf_counter() - began, steps
+    raise RuntimeError("the sensor never requested the window run")
+
+
+def run() -> list[dict]:
+    """Drop -> loaded (50, 100,000 rows) and drop -> 90-day backfill (50 positions)."""
+    with _bench_environment() as (url, instance, inbox):
+        sensor = _Sensor(url, instance, inbox)
+        backfill_s, steps = _drop_to_backfilled(sensor)
+        small = _drop_to_loaded(sensor, "Small", small_portfolio, SMALL, SMALL_REPEATS)
+        big = _drop_to_loaded(sensor, "Big", lambda v: big_portfolio(BIG, v), BIG, BIG_REPEATS)
+    per_tick = "one sensor tick (validate, load in one transaction, move, plan runs)"
+    return [
+        {
+            "benchmark": f"drop -> loaded, {SMALL} rows",
+            "seconds": statistics.median(small[1:]),
+            "notes": (
+                f"{per_tick}; median of {SMALL_REPEATS - 1} replacing drops "
+                f"({', '.join(f'{s:.3f}' for s in small[1:])} s), first (new portfolio) "
+                f"{small[0]:.3f} s"
+            ),
+        },
+        {
+            "benchmark": f"drop -> loaded, {BIG:,} rows (new portfolio)",
+            "seconds": big[0],
+            "notes": f"{per_tick}; 10% options, 1.4 tags per position",
+        },
+        {
+            "benchmark": f"drop -> loaded, {BIG:,} rows (replacing)",
+            "seconds": big[1],
+            "notes": f"{per_tick}; the previous {BIG:,} positions and their tag links deleted",
+        },
+        {
+            "benchmark": f"drop -> 90-day backfill finished, {SMALL} positions (new tickers)",
+            "seconds": backfill_s,
+            "notes": (
+                "tick, history run (market data over the 61 sessions before the window), tick, "
+                "window run (every asset downstream of positions over 90 sessions), runs "
+                f"executed in-process: {'; '.join(steps)}. Excludes the waits for ticks "
+                "(30 s interval) and the daemon's run launch"
+            ),
+        },
+    ]
+
+
+def main() -> None:
+    for row in run():
+        print(f"{row['benchmark']}: {row['seconds']:.3f} s\n    {row['notes']}")
+
+
+if __name__ == "__main__":
+    main()
