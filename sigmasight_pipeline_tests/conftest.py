@@ -38,7 +38,7 @@ def fake_polygon() -> Iterator[FakePolygon]:
 
 
 @pytest.fixture(scope="session")
-def db_url() -> Iterator[str]:
+def session_db_url() -> Iterator[str]:
     """A throwaway, migrated database on the embedded server (or `DATABASE_URL`'s server),
     dropped at the end of the session; one per process, so pytest-xdist workers never share."""
     import os
@@ -64,7 +64,36 @@ DEMO_END = "2026-11-20"
 
 
 @pytest.fixture(scope="session")
-def dagster_instance(db_url: str, tmp_path_factory: pytest.TempPathFactory):
+def db_url(session_db_url: str) -> str:
+    """The session's database (modules that must not share it override this fixture)."""
+    return session_db_url
+
+
+@pytest.fixture(scope="module")
+def isolated_db_url() -> Iterator[str]:
+    """A database of the module's own, for tests that load portfolios and run the pipeline:
+    the demo backfill's tables stay exactly as the demo made them."""
+    import uuid
+
+    from sigmasight_pipeline.resources.database import (
+        create_database,
+        database_url,
+        drop_database,
+        migrate,
+    )
+
+    server = database_url()
+    name = f"sigmasight_iso_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = create_database(server, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(server, name)
+
+
+@pytest.fixture(scope="session")
+def dagster_instance(session_db_url: str, tmp_path_factory: pytest.TempPathFactory):
     """The real Dagster instance (dagster.yaml, dagster-postgres) on the test database, with
     DATABASE_URL pointing every resource at that database."""
     import os
@@ -75,7 +104,7 @@ def dagster_instance(db_url: str, tmp_path_factory: pytest.TempPathFactory):
 
     saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "DATABASE_URL")}
     os.environ["DAGSTER_HOME"] = str(tmp_path_factory.mktemp("dagster_home"))
-    prepare_environment(db_url, write_dotenv=False)
+    prepare_environment(session_db_url, write_dotenv=False)
     instance = DagsterInstance.get()
     try:
         yield instance
@@ -89,7 +118,7 @@ def dagster_instance(db_url: str, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def demo_backfill(db_url: str, dagster_instance):
+def demo_backfill(session_db_url: str, dagster_instance):
     """Demo users and portfolios loaded and the 90-session backfill ending DEMO_END run (the
     two runs `sigmasight demo` makes). Returns the plan and the run outcomes."""
     import pandas as pd
@@ -98,7 +127,7 @@ def demo_backfill(db_url: str, dagster_instance):
     from sigmasight_pipeline.portfolios import load_demo_portfolios
     from sigmasight_pipeline.resources.database import transaction
 
-    with transaction(db_url) as conn:
+    with transaction(session_db_url) as conn:
         load_demo_portfolios(conn, today=pd.Timestamp(DEMO_END).date())
     plan = runs.BackfillPlan.ending(pd.Timestamp(DEMO_END))
     outcomes = runs.backfill(dagster_instance, plan)

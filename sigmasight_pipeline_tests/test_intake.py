@@ -54,6 +54,13 @@ class Tick:
         return list(self.result.run_requests or []) if self.result else []
 
 
+@pytest.fixture
+def db_url(isolated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This module's own database (runs it starts read DATABASE_URL), not the demo's."""
+    monkeypatch.setenv("DATABASE_URL", isolated_db_url)
+    return isolated_db_url
+
+
 @dataclass
 class Env:
     """A user, an inbox under tmp_path and the intake driven as `mode` (sensor or cli)."""

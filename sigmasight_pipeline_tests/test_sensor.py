@@ -30,6 +30,13 @@ from sigmasight_pipeline.resources.database import PostgresResource, connect, tr
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
 
+@pytest.fixture
+def db_url(isolated_db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This module's own database (runs it starts read DATABASE_URL), not the demo's."""
+    monkeypatch.setenv("DATABASE_URL", isolated_db_url)
+    return isolated_db_url
+
+
 class Sensor:
     """The sensor on a real instance, its cursor carried from tick to tick."""
 
