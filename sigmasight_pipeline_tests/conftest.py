@@ -37,12 +37,9 @@ def fake_polygon() -> Iterator[FakePolygon]:
         yield fake
 
 
-@pytest.fixture(scope="session")
-def session_db_url() -> Iterator[str]:
-    """A throwaway, migrated database on the embedded server (or `DATABASE_URL`'s server),
-    dropped at the end of the session; one per process, so pytest-xdist workers never share."""
-    import os
-
+def throwaway_database(name: str) -> Iterator[str]:
+    """A migrated database `name` on the embedded server (or `DATABASE_URL`'s server), dropped
+    when the generator closes."""
     from sigmasight_pipeline.resources.database import (
         create_database,
         database_url,
@@ -51,13 +48,18 @@ def session_db_url() -> Iterator[str]:
     )
 
     server = database_url()
-    name = f"sigmasight_test_{os.getpid()}"
     url = create_database(server, name)
     try:
         migrate(url)
         yield url
     finally:
         drop_database(server, name)
+
+
+@pytest.fixture(scope="session")
+def session_db_url() -> Iterator[str]:
+    """The session's database; one per process, so pytest-xdist workers never share."""
+    yield from throwaway_database(f"sigmasight_test_{os.getpid()}")
 
 
 DEMO_END = "2026-11-20"
@@ -75,21 +77,7 @@ def isolated_db_url() -> Iterator[str]:
     the demo backfill's tables stay exactly as the demo made them."""
     import uuid
 
-    from sigmasight_pipeline.resources.database import (
-        create_database,
-        database_url,
-        drop_database,
-        migrate,
-    )
-
-    server = database_url()
-    name = f"sigmasight_iso_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = create_database(server, name)
-    try:
-        migrate(url)
-        yield url
-    finally:
-        drop_database(server, name)
+    yield from throwaway_database(f"sigmasight_iso_{os.getpid()}_{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="session")
