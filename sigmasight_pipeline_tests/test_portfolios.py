@@ -52,6 +52,13 @@ AAPL,50,195.00,2026-06-02,tech
 
 
 @pytest.fixture
+def db_url(isolated_db_url: str) -> str:
+    """This module's own database: it loads and replaces the demo portfolios, which would
+    give the demo backfill's positions new ids under the other tests' feet."""
+    return isolated_db_url
+
+
+@pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection: each loader call is its own committed transaction."""
     with connect(db_url, autocommit=True) as connection:
