@@ -24,10 +24,12 @@ def _quiet_dagster() -> None:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
-def _prepare() -> str:
+def _prepare(quiet: bool = False) -> str:
+    """Database up and migrated, Dagster pointed at it (see `prepare_environment`)."""
     from sigmasight_pipeline.resources.instance import prepare_environment
 
-    _say("database: starting/connecting and applying migrations ...")
+    if not quiet:
+        _say("database: starting/connecting and applying migrations ...")
     return prepare_environment()
 
 
@@ -156,7 +158,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
-    print(_prepare_quietly())
+    print(_prepare(quiet=True))
     return 0
 
 
@@ -169,19 +171,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    url = _prepare() if not args.json else _prepare_quietly()
+    url = _prepare(quiet=args.json)
     rows = summary_rows(url)
     if args.json:
         print(json.dumps({"portfolios": rows}, indent=2, default=str))
     else:
         print_summary(rows)
     return 0
-
-
-def _prepare_quietly() -> str:
-    from sigmasight_pipeline.resources.instance import prepare_environment
-
-    return prepare_environment()
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -210,7 +206,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     if not password:
         _say("empty password; nothing created")
         return 2
-    url = _prepare_quietly()
+    url = _prepare(quiet=True)
     try:
         with transaction(url) as conn:
             user_id = create_user(conn, args.name, password, "admin" if args.admin else "user")
@@ -224,14 +220,14 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from sigmasight_pipeline.intake import ingest_command
 
-    url = _prepare_quietly()
+    url = _prepare(quiet=True)
     return ingest_command(url, args.paths, _say)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from sigmasight_pipeline.api import serve
 
-    _prepare_quietly()
+    _prepare(quiet=True)
     serve(args.host, args.port)
     return 0
 

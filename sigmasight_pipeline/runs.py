@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from dagster import AssetKey, DagsterEventType, DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance, RunRequest
+from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from sigmasight_pipeline import calendar
 from sigmasight_pipeline.settings import BACKFILL_DAYS
@@ -138,6 +139,20 @@ def materialize(
     return RunOutcome(run_id, result.success, time.perf_counter() - began, partitions, failed)
 
 
+def execute_request(instance: DagsterInstance, request: RunRequest) -> RunOutcome:
+    """Run a sensor's range RunRequest in this process, tagged as the daemon tags it."""
+    from sigmasight_pipeline.sensors import SENSOR_NAME
+
+    tags = {**request.tags, RUN_KEY_TAG: request.run_key or "", SENSOR_NAME_TAG: SENSOR_NAME}
+    return materialize(
+        instance,
+        [key.to_user_string() for key in request.asset_selection or []],
+        request.tags[RANGE_START_TAG],
+        request.tags[RANGE_END_TAG],
+        tags=tags,
+    )
+
+
 def partitioned_assets() -> list[str]:
     from sigmasight_pipeline.definitions import defs
 
@@ -158,7 +173,7 @@ def backfill(
     say = progress or (lambda _: None)
     first, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
     window_start = plan.key(plan.window[0])
-    market = [a for a in MARKET_ASSETS if a in set(partitioned_assets()) | {"securities"}]
+    market = list(MARKET_ASSETS)
     say(f"market data {first}..{last} ({len(plan.history) + len(plan.window)} sessions): one run")
     outcomes = [materialize(instance, market, first, last, progress)]
     if not outcomes[-1].success:

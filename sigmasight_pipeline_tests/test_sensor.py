@@ -62,14 +62,7 @@ class Sensor:
 
     def execute(self, request: RunRequest) -> runs.RunOutcome:
         """Run a request in-process, tagged as the daemon tags a sensor's run."""
-        tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: sensors.SENSOR_NAME}
-        return runs.materialize(
-            self.instance,
-            [key.to_user_string() for key in request.asset_selection or []],
-            request.tags[runs.RANGE_START_TAG],
-            request.tags[runs.RANGE_END_TAG],
-            tags=tags,
-        )
+        return runs.execute_request(self.instance, request)
 
 
 @pytest.fixture

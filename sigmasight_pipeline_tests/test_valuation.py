@@ -99,3 +99,13 @@ def test_occ_symbols():
         with pytest.raises(SymbolError):
             parse_occ(bad)
     assert position_type(-3, "P") == "SP" and position_type(5, None) == "LONG"
+
+
+def test_lookup_gives_missing_for_absent_dates_and_symbols():
+    """An absent day or symbol is `missing`, never the last row (a -1 index wraps around)."""
+    from sigmasight_pipeline.analytics.market import lookup
+
+    matrix = pd.DataFrame({"A": [1.0, 2.0], "B": [3.0, 4.0]}, index=SESSIONS[:2])
+    got = lookup(matrix, [SESSIONS[1], SESSIONS[4], SESSIONS[0]], ["B", "A", "Z"])
+    assert got[0] == 4.0 and np.isnan(got[1]) and np.isnan(got[2])
+    assert np.isnan(lookup(matrix.iloc[:0], [SESSIONS[0]], ["A"])).all()

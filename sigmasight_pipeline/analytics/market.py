@@ -100,6 +100,18 @@ def daily_returns(
     )
 
 
+def lookup(matrix: pd.DataFrame, dates, symbols, missing=np.nan) -> np.ndarray:
+    """matrix.loc[date, symbol] for each (date, symbol) pair, `missing` where either is absent
+    (never a wrapped -1 index)."""
+    rows = matrix.index.get_indexer(pd.DatetimeIndex(dates))
+    cols = matrix.columns.get_indexer(pd.Index(symbols))
+    found = (rows >= 0) & (cols >= 0)
+    if matrix.empty:
+        return np.full(len(rows), missing)
+    values = matrix.to_numpy()[np.where(found, rows, 0), np.where(found, cols, 0)]
+    return np.where(found, values, missing)
+
+
 def realized_volatility(closes: pd.DataFrame, window: int = REALIZED_VOL_WINDOW) -> pd.DataFrame:
     """Annualized trailing volatility of daily simple returns over `window` sessions (rows),
     sample std (ddof=1) x sqrt(252); NaN until `window` returns are available."""
@@ -139,14 +151,10 @@ def model_option_bars(
 
     if options.empty:
         return empty_bars()
-    vols = realized_volatility(underlying_closes)
-    rows = underlying_closes.index.get_indexer(options["trade_date"])
-    cols = underlying_closes.columns.get_indexer(options["underlying"])
-    valid = (rows >= 0) & (cols >= 0)
-    spot = np.full(len(options), np.nan)
-    vol = np.full(len(options), np.nan)
-    spot[valid] = underlying_closes.to_numpy()[rows[valid], cols[valid]]
-    vol[valid] = vols.to_numpy()[rows[valid], cols[valid]]
+    spot = lookup(underlying_closes, options["trade_date"], options["underlying"])
+    vol = lookup(
+        realized_volatility(underlying_closes), options["trade_date"], options["underlying"]
+    )
     t_years = (pd.to_datetime(options["expiry"]) - options["trade_date"]).dt.days.to_numpy() / 365.0
     price = bs_price(
         spot, options["strike"].to_numpy(float), t_years, rate, vol,

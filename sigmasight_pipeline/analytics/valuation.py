@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sigmasight_pipeline.analytics.market import close_matrix
+from sigmasight_pipeline.analytics.market import close_matrix, lookup
 
 MAX_CARRY_FORWARD_SESSIONS = 5
 POSITION_COUNT_COLUMNS = {
@@ -65,18 +65,18 @@ def position_values(
     if grid.empty:
         return pd.DataFrame(columns=columns)
 
-    rows = closes.index.get_indexer(grid["trade_date"])
-    cols = closes.columns.get_indexer(grid["symbol"])
-    price = filled.to_numpy()[rows, cols]
-    prev_price = prev_filled.to_numpy()[rows, cols]
-    price_date = price_dates.to_numpy()[rows, cols]
-    is_observed = observed.to_numpy()[rows, cols]
+    dates, symbols = grid["trade_date"], grid["symbol"]
+    price = lookup(filled, dates, symbols)
+    prev_price = lookup(prev_filled, dates, symbols)
+    price_date = lookup(price_dates, dates, symbols, missing=np.datetime64("NaT"))
+    is_observed = lookup(observed, dates, symbols, missing=False).astype(bool)
 
     qty = grid["quantity"].to_numpy(float)
     mult = grid["multiplier"].to_numpy(float)
     entry_price = grid["entry_price"].to_numpy(float)
     entered_today = (pd.to_datetime(grid["entry_date"]) == grid["trade_date"]).to_numpy()
-    prev_for_pnl = np.where(entered_today, entry_price, prev_price)
+    # On the entry day the P&L runs from the entry price.
+    prev_price = np.where(entered_today, entry_price, prev_price)
 
     out = pd.DataFrame(
         {
@@ -91,7 +91,7 @@ def position_values(
             "entry_price": entry_price,
             "price": price,
             "price_date": pd.to_datetime(price_date),
-            "prev_price": np.where(entered_today, entry_price, prev_price),
+            "prev_price": prev_price,
             "price_source": np.where(
                 is_observed, "market", np.where(np.isnan(price), "missing", "carried_forward")
             ),
@@ -101,7 +101,7 @@ def position_values(
     out["exposure"] = qty * price * mult
     out["cost_basis"] = qty * entry_price * mult
     out["unrealized_pnl"] = out["exposure"] - out["cost_basis"]
-    out["daily_pnl"] = qty * mult * (price - prev_for_pnl)
+    out["daily_pnl"] = qty * mult * (price - prev_price)
     return out[columns]
 
 

@@ -1,6 +1,5 @@
 """Option Greeks per position and their portfolio aggregates."""
 
-import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, asset
 
@@ -52,15 +51,10 @@ def position_greeks(
     vols = market.realized_volatility(closes)
     price_source = prices.set_index(["symbol", "trade_date"])["source"]
 
-    def lookup(frame: pd.DataFrame, symbols: pd.Series) -> np.ndarray:
-        rows = frame.index.get_indexer(held["trade_date"])
-        cols = frame.columns.get_indexer(symbols)
-        values = frame.to_numpy()[rows, np.maximum(cols, 0)]
-        return np.where((rows >= 0) & (cols >= 0), values, np.nan)
-
-    held["underlying_price"] = lookup(closes, held["underlying"])
-    held["realized_vol"] = lookup(vols, held["underlying"])
-    held["option_price"] = lookup(closes, held["symbol"])
+    days_held = held["trade_date"]
+    held["underlying_price"] = market.lookup(closes, days_held, held["underlying"])
+    held["realized_vol"] = market.lookup(vols, days_held, held["underlying"])
+    held["option_price"] = market.lookup(closes, days_held, held["symbol"])
     sources = price_source.reindex(pd.MultiIndex.from_arrays([held["symbol"], held["trade_date"]]))
     held["option_price_is_market"] = (sources.notna() & sources.ne("model")).to_numpy()
     result = greeks.position_greeks(held, risk_free_rate())

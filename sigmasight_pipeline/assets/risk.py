@@ -59,10 +59,10 @@ def portfolio_risk_metrics(
     )  # fmt: skip
     today = position_values[position_values["trade_date"].isin(days)]
     exposure = exposures.risk_exposures(today, position_greeks)
+    # Options put delta-adjusted exposure on their underlying: the covariance is of underlyings.
+    on_underlyings = exposure.drop(columns="symbol").rename(columns={"underlying": "symbol"})
     parametric = risk.rolling_parametric_var(
-        exposure.rename(columns={"underlying": "symbol_"})
-        .drop(columns="symbol")
-        .rename(columns={"symbol_": "symbol"}),
+        on_underlyings,
         symbol_returns,
         days,
         window=RISK_WINDOW,
@@ -72,9 +72,9 @@ def portfolio_risk_metrics(
         on=["trade_date", "portfolio_id"],
         how="left",
     )
-    merged["reason"] = merged[["reason", "var_reason"]].apply(
-        lambda r: "; ".join(x for x in r if isinstance(x, str)) or None, axis=1
-    )
+    both = merged["reason"].notna() & merged["var_reason"].notna()
+    merged["reason"] = merged["reason"].fillna(merged["var_reason"])
+    merged.loc[both, "reason"] += "; " + merged.loc[both, "var_reason"]
     # Only portfolios that hold positions on the day get a row.
     held = today[["trade_date", "portfolio_id"]].drop_duplicates()
     merged = merged.merge(held, on=["trade_date", "portfolio_id"])

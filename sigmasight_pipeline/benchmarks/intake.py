@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from sigmasight_pipeline import intake, runs, sensors
 from sigmasight_pipeline.portfolios import create_user
@@ -141,14 +140,7 @@ class _Sensor:
         return result
 
     def execute(self, request: RunRequest) -> runs.RunOutcome:
-        tags = {**request.tags, RUN_KEY_TAG: request.run_key, SENSOR_NAME_TAG: sensors.SENSOR_NAME}
-        outcome = runs.materialize(
-            self.instance,
-            [key.to_user_string() for key in request.asset_selection or []],
-            request.tags[runs.RANGE_START_TAG],
-            request.tags[runs.RANGE_END_TAG],
-            tags=tags,
-        )
+        outcome = runs.execute_request(self.instance, request)
         if not outcome.success:
             raise RuntimeError(f"run {request.run_key} failed ({outcome.failed_checks})")
         return outcome
