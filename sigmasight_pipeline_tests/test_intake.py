@@ -425,7 +425,6 @@ def test_100k_row_file(env: Env) -> None:
     (load,) = user_loads(env.url, env.user)
     assert load.positions == BIG_ROWS and env.files("processed") == [load.stored_as]
     print(f"\n100,000-row file through the {env.mode}: drop -> loaded in {seconds:.1f} s")
-    assert seconds < 60
     assert_loaded_line(env, tick, name)
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import random
 import string
-import time
 from datetime import UTC, date, datetime, timedelta
 from itertools import product
 from pathlib import Path
@@ -373,28 +372,19 @@ def test_error_message_and_report() -> None:
 # --- speed -----------------------------------------------------------------------------------
 
 
-def test_100k_rows_parse_and_validate_fast(tmp_path: Path) -> None:
+def test_100k_rows_parse_and_validate(tmp_path: Path) -> None:
+    """Speed is measured by `make bench` (intake); this checks the big file's content."""
     path = write_big_portfolio(tmp_path / "big.csv", 100_000)
-    wall, cpu = [], []  # CPU time is what we assert on: other processes share the machine
-    for _ in range(2):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        parsed = read_portfolio_csv(path, today=TODAY)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
+    parsed = read_portfolio_csv(path, today=TODAY)
     assert len(parsed) == 100_000
     assert parsed.positions["position_type"].isin(["LONG", "SHORT", "LC", "LP", "SC", "SP"]).all()
-    print(f"100k rows parsed+validated in {min(wall):.2f} s ({min(cpu):.2f} s CPU)")
-    assert min(cpu) < 2.0
 
 
 def test_100k_rows_with_errors_are_all_reported(tmp_path: Path) -> None:
     path = write_big_portfolio(tmp_path / "big.csv", 100_000)
     text = path.read_text().replace(",2026-05-01,", ",2026-05-32,")
-    start = time.process_time()
     errors = rejected(text)
-    elapsed = time.process_time() - start
     assert len(errors) == 834 and {e.reason for e in errors} == {"not a real calendar date"}
-    assert elapsed < 3.0
 
 
 # --- properties ------------------------------------------------------------------------------

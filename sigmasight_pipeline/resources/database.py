@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from collections.abc import Iterator
@@ -25,15 +26,31 @@ def sigmasight_home() -> Path:
     return Path(os.environ.get("SIGMASIGHT_HOME", PROJECT_ROOT / ".sigmasight")).resolve()
 
 
+@contextmanager
+def _home_lock(name: str) -> Iterator[None]:
+    """An exclusive lock file under `sigmasight_home()`, held by one process at a time."""
+    home = sigmasight_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / name, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @cache
 def _embedded_server_url() -> str:
     import pgserver  # imported lazily: only the embedded mode needs it
 
     pgdata = sigmasight_home() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     log.info("starting embedded PostgreSQL in %s", pgdata)
-    # cleanup_mode=None keeps the server running after this process, so the next command reuses it.
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    # pgserver creates its system user (as root) before taking its own lock, so two processes
+    # starting it at once race on `useradd`; ours serializes the whole start.
+    with _home_lock("pgserver.lock"):
+        # cleanup_mode=None keeps the server running after this process, so the next command
+        # reuses it.
+        server = pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()
 
 
