@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from datetime import date, datetime
+from datetime import date, datetime, time
 from functools import cache
 
 import exchange_calendars as xcals
 import pandas as pd
-from dagster import TimeWindowPartitionsDefinition
+from dagster import TimeWindowPartitionsDefinition, partition_loading_context
 
 TIMEZONE = "America/New_York"
 DEFAULT_START = "2015-01-02"
@@ -53,14 +53,19 @@ def last_sessions(end: str | date, count: int) -> pd.DatetimeIndex:
 
 
 def latest_closed_session(now: datetime | None = None) -> pd.Timestamp:
-    """The most recent session whose close (16:00 New York) has passed at `now`."""
-    now_ny = pd.Timestamp.now(tz=TIMEZONE) if now is None else pd.Timestamp(now)
-    now_ny = now_ny.tz_localize(TIMEZONE) if now_ny.tzinfo is None else now_ny.tz_convert(TIMEZONE)
-    today = pd.Timestamp(now_ny.date())
-    cal = _xnys()
-    if cal.is_session(today) and now_ny.hour >= 16:
-        return today
-    return cal.date_to_session(today - pd.Timedelta(days=1), direction="previous")
+    """The newest session whose data can exist at `now` (default: now): the last partition key,
+    so the CLI, the sensor and the UI's "Latest" agree (see `trading_day_partitions`)."""
+    when = pd.Timestamp.now(tz="UTC").to_pydatetime() if now is None else _aware(now)
+    with partition_loading_context(when):
+        key = trading_day_partitions().get_last_partition_key()
+    if key is None:
+        raise ValueError(f"no trading-day partition exists yet at {now}")
+    return pd.Timestamp(key)
+
+
+def _aware(now: datetime) -> datetime:
+    stamp = pd.Timestamp(now)
+    return (stamp.tz_localize(TIMEZONE) if stamp.tzinfo is None else stamp).to_pydatetime()
 
 
 def holidays(start: str | date, end: str | date) -> list[pd.Timestamp]:
@@ -69,23 +74,34 @@ def holidays(start: str | date, end: str | date) -> list[pd.Timestamp]:
     return list(weekdays.difference(sessions(start, end)))
 
 
+# A session's partition appears once its close has passed with a buffer for end-of-day data:
+# at 21:30 UTC, i.e. 16:30 New York in winter (EST) and 17:30 in summer (EDT).
+PARTITION_TIMEZONE = "Asia/Dubai"  # UTC+4, no daylight saving time
+SESSION_READY_CRON = "30 1 * * 1-6"  # 01:30 UTC+4 = 21:30 UTC the evening before
+SATURDAY_CRON = "30 1 * * 6"
+
+
 @cache
 def trading_day_partitions(start: str | None = None) -> TimeWindowPartitionsDefinition:
-    """One partition per NYSE session, key YYYY-MM-DD, America/New_York.
+    """One partition per NYSE session, key YYYY-MM-DD; session D's partition exists from
+    21:30 UTC on D (16:30 New York in winter, 17:30 in summer), never earlier.
 
-    Weekends are excluded by the cron schedule and holidays by `exclusions`. `end_offset=1`
-    makes the in-progress session available, so day D can be materialized on the evening of D
-    (a Friday's window runs to Monday, so without it Friday would wait for the weekend).
+    Dagster names a time-window partition by its window's start and lists it once the window
+    has ended (no end offset). For the key to be session D and the window to end just after
+    D's close, the windows are laid out in UTC+4 (no daylight saving time), where 21:30 UTC on
+    the evening before D is 01:30 on date D: D's window runs from the previous evening's
+    21:30 UTC to D's 21:30 UTC. Saturday's window (Friday evening to Monday) is excluded, as
+    is every exchange holiday's, so the keys are exactly the XNYS sessions, and on a holiday or
+    a weekend the newest partition stays the last session that closed.
     """
     start = start or partitions_start()
-    excluded = [
-        datetime.combine(d.date(), datetime.min.time()) for d in holidays(start, CALENDAR_END)
+    excluded: list[datetime | str] = [
+        datetime.combine(d.date(), time(1, 30)) for d in holidays(start, CALENDAR_END)
     ]
     return TimeWindowPartitionsDefinition(
         start=start,
-        cron_schedule="0 0 * * 1-5",
+        cron_schedule=SESSION_READY_CRON,
         fmt="%Y-%m-%d",
-        timezone=TIMEZONE,
-        end_offset=1,
-        exclusions=excluded,
+        timezone=PARTITION_TIMEZONE,
+        exclusions=[*excluded, SATURDAY_CRON],
     )

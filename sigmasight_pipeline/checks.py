@@ -1,18 +1,30 @@
-"""Asset checks: a pandera schema per table, run on what each materialization wrote.
+"""Asset checks on what each run wrote: a pandera schema per table, run on every chunk as it is
+written (never a re-read of the table), plus warning checks computed from the same rows.
 
-Blocking checks stop downstream assets in the same run when the data is wrong (non-finite
-values where values are required, probabilities or volatilities out of range, duplicate keys);
-the beta cap is a warning: an extreme beta is possible, but someone should look at it.
+Blocking checks stop downstream assets in the same run only when the rows would corrupt the
+tables everyone reads: non-finite values where values are required, probabilities or
+volatilities out of range, duplicate keys. A position or portfolio the pipeline cannot value
+(no price, too little history) is stored with a reason and named by a warning check: it never
+fails the run, so one portfolio's problem never blocks another's numbers.
+
+Every check result says which rows it saw: rows checked, rows failing, the first failing keys,
+the partition range and the run's scope.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from psycopg import sql
 
 BETA_CAP = 5.0
+SHOWN_KEYS = 10
 
 
 def _finite(*columns: str, where: str | None = None) -> pa.Check:
@@ -36,22 +48,49 @@ def _unique(*keys: str) -> pa.Check:
     )
 
 
+def _has_reason(value: str) -> pa.Check:
+    return pa.Check(
+        lambda f: f[value].notna() | f["reason"].notna(), name=f"null {value} has a reason"
+    )
+
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "prices": ("symbol", "trade_date"),
+    "returns": ("symbol", "trade_date"),
+    "position_values": ("trade_date", "position_id"),
+    "position_greeks": ("trade_date", "position_id"),
+    "factor_betas": ("trade_date", "symbol", "factor"),
+    "position_factor_exposures": ("trade_date", "position_id", "factor"),
+    "portfolio_factor_exposures": ("trade_date", "portfolio_id", "factor"),
+    "portfolio_greeks": ("trade_date", "portfolio_id", "view"),
+    "portfolio_risk_metrics": ("trade_date", "portfolio_id"),
+    "portfolio_snapshots": ("trade_date", "portfolio_id"),
+}
+
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
     "prices": pa.DataFrameSchema(
         {
-            "close": pa.Column(float, pa.Check.ge(0)),
+            "close": pa.Column(float, pa.Check.gt(0)),
             "high": pa.Column(float, nullable=True),
             "low": pa.Column(float, pa.Check.ge(0), nullable=True),
         },
         checks=[
-            _unique("symbol", "trade_date"),
-            pa.Check(lambda f: f["high"] >= f["low"], name="high >= low"),
+            _unique(*KEYS["prices"]),
+            pa.Check(lambda f: ~(f["high"] < f["low"]), name="high >= low"),
         ],
+    ),
+    "returns": pa.DataFrameSchema(
+        {
+            "close": pa.Column(float, pa.Check.gt(0)),
+            "prev_close": pa.Column(float, pa.Check.gt(0)),
+            "daily_return": pa.Column(float, pa.Check.gt(-1)),
+        },
+        checks=[_unique(*KEYS["returns"]), _finite("daily_return")],
     ),
     "position_values": pa.DataFrameSchema(
         {"price_source": pa.Column(str, pa.Check.isin(["market", "carried_forward", "missing"]))},
         checks=[
-            _unique("trade_date", "position_id"),
+            _unique(*KEYS["position_values"]),
             pa.Check(
                 lambda f: (
                     f["price_source"].eq("missing")
@@ -72,7 +111,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "t_years": pa.Column(float, nullable=True),
         },
         checks=[
-            _unique("trade_date", "position_id"),
+            _unique(*KEYS["position_greeks"]),
             _finite("delta", "gamma", "theta", "vega", "rho", "position_delta"),
             pa.Check(lambda f: f["delta"].abs() <= 1.0, name="|delta| <= 1 per unit"),
             pa.Check(
@@ -90,26 +129,15 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "r_squared": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True),
         },
         checks=[
-            _unique("trade_date", "symbol", "factor"),
+            _unique(*KEYS["factor_betas"]),
             pa.Check(
                 lambda f: f["beta"].isna() | np.isfinite(f["beta"]), name="beta finite or null"
             ),
-            pa.Check(
-                lambda f: f["beta"].notna() | f["reason"].notna(), name="null beta has a reason"
-            ),
+            _has_reason("beta"),
         ],
     ),
     "position_factor_exposures": pa.DataFrameSchema(
-        checks=[
-            _unique("trade_date", "position_id", "factor"),
-            pa.Check(
-                lambda f: f["beta"].notna() | f["reason"].notna(), name="null beta has a reason"
-            ),
-        ],
-    ),
-    "portfolio_factor_exposures": pa.DataFrameSchema(
-        {"coverage": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True)},
-        checks=[_unique("trade_date", "portfolio_id", "factor")],
+        checks=[_unique(*KEYS["position_factor_exposures"]), _has_reason("beta")],
     ),
     "portfolio_risk_metrics": pa.DataFrameSchema(
         {
@@ -118,104 +146,311 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "var_95_1d": pa.Column(float, pa.Check.ge(0), nullable=True),
         },
         checks=[
-            _unique("trade_date", "portfolio_id"),
+            _unique(*KEYS["portfolio_risk_metrics"]),
             pa.Check(
                 lambda f: f["cvar_95_1d"].isna() | (f["cvar_95_1d"] >= f["var_95_1d"] - 1e-9),
                 name="CVaR >= VaR",
             ),
         ],
     ),
-    "portfolio_snapshots": pa.DataFrameSchema(
-        checks=[
-            _unique("trade_date", "portfolio_id"),
-            _finite(
-                "total_value", "long_exposure", "short_exposure", "gross_exposure", "net_exposure"
-            ),
-        ],
-    ),
 }
 
 
-def validate(table: str, frame: pd.DataFrame) -> AssetCheckResult:
-    """Validate `frame` with the table's schema, every failure collected."""
-    try:
-        SCHEMAS[table].validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = exc.failure_cases
-        summary = cases.groupby("check", dropna=False).size().sort_values(ascending=False)
-        return AssetCheckResult(
-            passed=False,
-            metadata={
-                "failures": len(cases),
-                "by_check": MetadataValue.md(
-                    "\n".join(f"- {check}: {n}" for check, n in summary.items())
-                ),
-                "sample": MetadataValue.md(cases.head(10).to_markdown(index=False)),
-            },
-        )
-    return AssetCheckResult(passed=True, metadata={"rows": len(frame)})
-
-
-def _schema_check(table: str):
-    @asset_check(
-        asset=AssetKey(table),
-        name="schema",
+def schema_check_spec(table: str) -> AssetCheckSpec:
+    """The blocking pandera check of `table`'s asset (results come from `TableValidator`)."""
+    return AssetCheckSpec(
+        "schema",
+        asset=table,
         blocking=True,
-        description=f"pandera schema of {table}: required values finite, ranges, one row per key",
+        description=(
+            f"pandera schema of {table} on every row the run wrote: required values finite, "
+            "ranges, one row per key (blocking: downstream assets do not run on corrupt rows)"
+        ),
     )
-    def _check(asset_value: pd.DataFrame) -> AssetCheckResult:
-        return validate(table, asset_value)
-
-    return _check
 
 
-@asset_check(
-    asset=AssetKey("factor_betas"),
-    description=f"Betas beyond +/-{BETA_CAP} are flagged for review (not blocking)",
-)
-def factor_betas_within_cap(asset_value: pd.DataFrame) -> AssetCheckResult:
-    extreme = asset_value[asset_value["beta"].abs() > BETA_CAP]
-    return AssetCheckResult(
-        passed=extreme.empty,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "beyond_cap": len(extreme),
-            "sample": MetadataValue.md(
-                extreme.head(10)[["trade_date", "symbol", "factor", "beta"]].to_markdown(
-                    index=False
-                )
+def _keys_text(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+    parts = []
+    for row in frame[list(keys)].itertuples(index=False):
+        parts.append(
+            ", ".join(
+                f"{k}={v:%Y-%m-%d}" if isinstance(v, pd.Timestamp) else f"{k}={v}"
+                for k, v in zip(keys, row, strict=True)
             )
-            if len(extreme)
-            else "none",
-        },
-    )
-
-
-@asset_check(asset=AssetKey("prices"), description="Every held stock has a bar each day")
-def prices_complete(asset_value: pd.DataFrame) -> AssetCheckResult:
-    if asset_value.empty:
-        return AssetCheckResult(
-            passed=False, severity=AssetCheckSeverity.WARN, metadata={"reason": "no prices"}
         )
-    days = asset_value["trade_date"].nunique()
-    counts = (
-        asset_value[~asset_value["source"].eq("model")].groupby("symbol")["trade_date"].nunique()
-    )
-    short = counts[counts < days]
-    return AssetCheckResult(
-        passed=short.empty,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "days": days,
-            "symbols_with_gaps": len(short),
-            "gaps": MetadataValue.md(
-                "\n".join(f"- {s}: {n}/{days} days" for s, n in short.items()) or "none"
+    return parts
+
+
+class TableValidator:
+    """Validates each chunk a write stores with the table's pandera schema and keeps the
+    totals: rows checked, rows failing, failures by check and the first failing keys."""
+
+    def __init__(self, table: str, check_name: str = "schema") -> None:
+        self.table = table
+        self.check_name = check_name
+        self.schema = SCHEMAS[table]
+        self.keys = KEYS[table]
+        self.rows = 0
+        self.failing_rows = 0
+        self.by_check: Counter = Counter()
+        self.failing_keys: list[str] = []
+        self.days: set[str] = set()
+
+    def __call__(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        if "trade_date" in frame and len(frame):
+            dates = pd.to_datetime(frame["trade_date"])
+            self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
+        try:
+            self.schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases = exc.failure_cases
+            self.by_check.update(cases["check"].astype(str).value_counts().to_dict())
+            index = pd.Index(cases["index"].dropna().unique())
+            bad = frame.loc[frame.index.intersection(index)]
+            self.failing_rows += len(bad) if len(bad) else len(frame)
+            room = SHOWN_KEYS - len(self.failing_keys)
+            if room > 0 and len(bad):
+                self.failing_keys += _keys_text(bad.head(room), self.keys)
+
+    def result(self) -> AssetCheckResult:
+        return AssetCheckResult(
+            check_name=self.check_name,
+            asset_key=self.table,
+            passed=self.failing_rows == 0,
+            metadata=check_metadata(
+                self.rows,
+                self.failing_rows,
+                self.failing_keys,
+                self.days,
+                {"by_check": dict(self.by_check)} if self.by_check else {},
             ),
-        },
+        )
+
+
+def check_metadata(
+    rows: int, failing: int, keys: Sequence[str], days: set[str], extra: dict | None = None
+) -> dict:
+    """The metadata every check result carries."""
+    meta = {
+        "rows_checked": rows,
+        "rows_failing": failing,
+        "failing_keys": MetadataValue.md("\n".join(f"- {k}" for k in keys) or "none"),
+    }
+    if days:
+        meta["partitions"] = f"{min(days)}..{max(days)}"
+    for name, value in (extra or {}).items():
+        meta[name] = (
+            MetadataValue.md("\n".join(f"- {k}: {v}" for k, v in value.items()))
+            if isinstance(value, dict)
+            else value
+        )
+    return meta
+
+
+class RowWarning:
+    """A warning check counted over the chunks a write stores: `flag(frame)` returns the
+    boolean mask of rows to warn about and a label per flagged row (the reason)."""
+
+    def __init__(
+        self,
+        table: str,
+        check_name: str,
+        flag: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series]],
+    ) -> None:
+        self.table = table
+        self.check_name = check_name
+        self.flag = flag
+        self.keys = KEYS[table]
+        self.rows = 0
+        self.flagged = 0
+        self.reasons: Counter = Counter()
+        self.flagged_keys: list[str] = []
+        self.days: set[str] = set()
+
+    def __call__(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        if not len(frame):
+            return
+        dates = pd.to_datetime(frame["trade_date"])
+        self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
+        mask, labels = self.flag(frame)
+        mask = mask.to_numpy(dtype=bool)
+        if not mask.any():
+            return
+        self.flagged += int(mask.sum())
+        self.reasons.update(pd.Series(labels[mask]).astype(str).value_counts().to_dict())
+        room = SHOWN_KEYS - len(self.flagged_keys)
+        if room > 0:
+            flagged = frame.loc[mask].head(room)
+            labelled = labels[mask][:room]
+            self.flagged_keys += [
+                f"{k} ({why})"
+                for k, why in zip(_keys_text(flagged, self.keys), labelled, strict=True)
+            ]
+
+    def summary(self) -> dict:
+        """Coverage and reasons for the materialization's metadata."""
+        meta: dict = {"coverage": f"{self.rows - self.flagged:,} / {self.rows:,} rows"}
+        if self.reasons:
+            meta["reasons"] = MetadataValue.md(
+                "\n".join(f"- {k}: {v:,}" for k, v in self.reasons.most_common(20))
+            )
+        return meta
+
+    def result(self) -> AssetCheckResult:
+        return AssetCheckResult(
+            check_name=self.check_name,
+            asset_key=self.table,
+            passed=self.flagged == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata=check_metadata(
+                self.rows,
+                self.flagged,
+                self.flagged_keys,
+                self.days,
+                {"reasons": dict(self.reasons.most_common(20))} if self.reasons else {},
+            ),
+        )
+
+
+def warning_check_spec(table: str, name: str, description: str) -> AssetCheckSpec:
+    return AssetCheckSpec(name, asset=table, blocking=False, description=description)
+
+
+def beta_cap_warning() -> RowWarning:
+    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        mask = frame["beta"].abs() > BETA_CAP
+        return mask, frame["factor"] + " beta " + frame["beta"].round(2).astype(str)
+
+    return RowWarning("factor_betas", "factor_betas_within_cap", flag)
+
+
+BETA_CAP_SPEC = warning_check_spec(
+    "factor_betas",
+    "factor_betas_within_cap",
+    f"Betas beyond +/-{BETA_CAP} are flagged for review (warning)",
+)
+
+
+def unvalued_positions_warning() -> RowWarning:
+    """Position rows without a price, or whose daily P&L could not be measured."""
+
+    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        reason = frame["pnl_reason"] if "pnl_reason" in frame else pd.Series(None, frame.index)
+        missing = frame["price_source"].eq("missing")
+        labels = np.where(
+            missing, "no price: " + frame["symbol"].astype(str), reason.fillna("").astype(str)
+        )
+        return missing | reason.notna(), pd.Series(labels, index=frame.index)
+
+    return RowWarning("position_values", "positions_valued", flag)
+
+
+POSITIONS_VALUED_SPEC = warning_check_spec(
+    "position_values",
+    "positions_valued",
+    "Every held position has a price and a measured daily P&L; rows without one are named "
+    "with their reason (warning: the run goes on, the rows carry the reason)",
+)
+
+
+def sql_finite(*columns: str) -> str:
+    """SQL true when every column is a finite number (not NULL, NaN or +-Infinity)."""
+    return " AND ".join(
+        f"({c} IS NOT NULL AND {c} NOT IN ('NaN'::float8, 'Infinity'::float8, "
+        f"'-Infinity'::float8))"
+        for c in columns
     )
 
 
-ASSET_CHECKS = [_schema_check(table) for table in SCHEMAS] + [
-    factor_betas_within_cap,
-    prices_complete,
-]
+@dataclass(frozen=True)
+class SqlRules:
+    """A blocking schema check for tables written set-based (INSERT ... SELECT): each rule is
+    an SQL predicate true for a good row, counted by one aggregate over the rows the run wrote
+    (after they committed); the first failing keys are listed."""
+
+    table: str
+    rules: dict[str, str]
+    check_name: str = "schema"
+
+    def spec(self) -> AssetCheckSpec:
+        return AssetCheckSpec(
+            self.check_name,
+            asset=self.table,
+            blocking=True,
+            description=f"{self.table} rows the run wrote: " + "; ".join(self.rules),
+        )
+
+    def run(self, url: str, days: pd.DatetimeIndex, where: sql.Composable) -> AssetCheckResult:
+        from sigmasight_pipeline.resources.tables import query_frame
+
+        written = sql.SQL("trade_date BETWEEN {} AND {} AND ({})").format(
+            sql.Literal(days[0].date()), sql.Literal(days[-1].date()), where
+        )
+        table = sql.SQL("sigmasight.{}").format(sql.Identifier(self.table))
+        counts = query_frame(
+            url,
+            sql.SQL("SELECT count(*) AS rows, {} FROM {} WHERE {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("count(*) FILTER (WHERE NOT coalesce({}, false)) AS {}").format(
+                        sql.SQL(rule), sql.Identifier(name)
+                    )
+                    for name, rule in self.rules.items()
+                ),
+                table,
+                written,
+            ),
+        ).iloc[0]
+        all_good = sql.SQL(" AND ").join(
+            sql.SQL("coalesce({}, false)").format(sql.SQL(r)) for r in self.rules.values()
+        )
+        bad = query_frame(
+            url,
+            sql.SQL("SELECT {} FROM {} WHERE {} AND NOT ({}) LIMIT {}").format(
+                sql.SQL(", ").join(sql.Identifier(k) for k in KEYS[self.table]),
+                table,
+                written,
+                all_good,
+                sql.Literal(SHOWN_KEYS),
+            ),
+        )
+        failing = query_frame(
+            url,
+            sql.SQL("SELECT count(*) AS n FROM {} WHERE {} AND NOT ({})").format(
+                table, written, all_good
+            ),
+        )["n"].iloc[0]
+        by_rule = {name: int(counts[name]) for name in self.rules if counts[name]}
+        return AssetCheckResult(
+            check_name=self.check_name,
+            asset_key=self.table,
+            passed=int(failing) == 0,
+            metadata=check_metadata(
+                int(counts["rows"]),
+                int(failing),
+                _keys_text(bad, KEYS[self.table]),
+                {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"},
+                {"by_check": by_rule} if by_rule else {},
+            ),
+        )
+
+
+SNAPSHOT_RULES = SqlRules(
+    "portfolio_snapshots",
+    {
+        "finite exposures": sql_finite(
+            "total_value", "long_exposure", "short_exposure", "gross_exposure", "net_exposure"
+        ),
+        "finite P&L": sql_finite("daily_pnl", "window_pnl"),
+        "gross >= |net|": "gross_exposure >= abs(net_exposure) - 1e-6",
+    },
+)
+PORTFOLIO_GREEKS_RULES = SqlRules(
+    "portfolio_greeks",
+    {"finite Greeks": sql_finite("delta", "gamma", "theta", "vega", "rho")},
+)
+PORTFOLIO_FACTOR_RULES = SqlRules(
+    "portfolio_factor_exposures",
+    {"coverage in [0, 1]": "coverage IS NULL OR (coverage >= 0 AND coverage <= 1 + 1e-9)"},
+)

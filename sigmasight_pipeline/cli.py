@@ -99,10 +99,27 @@ def summary_rows(url: str) -> list[dict]:
 
 
 def _money(value) -> str:
-    return "n/a" if value is None else f"${value:,.0f}"
+    """Dollars, sign first: -$1,034,075."""
+    if value is None:
+        return "n/a"
+    return f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
+
+
+def _ratio(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def print_summary(rows: list[dict]) -> None:
+    if not rows:
+        _say(
+            "no portfolios yet: drop a CSV in data/inbox/ (`make dev`), run "
+            "`sigmasight ingest FILE.csv`, or `sigmasight demo` for the demo portfolios"
+        )
+        return
     for row in rows:
         _say(f"\n{row['username']} / {row['name']} (portfolio {row['portfolio_id']})")
         if row.get("trade_date") is None:
@@ -126,12 +143,17 @@ def print_summary(rows: list[dict]) -> None:
             for k in ("long_count", "short_count", "lc_count", "lp_count", "sc_count", "sp_count")
         )
         _say(f"  positions {row['position_count']}: {counts}")
-        extras = [
-            (k, row.get(k))
+        if any(
+            row.get(k) is not None
             for k in ("beta_market", "volatility_ann", "sharpe", "max_drawdown", "var_95_1d")
-        ]
-        if any(v is not None for _, v in extras):
-            _say("  " + "  ".join(f"{k} {v:,.3f}" for k, v in extras if v is not None))
+        ):
+            _say(
+                f"  market beta (holdings) {_ratio(row.get('beta_market'))}  "
+                f"volatility {_percent(row.get('volatility_ann'))}  "
+                f"Sharpe {_ratio(row.get('sharpe'))}  "
+                f"max drawdown {_percent(row.get('max_drawdown'))}  "
+                f"1-day 95% VaR {_money(row.get('var_95_1d'))}"
+            )
         if row.get("unpriced_count"):
             _say(f"  WARNING: {row['unpriced_count']} positions without a price")
 
@@ -159,6 +181,35 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_db_url(args: argparse.Namespace) -> int:
     print(_prepare(quiet=True))
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.resources.database import embedded_status
+
+    if os.environ.get("DATABASE_URL", "").strip():
+        _say("DATABASE_URL is set: the embedded server is not used (manage that server yourself)")
+    status = embedded_status()
+    if not status["initialized"]:
+        _say(f"embedded PostgreSQL: not created yet ({status['pgdata']}); any command creates it")
+        return 0
+    state = f"running (pid {status['pid']})" if status["running"] else "stopped"
+    _say(f"embedded PostgreSQL: {state}")
+    _say(f"  data: {status['pgdata']} ({status['bytes'] / 1e6:,.0f} MB)")
+    if status["url"]:
+        _say(f"  url:  {status['url']}")
+    if not status["running"]:
+        _say("  every sigmasight command, and `dagster` run from the checkout, starts it again")
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.resources.database import stop_embedded
+
+    if stop_embedded():
+        _say("embedded PostgreSQL stopped; the next sigmasight or dagster command starts it")
+    else:
+        _say("embedded PostgreSQL was not running")
     return 0
 
 
@@ -263,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL server")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("status", help="running or not, data folder and size, URL").set_defaults(
+        func=cmd_db_status
+    )
+    db_sub.add_parser("stop", help="stop it (any command starts it again)").set_defaults(
+        func=cmd_db_stop
+    )
 
     ingest = sub.add_parser("ingest", help="load portfolio CSVs (the inbox, or the paths given)")
     ingest.add_argument("paths", nargs="*")

@@ -1,10 +1,9 @@
 """The one Definitions object of the code location."""
 
-from dagster import Definitions, load_assets_from_modules
+from dagster import Definitions, in_process_executor, load_assets_from_modules
 
 from sigmasight_pipeline.assets import factors, greeks, market, portfolio, risk
 from sigmasight_pipeline.assets.common import positions_spec
-from sigmasight_pipeline.checks import ASSET_CHECKS
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
@@ -17,7 +16,6 @@ defs = Definitions(
         positions_spec,
         *load_assets_from_modules([market, portfolio, greeks, factors, risk]),
     ],
-    asset_checks=ASSET_CHECKS,
     jobs=[daily_update_job],
     schedules=[daily_after_close, weekly_backfill],
     sensors=[portfolio_inbox_sensor],
@@ -27,4 +25,8 @@ defs = Definitions(
         "market_data": MarketDataResource(),
         "reader": SigmaSightReader(),
     },
+    # Every run (UI, sensor, schedules, CLI) executes its steps in the run worker's process: a
+    # process per step costs seconds of start-up each, and the steps of one run are a chain
+    # (each reads what the previous wrote), so they gain nothing from running in parallel.
+    executor=in_process_executor,
 )

@@ -18,7 +18,8 @@ from sigmasight_pipeline.settings import BACKFILL_DAYS
 # Sessions of history the windows read before the first backfilled day: 60-session betas and
 # volatilities need 60 returns, which need 61 closes.
 LOOKBACK_SESSIONS = 61
-MARKET_ASSETS = ("securities", "prices", "returns", "short_interest")
+# Symbol-level assets: run over the window and its lookback before the portfolio assets.
+MARKET_ASSETS = ("securities", "prices", "returns", "short_interest", "factor_betas")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -54,17 +55,6 @@ class RunOutcome:
 def range_tags(start: str, end: str) -> dict[str, str]:
     """The tags Dagster uses for a single run over a partition range."""
     return {RANGE_START_TAG: start, RANGE_END_TAG: end}
-
-
-def _speed_up_event_storage(instance: DagsterInstance) -> None:
-    """dagster-postgres opens a new connection for every event unless told to keep a pool,
-    as its webserver does; an in-process backfill writes thousands of events."""
-    storage = instance.event_log_storage
-    if hasattr(storage, "optimize_for_webserver"):
-        storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
-    run_storage = instance.run_storage
-    if hasattr(run_storage, "optimize_for_webserver"):
-        run_storage.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
 
 
 def _watch_steps(instance: DagsterInstance, run_id: str, progress: Progress, stop: threading.Event):
@@ -103,7 +93,6 @@ def materialize(
     """One in-process run on the instance materializing `assets` over [start, end]."""
     from sigmasight_pipeline.definitions import defs
 
-    _speed_up_event_storage(instance)
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
     run_tags = dict(tags or {})
@@ -167,9 +156,9 @@ def partitioned_assets() -> list[str]:
 def backfill(
     instance: DagsterInstance, plan: BackfillPlan, progress: Progress | None = None
 ) -> list[RunOutcome]:
-    """Two runs: market data over the lookback history and the window (so every day of the
-    window has full 60-session betas and volatilities), then every other asset over the
-    window in one run."""
+    """Two runs: the symbol-level assets (market data, returns, betas) over the lookback
+    history and the window (so every day of the window has full 60-session betas and
+    volatilities), then the portfolio assets over the window in one run."""
     say = progress or (lambda _: None)
     first, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
     window_start = plan.key(plan.window[0])

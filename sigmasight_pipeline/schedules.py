@@ -14,8 +14,7 @@ from dagster import (
 
 from sigmasight_pipeline import calendar
 from sigmasight_pipeline.assets.common import positions_spec
-from sigmasight_pipeline.runs import LOOKBACK_SESSIONS, range_tags
-from sigmasight_pipeline.settings import BACKFILL_DAYS
+from sigmasight_pipeline.runs import BackfillPlan, range_tags
 
 PIPELINE_ASSETS = AssetSelection.all() - AssetSelection.assets(positions_spec.key)
 
@@ -41,14 +40,6 @@ def daily_after_close(context: ScheduleEvaluationContext):
     return RunRequest(run_key=f"daily-{key}", partition_key=key)
 
 
-def backfill_window(end) -> tuple[str, str]:
-    """First and last partition key of a backfill ending at `end`, with the lookback history
-    the 60-session windows of its first day read."""
-    window = calendar.last_sessions(end, BACKFILL_DAYS)
-    history = calendar.previous_sessions(window[0], LOOKBACK_SESSIONS)
-    return history[0].strftime("%Y-%m-%d"), window[-1].strftime("%Y-%m-%d")
-
-
 @schedule(
     job=daily_update_job,
     cron_schedule="0 6 * * 6",
@@ -58,6 +49,6 @@ def backfill_window(end) -> tuple[str, str]:
 def weekly_backfill(context: ScheduleEvaluationContext):
     """Saturday 06:00: the last 90 sessions and their 61-session lookback, as ONE run
     (prices already stored are not fetched again, so this mostly recomputes analytics)."""
-    end = calendar.latest_closed_session(context.scheduled_execution_time)
-    start, last = backfill_window(end)
+    plan = BackfillPlan.ending(calendar.latest_closed_session(context.scheduled_execution_time))
+    start, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
     return RunRequest(run_key=f"backfill-{last}", tags=range_tags(start, last))

@@ -1,23 +1,42 @@
-"""What every asset module shares: the partitions, the backfill policy and position loading."""
+"""What every asset module shares: partitions, backfill and retry policies, the run's scope,
+and positions read in chunks of portfolios."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import pandas as pd
-import psycopg
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
     BackfillPolicy,
+    Backoff,
+    Jitter,
+    RetryPolicy,
     TimeWindowPartitionMapping,
 )
+from psycopg import sql
 
 from sigmasight_pipeline import calendar
-from sigmasight_pipeline.resources.io_manager import read_frame
+from sigmasight_pipeline.resources.market_data import FACTOR_ETFS
+from sigmasight_pipeline.resources.tables import query_frame
+from sigmasight_pipeline.scope import Scope
 
 TRADING_DAYS = calendar.trading_day_partitions()
 SINGLE_RUN = BackfillPolicy.single_run()
 PARTITIONED = {"partition_expr": "trade_date"}
+# Transient failures (a dropped connection, a provider timeout past its own retries) retry the
+# step; errors that would fail again (bad input, a bad key) raise Failure(allow_retries=False).
+TRANSIENT_RETRY = RetryPolicy(
+    max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+# Assets that call the market data provider, and assets that replace symbol-level rows shared
+# by every portfolio: one step of each pool at a time across all runs (dagster.yaml pools).
+MARKET_DATA_API_POOL = "market_data_api"
+SYMBOL_TABLES_POOL = "symbol_tables"
+# Portfolio assets compute and write this many positions' rows at a time.
+POSITIONS_PER_CHUNK = 5_000
 
 positions_spec = AssetSpec(
     key=AssetKey("positions"),
@@ -30,21 +49,92 @@ positions_spec = AssetSpec(
 )
 
 POSITION_COLUMNS = (
-    "id, portfolio_id, symbol, quantity, entry_price, entry_date, position_type, underlying, "
-    "option_right, strike, expiry, multiplier"
-)
+    "id", "portfolio_id", "symbol", "quantity", "entry_price", "entry_date", "position_type",
+    "underlying", "option_right", "strike", "expiry", "multiplier",
+)  # fmt: skip
 
 
-def load_positions(
-    conn: psycopg.Connection, portfolio_ids: list[int] | None = None
-) -> pd.DataFrame:
-    """Positions (all portfolios, or the ones given); entry_date and expiry as datetime64."""
-    query = f"SELECT {POSITION_COLUMNS} FROM sigmasight.positions"
-    if portfolio_ids is not None:
-        return read_frame(
-            conn, query + " WHERE portfolio_id = ANY(%s) ORDER BY id", (portfolio_ids,)
-        )
-    return read_frame(conn, query + " ORDER BY id")
+def run_scope(context: AssetExecutionContext) -> Scope:
+    """The portfolios this run works on (see `sigmasight_pipeline.scope`)."""
+    return Scope.from_tags(context.run.tags)
+
+
+def load_positions(url: str, portfolios: sql.Composable) -> pd.DataFrame:
+    """Positions of the portfolios `portfolios` selects (a predicate on portfolio_id);
+    entry_date and expiry as datetime64."""
+    query = sql.SQL("SELECT {} FROM sigmasight.positions WHERE {} ORDER BY id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in POSITION_COLUMNS), portfolios
+    )
+    frame = query_frame(url, query)
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(POSITION_COLUMNS))
+    for column in ("entry_date", "expiry"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def portfolio_chunks(
+    url: str, scope: Scope, positions_per_chunk: int = POSITIONS_PER_CHUNK
+) -> Iterator[list[int]]:
+    """The scope's portfolio ids in chunks of about `positions_per_chunk` positions (a
+    portfolio is never split), so memory stays bounded whatever the size of the book."""
+    counts = query_frame(
+        url,
+        sql.SQL(
+            "SELECT portfolio_id, count(*) AS n FROM sigmasight.positions WHERE {} "
+            "GROUP BY portfolio_id ORDER BY portfolio_id"
+        ).format(scope.portfolio_filter()),
+    )
+    chunk: list[int] = []
+    size = 0
+    for portfolio_id, n in zip(counts["portfolio_id"], counts["n"], strict=True):
+        if chunk and size + n > positions_per_chunk:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(int(portfolio_id))
+        size += int(n)
+    if chunk:
+        yield chunk
+
+
+def portfolios_in(ids: Sequence[int]) -> sql.Composable:
+    return Scope.of(ids).portfolio_filter()
+
+
+def scope_symbols(url: str, scope: Scope) -> list[str] | None:
+    """Symbols a scoped run works on: what its portfolios hold, their underlyings and the
+    factor ETFs; None for an unscoped run (every symbol)."""
+    if scope.is_everything:
+        return None
+    held = query_frame(
+        url,
+        sql.SQL(
+            "SELECT symbol FROM sigmasight.positions WHERE {0} "
+            "UNION SELECT underlying FROM sigmasight.positions WHERE {0}"
+        ).format(scope.portfolio_filter()),
+    )
+    return sorted(set(held["symbol"]) | set(FACTOR_ETFS.values()))
+
+
+def universe_symbols(url: str, scope: Scope) -> list[str]:
+    """Every symbol a run's symbol-level assets compute: the scope's (`scope_symbols`), or
+    every security for an unscoped run."""
+    symbols = scope_symbols(url, scope)
+    if symbols is None:
+        symbols = sorted(query_frame(url, "SELECT symbol FROM sigmasight.securities")["symbol"])
+    return symbols
+
+
+def all_of(*clauses: sql.Composable) -> sql.Composable:
+    """The SQL conjunction of `clauses`."""
+    return sql.SQL(" AND ").join(sql.SQL("({})").format(c) for c in clauses)
+
+
+def symbols_in(symbols: Sequence[str] | None, column: str = "symbol") -> sql.Composable:
+    """SQL selecting rows of these symbols (everything when None)."""
+    if symbols is None:
+        return sql.SQL("TRUE")
+    return sql.SQL("{} = ANY({}::text[])").format(sql.Identifier(column), sql.Literal(symbols))
 
 
 def partition_days(context: AssetExecutionContext) -> pd.DatetimeIndex:

@@ -1,21 +1,43 @@
-"""Short interest, factor betas and position/portfolio factor exposures."""
+"""Short interest, factor betas (chunks of symbols) and position (chunks of portfolios) and
+portfolio (one SQL statement) factor exposures."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, asset
+from dagster import AssetExecutionContext, AssetIn, Output, asset
+from psycopg import sql
 
 from sigmasight_pipeline.analytics import exposures, factors
+from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
+    MARKET_DATA_API_POOL,
     PARTITIONED,
     SINGLE_RUN,
+    SYMBOL_TABLES_POOL,
     TRADING_DAYS,
+    TRANSIENT_RETRY,
     lookback,
     partition_days,
+    portfolio_chunks,
+    portfolios_in,
+    run_scope,
+    scope_symbols,
+    symbols_in,
+    universe_symbols,
 )
+from sigmasight_pipeline.checks import (
+    BETA_CAP_SPEC,
+    PORTFOLIO_FACTOR_RULES,
+    TableValidator,
+    beta_cap_warning,
+    schema_check_spec,
+)
+from sigmasight_pipeline.resources.database import PostgresResource
+from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
 from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, MarketDataResource
 
 FACTOR_GROUP = "factors"
 BETA_WINDOW = 60
 MIN_OBS = 20
+SYMBOLS_PER_CHUNK = 500
 
 
 @asset(
@@ -24,22 +46,28 @@ MIN_OBS = 20
     metadata=PARTITIONED,
     group_name="market_data",
     kinds={"postgres", "pandas"},
-    pool="market_data_api",
+    pool=MARKET_DATA_API_POOL,
+    retry_policy=TRANSIENT_RETRY,
 )
 def short_interest(
-    context: AssetExecutionContext, securities: pd.DataFrame, market_data: MarketDataResource
-) -> pd.DataFrame:
+    context: AssetExecutionContext,
+    securities: pd.DataFrame,
+    market_data: MarketDataResource,
+    database: PostgresResource,
+):
     """Short interest of every stock as of each day (% of float, days to cover), from the
     market data provider; ETFs and options have none."""
     days = partition_days(context)
-    stocks = securities.loc[securities["security_type"].eq("STOCK"), "symbol"].tolist()
+    scoped = scope_symbols(database.url(), run_scope(context))
+    stocks = securities.loc[securities["security_type"].eq("STOCK"), "symbol"]
+    if scoped is not None:
+        stocks = stocks[stocks.isin(scoped)]
     provider = market_data.get_provider()
-    frame = provider.short_interest(stocks, [d.date() for d in days])
+    frame = provider.short_interest(stocks.tolist(), [d.date() for d in days])
     frame = frame.assign(trade_date=pd.to_datetime(frame["trade_date"]), source=provider.name)
-    context.add_output_metadata(
-        {"symbols": len(stocks), "with_data": int(frame["symbol"].nunique()) if len(frame) else 0}
-    )
-    return frame.drop_duplicates(["symbol", "trade_date"]).reset_index(drop=True)
+    rows = frame.drop_duplicates(["symbol", "trade_date"]).reset_index(drop=True)
+    metadata = {"symbols": len(stocks), "with_data": int(rows["symbol"].nunique())}
+    return Output(TableWrite(rows, replace=symbols_in(scoped)), metadata=metadata)
 
 
 @asset(
@@ -48,29 +76,57 @@ def short_interest(
     metadata=PARTITIONED,
     group_name=FACTOR_GROUP,
     kinds={"postgres", "pandas"},
+    pool=SYMBOL_TABLES_POOL,
+    retry_policy=TRANSIENT_RETRY,
     ins={"returns": AssetIn(partition_mapping=lookback(BETA_WINDOW - 1))},
+    deps=["securities"],
+    check_specs=[schema_check_spec("factor_betas"), BETA_CAP_SPEC],
 )
-def factor_betas(
-    context: AssetExecutionContext, returns: pd.DataFrame, securities: pd.DataFrame
-) -> pd.DataFrame:
+def factor_betas(context: AssetExecutionContext, returns: TableReader, database: PostgresResource):
     """Betas of every stock and ETF to the seven factor ETFs over the trailing 60 sessions
     (market: Cov/Var on SPY; styles: OLS on ETF-minus-SPY spreads; one solve per window for
-    all symbols). Fewer than 20 observations: null beta with the reason."""
+    all symbols of a chunk). Fewer than 20 observations: null beta with the reason."""
+    url = database.url()
     days = partition_days(context)
-    wide = returns.pivot_table(
-        index="trade_date", columns="symbol", values="daily_return", aggfunc="last"
-    )
+    scope = run_scope(context)
     etfs = list(FACTOR_ETFS.values())
-    symbols = securities.loc[securities["security_type"].ne("OPTION"), "symbol"]
-    asset_returns = wide.reindex(columns=sorted(symbols))
-    factor_returns = wide.reindex(columns=etfs)
-    betas = factors.rolling_factor_betas(
-        asset_returns, factor_returns, days, window=BETA_WINDOW, min_obs=MIN_OBS
+    symbols = [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
+    factor_wide = _wide(returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(etfs)))
+
+    def chunks():
+        for chunk in chunked(symbols, SYMBOLS_PER_CHUNK):
+            wide = _wide(
+                returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(chunk))
+            )
+            index = factor_wide.index.union(wide.index)
+            betas = factors.rolling_factor_betas(
+                wide.reindex(index=index, columns=chunk),
+                factor_wide.reindex(index=index, columns=etfs),
+                days,
+                window=BETA_WINDOW,
+                min_obs=MIN_OBS,
+            )
+            betas["trade_date"] = pd.to_datetime(betas["trade_date"])
+            yield betas
+
+    validator, capped = TableValidator("factor_betas"), beta_cap_warning()
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=symbols_in(scope_symbols(url, scope)),
+            observers=[validator, capped],
+            summaries=[capped.summary],
+        )
     )
-    betas["trade_date"] = pd.to_datetime(betas["trade_date"])
-    nulls = int(betas["beta"].isna().sum())
-    context.add_output_metadata({"symbols": len(symbols), "null_betas": nulls})
-    return betas
+    yield validator.result()
+    yield capped.result()
+
+
+def _wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Returns as sessions x symbols (the table's key makes (symbol, day) unique)."""
+    if long.empty:
+        return pd.DataFrame(index=pd.DatetimeIndex([], name="trade_date"))
+    return long.pivot(index="trade_date", columns="symbol", values="daily_return")
 
 
 @asset(
@@ -79,17 +135,76 @@ def factor_betas(
     metadata=PARTITIONED,
     group_name=FACTOR_GROUP,
     kinds={"postgres", "pandas"},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[schema_check_spec("position_factor_exposures")],
 )
 def position_factor_exposures(
-    factor_betas: pd.DataFrame,
-    position_values: pd.DataFrame,
-    position_greeks: pd.DataFrame,
-    short_interest: pd.DataFrame,
-) -> pd.DataFrame:
+    context: AssetExecutionContext,
+    factor_betas: TableReader,
+    position_values: TableReader,
+    position_greeks: TableReader,
+    short_interest: TableReader,
+    database: PostgresResource,
+):
     """Each position's beta to the eight factors (options carry their underlying's betas,
-    applied to delta-adjusted exposure) and its dollar exposure to each."""
-    risk = exposures.risk_exposures(position_values, position_greeks)
-    return exposures.position_factor_exposures(risk, factor_betas, short_interest)
+    applied to delta-adjusted exposure) and its dollar exposure to each. Chunks of
+    portfolios."""
+    url = database.url()
+    scope = run_scope(context)
+
+    def chunks():
+        for ids in portfolio_chunks(url, scope):
+            where = portfolios_in(ids)
+            values = position_values.frame(
+                ["trade_date", "position_id", "portfolio_id", "symbol", "exposure",
+                 "position_type"], where
+            )  # fmt: skip
+            greeks = position_greeks.frame(
+                ["trade_date", "position_id", "underlying", "delta_adjusted_exposure"], where
+            )
+            risk = exposures.risk_exposures(values, greeks)
+            underlyings = symbols_in(sorted(risk["underlying"].unique()))
+            betas = factor_betas.frame(
+                ["trade_date", "symbol", "factor", "beta", "n_obs", "reason"], underlyings
+            )
+            si = short_interest.frame(
+                ["trade_date", "symbol", "short_interest_pct_float"], underlyings
+            )
+            yield exposures.position_factor_exposures(risk, betas, si)
+
+    validator = TableValidator("position_factor_exposures")
+    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield validator.result()
+
+
+PORTFOLIO_FACTOR_COLUMNS = [
+    "trade_date", "portfolio_id", "factor", "beta", "dollar_exposure", "coverage",
+]  # fmt: skip
+# Portfolio beta = sum(exposure x beta) / gross value; coverage = share of gross exposure with
+# a beta; dollar exposure NULL when no position has a beta.
+PORTFOLIO_FACTOR_SELECT = """
+WITH totals AS (
+    SELECT trade_date, portfolio_id, sum(market_value) AS total_value
+    FROM sigmasight.position_values
+    WHERE trade_date BETWEEN {first} AND {last} AND {scope}
+    GROUP BY trade_date, portfolio_id
+), sums AS (
+    SELECT trade_date, portfolio_id, factor,
+           sum(dollar_exposure) AS dollar_exposure,
+           sum(abs(exposure)) AS gross,
+           coalesce(sum(abs(exposure)) FILTER (WHERE beta IS NOT NULL), 0) AS covered,
+           count(beta) AS with_beta
+    FROM sigmasight.position_factor_exposures
+    WHERE trade_date BETWEEN {first} AND {last} AND {scope}
+    GROUP BY trade_date, portfolio_id, factor
+)
+SELECT s.trade_date, s.portfolio_id, s.factor,
+       CASE WHEN s.with_beta > 0 AND t.total_value > 0
+            THEN s.dollar_exposure / t.total_value END,
+       CASE WHEN s.with_beta > 0 THEN s.dollar_exposure END,
+       CASE WHEN s.gross > 0 THEN s.covered / s.gross END
+FROM sums s LEFT JOIN totals t USING (trade_date, portfolio_id)
+"""
 
 
 @asset(
@@ -97,17 +212,27 @@ def position_factor_exposures(
     backfill_policy=SINGLE_RUN,
     metadata=PARTITIONED,
     group_name=FACTOR_GROUP,
-    kinds={"postgres", "pandas"},
+    kinds={"postgres", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[PORTFOLIO_FACTOR_RULES.spec()],
 )
 def portfolio_factor_exposures(
-    position_factor_exposures: pd.DataFrame, position_values: pd.DataFrame
-) -> pd.DataFrame:
+    context: AssetExecutionContext,
+    position_factor_exposures: TableReader,
+    position_values: TableReader,
+    database: PostgresResource,
+):
     """Portfolio beta per factor = sum of (exposure / portfolio gross value) x beta, with the
-    dollar exposure and the share of exposure that has a beta."""
-    equity = (
-        position_values.groupby(["trade_date", "portfolio_id"])["market_value"]
-        .sum()
-        .rename("total_value")
-        .reset_index()
+    dollar exposure and the share of exposure that has a beta: one INSERT ... SELECT."""
+    days = partition_days(context)
+    scope = run_scope(context)
+    select = sql.SQL(PORTFOLIO_FACTOR_SELECT).format(
+        first=sql.Literal(days[0].date()),
+        last=sql.Literal(days[-1].date()),
+        scope=scope.portfolio_filter(),
     )
-    return exposures.portfolio_factor_exposures(position_factor_exposures, equity)
+    replace = scope.portfolio_filter()
+    yield Output(
+        TableWrite(replace=replace, insert_select=select, columns=PORTFOLIO_FACTOR_COLUMNS)
+    )
+    yield PORTFOLIO_FACTOR_RULES.run(database.url(), days, replace)

@@ -1,23 +1,57 @@
-"""Option Greeks per position and their portfolio aggregates."""
+"""Option Greeks per position (chunks of portfolios) and their portfolio sums (one SQL
+statement)."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, asset
+from dagster import AssetExecutionContext, AssetIn, Output, asset
+from psycopg import sql
 
 from sigmasight_pipeline.analytics import greeks, market
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
     TRADING_DAYS,
+    TRANSIENT_RETRY,
     load_positions,
     lookback,
     partition_days,
+    portfolio_chunks,
+    portfolios_in,
+    run_scope,
     sessions_with_lookback,
+    symbols_in,
 )
+from sigmasight_pipeline.checks import PORTFOLIO_GREEKS_RULES, TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
+from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.settings import risk_free_rate
 
 RISK_GROUP = "risk"
 VOL_LOOKBACK = market.REALIZED_VOL_WINDOW + 1
+HELD_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
+    "multiplier",
+]  # fmt: skip
+
+
+def position_greeks_chunk(
+    positions: pd.DataFrame, held: pd.DataFrame, prices: pd.DataFrame, sessions: pd.DatetimeIndex
+) -> pd.DataFrame:
+    """Greeks of the held rows of one chunk of portfolios (inputs as the asset reads them)."""
+    held = held.merge(
+        positions[["id", "underlying", "option_right", "strike", "expiry"]],
+        left_on="position_id",
+        right_on="id",
+    )
+    closes = market.close_matrix(prices, sessions)
+    vols = market.realized_volatility(closes)
+    price_source = prices.set_index(["symbol", "trade_date"])["source"]
+    days_held = held["trade_date"]
+    held["underlying_price"] = market.lookup(closes, days_held, held["underlying"])
+    held["realized_vol"] = market.lookup(vols, days_held, held["underlying"])
+    held["option_price"] = market.lookup(closes, days_held, held["symbol"])
+    sources = price_source.reindex(pd.MultiIndex.from_arrays([held["symbol"], held["trade_date"]]))
+    held["option_price_is_market"] = (sources.notna() & sources.ne("model")).to_numpy()
+    return greeks.position_greeks(held, risk_free_rate())
 
 
 @asset(
@@ -27,42 +61,58 @@ VOL_LOOKBACK = market.REALIZED_VOL_WINDOW + 1
     group_name=RISK_GROUP,
     kinds={"postgres", "pandas"},
     ins={"prices": AssetIn(partition_mapping=lookback(VOL_LOOKBACK))},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[schema_check_spec("position_greeks")],
 )
 def position_greeks(
     context: AssetExecutionContext,
-    prices: pd.DataFrame,
-    position_values: pd.DataFrame,
+    prices: TableReader,
+    position_values: TableReader,
     database: PostgresResource,
-) -> pd.DataFrame:
+):
     """Black-Scholes Greeks per contract and per position for every held position and day.
     Volatility: implied from the option's market price where it converges, else the
     underlying's 30-session realized volatility; inputs and the choice are stored. Expired
-    options are zero; missing inputs use the seed's fallback table, marked `fallback`."""
+    options are zero; missing inputs use the seed's fallback table, marked `fallback`.
+    Computed in chunks of portfolios."""
+    url = database.url()
     days = partition_days(context)
-    with database.connect() as conn:
-        positions = load_positions(conn)
-    held = position_values[["trade_date", "position_id", "portfolio_id", "symbol",
-                            "position_type", "quantity", "multiplier"]].merge(
-        positions[["id", "underlying", "option_right", "strike", "expiry"]],
-        left_on="position_id", right_on="id",
-    )  # fmt: skip
     sessions = sessions_with_lookback(days, VOL_LOOKBACK)
-    closes = market.close_matrix(prices, sessions)
-    vols = market.realized_volatility(closes)
-    price_source = prices.set_index(["symbol", "trade_date"])["source"]
+    scope = run_scope(context)
 
-    days_held = held["trade_date"]
-    held["underlying_price"] = market.lookup(closes, days_held, held["underlying"])
-    held["realized_vol"] = market.lookup(vols, days_held, held["underlying"])
-    held["option_price"] = market.lookup(closes, days_held, held["symbol"])
-    sources = price_source.reindex(pd.MultiIndex.from_arrays([held["symbol"], held["trade_date"]]))
-    held["option_price_is_market"] = (sources.notna() & sources.ne("model")).to_numpy()
-    result = greeks.position_greeks(held, risk_free_rate())
-    counts = result["source"].value_counts().to_dict()
-    context.add_output_metadata({f"{k}_rows": int(v) for k, v in counts.items()})
-    if counts.get("fallback"):
-        context.log.warning(f"{counts['fallback']} option rows use the fallback Greeks table")
-    return result
+    def chunks():
+        for ids in portfolio_chunks(url, scope):
+            positions = load_positions(url, portfolios_in(ids))
+            held = position_values.frame(HELD_COLUMNS, where=portfolios_in(ids))
+            symbols = sorted(set(positions["symbol"]) | set(positions["underlying"]))
+            chunk_prices = prices.frame(
+                ["symbol", "trade_date", "close", "source"], where=symbols_in(symbols)
+            )
+            yield position_greeks_chunk(positions, held, chunk_prices, sessions)
+
+    validator = TableValidator("position_greeks")
+    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield validator.result()
+
+
+PORTFOLIO_GREEKS_COLUMNS = [
+    "trade_date", "portfolio_id", "view", "delta", "gamma", "theta", "vega", "rho",
+    "dollar_delta", "delta_adjusted_exposure", "fallback_count", "position_count",
+]  # fmt: skip
+# Views: the whole portfolio, its long positions (quantity > 0) and its short positions.
+PORTFOLIO_GREEKS_SELECT = """
+SELECT g.trade_date, g.portfolio_id, v.view,
+       sum(g.position_delta), sum(g.position_gamma), sum(g.position_theta), sum(g.position_vega),
+       sum(g.position_rho), coalesce(sum(g.dollar_delta), 0),
+       coalesce(sum(g.delta_adjusted_exposure), 0),
+       count(*) FILTER (WHERE g.source = 'fallback'), count(*)
+FROM sigmasight.position_greeks g
+CROSS JOIN LATERAL (
+    VALUES ('portfolio'), (CASE WHEN g.quantity > 0 THEN 'longs' ELSE 'shorts' END)
+) AS v (view)
+WHERE g.trade_date BETWEEN {first} AND {last} AND {scope}
+GROUP BY g.trade_date, g.portfolio_id, v.view
+"""
 
 
 @asset(
@@ -70,9 +120,24 @@ def position_greeks(
     backfill_policy=SINGLE_RUN,
     metadata=PARTITIONED,
     group_name=RISK_GROUP,
-    kinds={"postgres", "pandas"},
+    kinds={"postgres", "sql"},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[PORTFOLIO_GREEKS_RULES.spec()],
 )
-def portfolio_greeks(position_greeks: pd.DataFrame) -> pd.DataFrame:
+def portfolio_greeks(
+    context: AssetExecutionContext, position_greeks: TableReader, database: PostgresResource
+):
     """Portfolio delta, gamma, theta, vega, rho, dollar delta and delta-adjusted exposure for
-    the views `portfolio`, `longs` and `shorts`."""
-    return greeks.portfolio_greeks(position_greeks)
+    the views `portfolio`, `longs` and `shorts`: one INSERT ... SELECT ... GROUP BY."""
+    days = partition_days(context)
+    scope = run_scope(context)
+    select = sql.SQL(PORTFOLIO_GREEKS_SELECT).format(
+        first=sql.Literal(days[0].date()),
+        last=sql.Literal(days[-1].date()),
+        scope=scope.portfolio_filter("g.portfolio_id"),
+    )
+    replace = scope.portfolio_filter()
+    yield Output(
+        TableWrite(replace=replace, insert_select=select, columns=PORTFOLIO_GREEKS_COLUMNS)
+    )
+    yield PORTFOLIO_GREEKS_RULES.run(database.url(), days, replace)

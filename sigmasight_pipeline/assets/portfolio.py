@@ -1,20 +1,34 @@
-"""Portfolio assets: position values and daily portfolio snapshots."""
+"""Portfolio assets: position values (chunks of portfolios) and daily portfolio snapshots (one
+INSERT ... SELECT over the position rows)."""
 
-import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, asset
+from dagster import AssetExecutionContext, AssetIn, Output, asset
+from psycopg import sql
 
 from sigmasight_pipeline.analytics import valuation
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
     TRADING_DAYS,
+    TRANSIENT_RETRY,
     load_positions,
     lookback,
     partition_days,
+    portfolio_chunks,
+    portfolios_in,
     positions_spec,
+    run_scope,
     sessions_with_lookback,
+    symbols_in,
+)
+from sigmasight_pipeline.checks import (
+    POSITIONS_VALUED_SPEC,
+    SNAPSHOT_RULES,
+    TableValidator,
+    schema_check_spec,
+    unvalued_positions_warning,
 )
 from sigmasight_pipeline.resources.database import PostgresResource
+from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 
 PORTFOLIO_GROUP = "portfolio"
 SNAPSHOT_WINDOW = 90
@@ -29,33 +43,113 @@ PRICE_LOOKBACK = valuation.MAX_CARRY_FORWARD_SESSIONS + 1
     kinds={"postgres", "pandas"},
     deps=[positions_spec],
     ins={"prices": AssetIn(partition_mapping=lookback(PRICE_LOOKBACK))},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[schema_check_spec("position_values"), POSITIONS_VALUED_SPEC],
 )
 def position_values(
-    context: AssetExecutionContext, prices: pd.DataFrame, database: PostgresResource
-) -> pd.DataFrame:
+    context: AssetExecutionContext, prices: TableReader, database: PostgresResource
+):
     """Price, market value (|q| x price x multiplier), exposure (q x price x multiplier),
     cost basis, unrealized and daily P&L of every position on each day from its entry date on.
-    A missing close is carried forward up to 5 sessions (flagged), then the row is `missing`."""
+    A missing close is carried forward up to 5 sessions (flagged), then the row is `missing`.
+    Computed in chunks of portfolios."""
+    url = database.url()
     days = partition_days(context)
-    with database.connect() as conn:
-        positions = load_positions(conn)
-    values = valuation.position_values(
-        positions, prices, sessions_with_lookback(days, PRICE_LOOKBACK), days
-    )
-    sources = values["price_source"].value_counts().to_dict() if len(values) else {}
-    context.add_output_metadata(
-        {
-            "positions": len(positions),
-            "carried_forward": int(sources.get("carried_forward", 0)),
-            "missing_price": int(sources.get("missing", 0)),
-        }
-    )
-    if sources.get("missing"):
-        context.log.warning(
-            "no price for: "
-            + ", ".join(sorted(values.loc[values["price_source"].eq("missing"), "symbol"].unique()))
+    sessions = sessions_with_lookback(days, PRICE_LOOKBACK)
+    scope = run_scope(context)
+
+    def chunks():
+        for ids in portfolio_chunks(url, scope):
+            positions = load_positions(url, portfolios_in(ids))
+            closes = prices.frame(
+                ["symbol", "trade_date", "close"],
+                where=symbols_in(sorted(positions["symbol"].unique())),
+            )
+            yield valuation.position_values(positions, closes, sessions, days)
+
+    validator = TableValidator("position_values")
+    valued = unvalued_positions_warning()
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=scope.portfolio_filter(),
+            observers=[validator, valued],
+            summaries=[valued.summary],
         )
-    return values
+    )
+    yield validator.result()
+    yield valued.result()
+
+
+SNAPSHOT_COLUMNS = [
+    "trade_date", "portfolio_id", "total_value", "long_exposure", "short_exposure",
+    "gross_exposure", "net_exposure", "daily_pnl", "window_pnl", "window_start", "unrealized_pnl",
+    "position_count", "long_count", "short_count", "lc_count", "lp_count", "sc_count", "sp_count",
+    "unpriced_count", "delta", "gamma", "theta", "vega", "dollar_delta",
+    "delta_adjusted_exposure", "beta_market", "beta_momentum", "beta_value", "beta_growth",
+    "beta_quality", "beta_size", "beta_low_volatility", "short_interest_exposure",
+    "volatility_ann", "sharpe", "max_drawdown", "var_95_1d", "cvar_95_1d",
+]  # fmt: skip
+
+# Daily portfolio totals of the position rows, the trailing-window P&L over `window_start`
+# .. day (calendar sessions, passed in as `days`), and the day's Greeks, betas and risk metrics.
+SNAPSHOT_SELECT = """
+WITH days (trade_date, window_start) AS (
+    SELECT d::date, w::date FROM unnest({days}::date[], {starts}::date[]) AS t(d, w)
+), totals AS (
+    SELECT v.trade_date, v.portfolio_id,
+           coalesce(sum(v.market_value), 0) AS total_value,
+           coalesce(sum(greatest(v.exposure, 0)), 0) AS long_exposure,
+           coalesce(sum(least(v.exposure, 0)), 0) AS short_exposure,
+           coalesce(sum(v.exposure), 0) AS net_exposure,
+           coalesce(sum(v.daily_pnl), 0) AS daily_pnl,
+           coalesce(sum(v.unrealized_pnl), 0) AS unrealized_pnl,
+           count(*) AS position_count,
+           count(*) FILTER (WHERE v.position_type = 'LONG') AS long_count,
+           count(*) FILTER (WHERE v.position_type = 'SHORT') AS short_count,
+           count(*) FILTER (WHERE v.position_type = 'LC') AS lc_count,
+           count(*) FILTER (WHERE v.position_type = 'LP') AS lp_count,
+           count(*) FILTER (WHERE v.position_type = 'SC') AS sc_count,
+           count(*) FILTER (WHERE v.position_type = 'SP') AS sp_count,
+           count(*) FILTER (WHERE v.price_source = 'missing') AS unpriced_count
+    FROM sigmasight.position_values v
+    WHERE v.trade_date BETWEEN {first} AND {last} AND {scope}
+    GROUP BY v.trade_date, v.portfolio_id
+), trail AS (
+    SELECT d.trade_date, t.portfolio_id, d.window_start, sum(t.daily_pnl) AS window_pnl
+    FROM days d JOIN totals t ON t.trade_date BETWEEN d.window_start AND d.trade_date
+    GROUP BY d.trade_date, t.portfolio_id, d.window_start
+), betas AS (
+    SELECT trade_date, portfolio_id,
+           max(beta) FILTER (WHERE factor = 'Market') AS beta_market,
+           max(beta) FILTER (WHERE factor = 'Momentum') AS beta_momentum,
+           max(beta) FILTER (WHERE factor = 'Value') AS beta_value,
+           max(beta) FILTER (WHERE factor = 'Growth') AS beta_growth,
+           max(beta) FILTER (WHERE factor = 'Quality') AS beta_quality,
+           max(beta) FILTER (WHERE factor = 'Size') AS beta_size,
+           max(beta) FILTER (WHERE factor = 'Low Volatility') AS beta_low_volatility,
+           max(beta) FILTER (WHERE factor = 'Short Interest') AS short_interest_exposure
+    FROM sigmasight.portfolio_factor_exposures
+    WHERE trade_date BETWEEN {day0} AND {last} AND {scope}
+    GROUP BY trade_date, portfolio_id
+)
+SELECT t.trade_date, t.portfolio_id, t.total_value, t.long_exposure, t.short_exposure,
+       t.long_exposure - t.short_exposure, t.net_exposure, t.daily_pnl, w.window_pnl,
+       w.window_start, t.unrealized_pnl, t.position_count, t.long_count, t.short_count,
+       t.lc_count, t.lp_count, t.sc_count, t.sp_count, t.unpriced_count,
+       g.delta, g.gamma, g.theta, g.vega, g.dollar_delta, g.delta_adjusted_exposure,
+       b.beta_market, b.beta_momentum, b.beta_value, b.beta_growth, b.beta_quality, b.beta_size,
+       b.beta_low_volatility, b.short_interest_exposure,
+       r.volatility_ann, r.sharpe, r.max_drawdown, r.var_95_1d, r.cvar_95_1d
+FROM totals t
+JOIN trail w USING (trade_date, portfolio_id)
+LEFT JOIN sigmasight.portfolio_greeks g
+       ON g.trade_date = t.trade_date AND g.portfolio_id = t.portfolio_id AND g.view = 'portfolio'
+LEFT JOIN betas b ON b.trade_date = t.trade_date AND b.portfolio_id = t.portfolio_id
+LEFT JOIN sigmasight.portfolio_risk_metrics r
+       ON r.trade_date = t.trade_date AND r.portfolio_id = t.portfolio_id
+WHERE t.trade_date >= {day0}
+"""
 
 
 @asset(
@@ -63,22 +157,42 @@ def position_values(
     backfill_policy=SINGLE_RUN,
     metadata=PARTITIONED,
     group_name=PORTFOLIO_GROUP,
-    kinds={"postgres", "pandas"},
-    ins={"position_values": AssetIn(partition_mapping=lookback(SNAPSHOT_WINDOW - 1))},
+    kinds={"postgres", "sql"},
+    ins={
+        "position_values": AssetIn(partition_mapping=lookback(SNAPSHOT_WINDOW - 1)),
+        "portfolio_greeks": AssetIn(),
+        "portfolio_factor_exposures": AssetIn(),
+        "portfolio_risk_metrics": AssetIn(),
+    },
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[SNAPSHOT_RULES.spec()],
 )
 def portfolio_snapshots(
     context: AssetExecutionContext,
-    position_values: pd.DataFrame,
-    portfolio_greeks: pd.DataFrame,
-    portfolio_factor_exposures: pd.DataFrame,
-    portfolio_risk_metrics: pd.DataFrame,
-) -> pd.DataFrame:
+    position_values: TableReader,
+    portfolio_greeks: TableReader,
+    portfolio_factor_exposures: TableReader,
+    portfolio_risk_metrics: TableReader,
+    database: PostgresResource,
+):
     """Per portfolio and day: total value, long/short/gross/net exposure, position counts by
     type, daily P&L and P&L over the trailing 90 sessions (window_pnl, from window_start), the
-    portfolio Greeks, the factor betas and the risk metrics of the day."""
+    portfolio Greeks, the factor betas and the risk metrics of the day. One INSERT ... SELECT:
+    Postgres sums the position rows, nothing is read into Python."""
     days = partition_days(context)
     sessions = sessions_with_lookback(days, SNAPSHOT_WINDOW - 1)
-    snapshots = valuation.portfolio_snapshots(position_values, sessions, days, SNAPSHOT_WINDOW)
-    return valuation.enrich_snapshots(
-        snapshots, portfolio_greeks, portfolio_factor_exposures, portfolio_risk_metrics
+    window_starts = [
+        sessions[max(0, i - (SNAPSHOT_WINDOW - 1))] for i in range(len(sessions))
+    ][-len(days) :]
+    scope = run_scope(context)
+    select = sql.SQL(SNAPSHOT_SELECT).format(
+        days=sql.Literal([d.date() for d in days]),
+        starts=sql.Literal([d.date() for d in window_starts]),
+        first=sql.Literal(sessions[0].date()),
+        last=sql.Literal(days[-1].date()),
+        day0=sql.Literal(days[0].date()),
+        scope=scope.portfolio_filter(),
     )
+    replace = scope.portfolio_filter()
+    yield Output(TableWrite(replace=replace, insert_select=select, columns=SNAPSHOT_COLUMNS))
+    yield SNAPSHOT_RULES.run(database.url(), days, replace)

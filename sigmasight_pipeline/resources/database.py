@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shlex
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -43,11 +45,14 @@ def _home_lock(name: str) -> Iterator[None]:
 def _embedded_server_url() -> str:
     import pgserver  # imported lazily: only the embedded mode needs it
 
-    pgdata = sigmasight_home() / "pgdata"
+    pgdata = embedded_pgdata()
     log.info("starting embedded PostgreSQL in %s", pgdata)
     # pgserver creates its system user (as root) before taking its own lock, so two processes
     # starting it at once race on `useradd`; ours serializes the whole start.
     with _home_lock("pgserver.lock"):
+        # pgserver caches a handle per data folder and would hand back a stopped server's:
+        # drop it so the server is started again if it was stopped since.
+        pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
         # cleanup_mode=None keeps the server running after this process, so the next command
         # reuses it.
         server = pgserver.get_server(pgdata, cleanup_mode=None)
@@ -58,6 +63,84 @@ def database_url() -> str:
     """`DATABASE_URL` when set, else the URL of the embedded server (started if needed)."""
     url = os.environ.get("DATABASE_URL", "").strip()
     return url or _embedded_server_url()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached; the message is one line saying what to do."""
+
+
+def embedded_pgdata() -> Path:
+    return sigmasight_home() / "pgdata"
+
+
+def is_embedded(url: str) -> bool:
+    """True when `url` points at this checkout's embedded server (its socket directory)."""
+    hosts = parse_qs(urlsplit(url).query).get("host", [])
+    return any(Path(h).resolve() == embedded_pgdata().resolve() for h in hosts)
+
+
+def reachable_database_url() -> str:
+    """`database_url()`, making sure the server answers: the embedded server is started if it
+    was stopped (`sigmasight db stop`, a reboot); an external server that does not answer
+    raises DatabaseUnavailable with one line saying what to do."""
+    url = database_url()
+    if is_embedded(url):
+        _embedded_server_url.cache_clear()
+        return _embedded_server_url()
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            return url
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot reach DATABASE_URL ({_redacted(url)}): {reason}. Start that server, or "
+            "unset DATABASE_URL to use the embedded one (`sigmasight db-url` starts it)."
+        ) from None
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def embedded_status() -> dict[str, object]:
+    """Whether the embedded server runs: data folder, pid, socket URL and data size."""
+    from pgserver.utils import PostmasterInfo
+
+    pgdata = embedded_pgdata()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    running = bool(info is not None and info.is_running())
+    size = sum(f.stat().st_size for f in pgdata.rglob("*") if f.is_file()) if pgdata.exists() else 0
+    return {
+        "pgdata": str(pgdata),
+        "initialized": (pgdata / "PG_VERSION").exists(),
+        "running": running,
+        "pid": info.pid if running and info is not None else None,
+        "url": info.get_uri() if running and info is not None else None,
+        "bytes": size,
+    }
+
+
+def stop_embedded() -> bool:
+    """Stop the embedded server (fast shutdown); False if it was not running."""
+    import pgserver
+    from pgserver.utils import PostmasterInfo
+
+    pgdata = embedded_pgdata()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    with _home_lock("pgserver.lock"):
+        pg_ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
+        command = [str(pg_ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+        if os.geteuid() == 0:  # pgserver runs the server as its own system user under root
+            command = ["su", "pgserver", "-c", " ".join(shlex.quote(c) for c in command)]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+    _embedded_server_url.cache_clear()
+    return True
 
 
 def with_database(url: str, database: str) -> str:

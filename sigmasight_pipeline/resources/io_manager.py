@@ -1,18 +1,30 @@
-"""Postgres IO manager for pandas DataFrames, on Dagster's DbIOManager/DbClient/DbTypeHandler.
+"""Postgres IO manager on Dagster's DbIOManager/DbClient/DbTypeHandler.
 
-Writing a partition range is one transaction: delete the range, COPY the new rows in. Re-running
-is idempotent, and a failure anywhere rolls back to the previous rows.
+Writes: an asset returns a `TableWrite` (or a DataFrame, for small unpartitioned tables). One
+transaction deletes the slice being replaced (the run's partition range, narrowed by the
+write's `replace` predicate: the run's portfolios or symbols) and appends the new rows chunk by
+chunk through ADBC's binary COPY, or runs the write's `INSERT ... SELECT` for set-based assets.
+Re-running is idempotent, and a failure anywhere (a bad chunk, a constraint, a crash) rolls back
+to the previous rows. Chunks are produced lazily while they are written, so memory holds one
+chunk at a time.
+
+Reads: an input annotated `TableReader` is a lazy handle on the upstream slice (its partition
+range after the partition mapping, e.g. with a lookback); the asset reads it in chunks (by
+portfolio or symbol). Inputs annotated `pd.DataFrame` load the slice whole, for small tables.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Sequence
+import itertools
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
+import adbc_driver_postgresql.dbapi as adbc
 import pandas as pd
 import psycopg
-from dagster import ConfigurableIOManagerFactory, InputContext, OutputContext
+from dagster import ConfigurableIOManagerFactory, InputContext, MetadataValue, OutputContext
 from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import (
     DbClient,
@@ -26,6 +38,17 @@ from psycopg import sql
 from pydantic import Field
 
 from sigmasight_pipeline.resources.database import SCHEMA, database_url
+from sigmasight_pipeline.resources.tables import (
+    arrow_connection,
+    execute,
+    ingest,
+    query_batches,
+    query_frame,
+    render,
+    table_columns,
+)
+
+PREVIEW_ROWS = 5
 
 
 def _time_window_bounds(window: TimeWindow) -> tuple[str, str]:
@@ -44,47 +67,177 @@ def partition_where_clause(dimensions: Sequence[TablePartitionDimension] | None)
     return " AND ".join(clauses)
 
 
-def _qualified(table_slice: TableSlice) -> sql.Composed:
-    return sql.SQL("{}.{}").format(
-        sql.Identifier(table_slice.schema), sql.Identifier(table_slice.table)
-    )
+def _qualified(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
-class PostgresClient(DbClient[psycopg.Connection]):
-    """Connections and slice deletes for the IO manager; one transaction per `connect`."""
+def _url(context: OutputContext | InputContext) -> str:
+    return (context.resource_config or {}).get("database_url") or database_url()
+
+
+# -- what assets hand over and receive -----------------------------------------------------
+
+
+@dataclass
+class WriteStats:
+    """What a write stored: rows in all and per day, and the first rows (for the UI)."""
+
+    rows: int = 0
+    rows_by_day: Counter = field(default_factory=Counter)
+    preview: pd.DataFrame | None = None
+
+    def observe(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        if "trade_date" in frame and len(frame):
+            days = pd.to_datetime(frame["trade_date"]).dt.strftime("%Y-%m-%d")
+            self.rows_by_day.update(days.value_counts().to_dict())
+        if self.preview is None and len(frame):
+            self.preview = frame.head(PREVIEW_ROWS)
+
+    def metadata(self) -> dict:
+        meta: dict = {"dagster/row_count": self.rows}
+        if self.rows_by_day:
+            table = "\n".join(f"| {day} | {n:,} |" for day, n in sorted(self.rows_by_day.items()))
+            meta["rows_by_day"] = MetadataValue.md("| day | rows |\n|---|---|\n" + table)
+        if self.preview is not None:
+            meta["preview"] = MetadataValue.md(self.preview.to_markdown(index=False))
+        return meta
+
+
+@dataclass
+class TableWrite:
+    """Rows that replace a slice of the asset's table, in one transaction.
+
+    frames: a DataFrame or an iterable of them (a generator is consumed while writing, so only
+    one chunk is in memory). replace: SQL narrowing the rows deleted inside the run's partition
+    range (default: the whole range), e.g. the run's portfolios. insert_select: a SELECT whose
+    rows are inserted (set-based assets), instead of or after the frames; `columns` names the
+    columns it fills. observers: called with every chunk before it is written (checks, stats).
+    summaries: called after the write; their dicts join the materialization's metadata (e.g.
+    coverage and reasons counted by an observer).
+    """
+
+    frames: pd.DataFrame | Iterable[pd.DataFrame] = ()
+    replace: sql.Composable | None = None
+    insert_select: sql.Composable | None = None
+    columns: Sequence[str] = ()
+    observers: Sequence[Callable[[pd.DataFrame], None]] = ()
+    summaries: Sequence[Callable[[], dict]] = ()
+    stats: WriteStats = field(default_factory=WriteStats)
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        if isinstance(self.frames, pd.DataFrame):
+            yield self.frames
+        else:
+            yield from self.frames
+
+
+@dataclass(frozen=True)
+class TableReader:
+    """A lazy handle on a table slice: the partition range an input maps to (after lookback).
+
+    Nothing is read until `frame` or `batches` is called; pass `where` (e.g. a portfolio or
+    symbol filter) to read one chunk of the slice.
+    """
+
+    url: str
+    schema: str
+    table: str
+    where: str  # the slice's partition predicate ('' = whole table, 'FALSE' = no partitions)
+
+    def _query(
+        self,
+        columns: Sequence[str] | None,
+        where: sql.Composable | None,
+        order_by: Sequence[str] | None,
+    ) -> sql.Composable:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
+        clauses = [sql.SQL(self.where)] if self.where else []
+        if where is not None:
+            clauses.append(where)
+        query = sql.SQL("SELECT {} FROM {}").format(cols, _qualified(self.schema, self.table))
+        if clauses:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+                sql.SQL("({})").format(c) for c in clauses
+            )
+        if order_by:
+            query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.Identifier(c) for c in order_by)
+        return query
+
+    def frame(
+        self,
+        columns: Sequence[str] | None = None,
+        where: sql.Composable | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """The slice's rows (narrowed by `where`) as one DataFrame."""
+        frame = query_frame(self.url, self._query(columns, where, order_by))
+        if columns and frame.empty:
+            return frame.reindex(columns=list(columns))
+        return frame
+
+    def totals(
+        self,
+        sums: dict[str, str],
+        group_by: Sequence[str],
+        where: sql.Composable | None = None,
+    ) -> pd.DataFrame:
+        """`sum(column)` per group over the slice, computed by Postgres: {name: column}."""
+        keys = sql.SQL(", ").join(sql.Identifier(c) for c in group_by)
+        aggregates = sql.SQL(", ").join(
+            sql.SQL("sum({}) AS {}").format(sql.Identifier(column), sql.Identifier(name))
+            for name, column in sums.items()
+        )
+        clauses = [sql.SQL(self.where)] if self.where else []
+        if where is not None:
+            clauses.append(where)
+        query = sql.SQL("SELECT {}, {} FROM {}").format(
+            keys, aggregates, _qualified(self.schema, self.table)
+        )
+        if clauses:
+            query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+                sql.SQL("({})").format(c) for c in clauses
+            )
+        query += sql.SQL(" GROUP BY {} ORDER BY {}").format(keys, keys)
+        frame = query_frame(self.url, query)
+        return frame.reindex(columns=[*group_by, *sums]) if frame.empty else frame
+
+    def batches(
+        self,
+        columns: Sequence[str] | None = None,
+        where: sql.Composable | None = None,
+        order_by: Sequence[str] | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The slice's rows as a stream of DataFrames (one Arrow batch each)."""
+        return query_batches(self.url, self._query(columns, where, order_by))
+
+
+# -- the Dagster pieces ---------------------------------------------------------------------
+
+
+class PostgresClient(DbClient[adbc.Connection]):
+    """One ADBC transaction per `connect`; the type handler deletes the (narrowed) slice."""
 
     @staticmethod
     @contextmanager
     def connect(
         context: OutputContext | InputContext, table_slice: TableSlice
-    ) -> Iterator[psycopg.Connection]:
-        url = (context.resource_config or {}).get("database_url") or database_url()
-        with psycopg.connect(url) as conn, conn.transaction():
+    ) -> Iterator[adbc.Connection]:
+        with arrow_connection(_url(context)) as conn:
             yield conn
 
     @staticmethod
     def ensure_schema_exists(
-        context: OutputContext, table_slice: TableSlice, connection: psycopg.Connection
+        context: OutputContext, table_slice: TableSlice, connection: adbc.Connection
     ) -> None:
-        exists = connection.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
-            (table_slice.schema, table_slice.table),
-        ).fetchone()
-        if not exists:
-            raise RuntimeError(
-                f"table {table_slice.schema}.{table_slice.table} does not exist: run the "
-                "migrations in sql/ first (`sigmasight migrate`, or any sigmasight command)"
-            )
+        table_columns(_url(context), table_slice.schema, table_slice.table)
 
     @staticmethod
     def delete_table_slice(
-        context: OutputContext, table_slice: TableSlice, connection: psycopg.Connection
+        context: OutputContext, table_slice: TableSlice, connection: adbc.Connection
     ) -> None:
-        where = partition_where_clause(table_slice.partition_dimensions)
-        statement = sql.SQL("DELETE FROM {}").format(_qualified(table_slice))
-        if where:
-            statement = statement + sql.SQL(" WHERE ") + sql.SQL(where)  # type: ignore[arg-type]
-        connection.execute(statement)
+        """Nothing here: the type handler deletes, in the same transaction, exactly the rows
+        the write replaces (the partition range narrowed to the run's portfolios or symbols)."""
 
     @staticmethod
     def get_select_statement(table_slice: TableSlice) -> str:
@@ -94,77 +247,13 @@ class PostgresClient(DbClient[psycopg.Connection]):
         return f"{statement} WHERE {where}" if where else statement
 
 
-def copy_dataframe(
-    connection: psycopg.Connection, schema: str, table: str, df: pd.DataFrame
-) -> None:
-    """Bulk-load `df` into schema.table with COPY (CSV), matching columns by name."""
-    if df.empty:
-        return
-    buffer = io.StringIO()
-    df.to_csv(buffer, index=False, header=False, date_format="%Y-%m-%d", na_rep="")
-    statement = sql.SQL("COPY {}.{} ({}) FROM STDIN WITH (FORMAT csv)").format(
-        sql.Identifier(schema),
-        sql.Identifier(table),
-        sql.SQL(", ").join(sql.Identifier(c) for c in df.columns),
-    )
-    with connection.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(buffer.getvalue())
-
-
-DATE_OID = 1082
-FLOAT_OIDS = {700, 701, 1700}  # real, double precision, numeric
-INT_OIDS = {20, 21, 23}
-
-
-def read_frame(
-    connection: psycopg.Connection, query: str | sql.Composable, params=None
-) -> pd.DataFrame:
-    """Run a query and return a DataFrame; date columns become datetime64."""
-    with connection.cursor() as cursor:
-        cursor.execute(query, params)
-        description = cursor.description or []
-        frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in description])
-    # Typed by the column's SQL type, not by its values: an all-NULL float column must still be
-    # float (NaN), not object (None).
-    for column in description:
-        if column.type_code == DATE_OID:
-            frame[column.name] = pd.to_datetime(frame[column.name])
-        elif column.type_code in FLOAT_OIDS or (
-            column.type_code in INT_OIDS and frame[column.name].isna().any()
-        ):
-            frame[column.name] = frame[column.name].astype(float)
-    return frame
-
-
-class PandasPostgresTypeHandler(DbTypeHandler[pd.DataFrame]):
-    """Stores DataFrames with COPY and loads table slices back as DataFrames."""
-
-    def handle_output(
-        self,
-        context: OutputContext,
-        table_slice: TableSlice,
-        obj: pd.DataFrame,
-        connection: psycopg.Connection,
+def _slice_where(table_slice: TableSlice) -> str:
+    """The slice's predicate: '' for a whole table, FALSE when no partition is mapped."""
+    if table_slice.partition_dimensions and not any(
+        d.partitions for d in table_slice.partition_dimensions
     ):
-        _check_rows_inside_slice(table_slice, obj)
-        copy_dataframe(connection, table_slice.schema, table_slice.table, obj)
-        return {"row_count": len(obj)}
-
-    def load_input(
-        self, context: InputContext, table_slice: TableSlice, connection: psycopg.Connection
-    ) -> pd.DataFrame:
-        if table_slice.partition_dimensions and not any(
-            d.partitions for d in table_slice.partition_dimensions
-        ):
-            # Partitioned upstream with no partitions mapped (e.g. before the first session).
-            return read_frame(
-                connection, PostgresClient.get_select_statement(table_slice) + " LIMIT 0"
-            )
-        return read_frame(connection, PostgresClient.get_select_statement(table_slice))
-
-    @property
-    def supported_types(self):
-        return [pd.DataFrame]
+        return "FALSE"  # partitioned upstream with nothing mapped (e.g. before the first day)
+    return partition_where_clause(table_slice.partition_dimensions)
 
 
 def _check_rows_inside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> None:
@@ -183,6 +272,89 @@ def _check_rows_inside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> No
             )
 
 
+def write_table_slice(
+    conn: adbc.Connection, url: str, table_slice: TableSlice, write: TableWrite
+) -> WriteStats:
+    """Delete the slice `write` replaces, then append its chunks / run its INSERT ... SELECT."""
+    target = _qualified(table_slice.schema, table_slice.table)
+    clauses = [sql.SQL(w) for w in [partition_where_clause(table_slice.partition_dimensions)] if w]
+    if write.replace is not None:
+        clauses.append(write.replace)
+    delete = sql.SQL("DELETE FROM {}").format(target)
+    if clauses:
+        delete += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+            sql.SQL("({})").format(c) for c in clauses
+        )
+    execute(conn, delete)
+    stats = write.stats
+    for frame in write.chunks():
+        _check_rows_inside_slice(table_slice, frame)
+        for observe in write.observers:
+            observe(frame)
+        stats.observe(frame)
+        ingest(conn, url, table_slice.schema, table_slice.table, frame)
+    if write.insert_select is not None:
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
+        inserted = execute(
+            conn,
+            sql.SQL("INSERT INTO {} ({}) {}").format(target, columns, write.insert_select),
+        )
+        stats.rows += max(inserted, 0)
+    return stats
+
+
+class TableWriteHandler(DbTypeHandler[TableWrite]):
+    """Stores `TableWrite`s (chunked or set-based) and loads inputs as lazy `TableReader`s."""
+
+    def handle_output(
+        self,
+        context: OutputContext,
+        table_slice: TableSlice,
+        obj: TableWrite,
+        connection: adbc.Connection,
+    ):
+        metadata = write_table_slice(connection, _url(context), table_slice, obj).metadata()
+        for summary in obj.summaries:
+            metadata.update(summary())
+        return metadata
+
+    def load_input(
+        self, context: InputContext, table_slice: TableSlice, connection: adbc.Connection
+    ) -> TableReader:
+        return TableReader(
+            _url(context), table_slice.schema, table_slice.table, _slice_where(table_slice)
+        )
+
+    @property
+    def supported_types(self):
+        return [TableWrite, TableReader]
+
+
+class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
+    """Small tables whole: a DataFrame replaces the slice; inputs load as one DataFrame."""
+
+    def handle_output(
+        self,
+        context: OutputContext,
+        table_slice: TableSlice,
+        obj: pd.DataFrame,
+        connection: adbc.Connection,
+    ):
+        return write_table_slice(connection, _url(context), table_slice, TableWrite(obj)).metadata()
+
+    def load_input(
+        self, context: InputContext, table_slice: TableSlice, connection: adbc.Connection
+    ) -> pd.DataFrame:
+        reader = TableReader(
+            _url(context), table_slice.schema, table_slice.table, _slice_where(table_slice)
+        )
+        return reader.frame(columns=table_slice.columns)
+
+    @property
+    def supported_types(self):
+        return [pd.DataFrame]
+
+
 class PostgresPandasIOManager(ConfigurableIOManagerFactory):
     """Tables in schema `sigmasight`; partitioned assets declare `partition_expr` metadata."""
 
@@ -193,10 +365,54 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> DbIOManager:
         return DbIOManager(
-            type_handlers=[PandasPostgresTypeHandler()],
+            type_handlers=[TableWriteHandler(), DataFrameHandler()],
             db_client=PostgresClient(),
             database="sigmasight",
             schema=self.schema_,
             io_manager_name="PostgresPandasIOManager",
             default_load_type=pd.DataFrame,
         )
+
+
+# -- small reads outside the IO manager ----------------------------------------------------
+
+DATE_OID = 1082
+FLOAT_OIDS = {700, 701, 1700}  # real, double precision, numeric
+INT_OIDS = {20, 21, 23}
+
+
+def read_frame(
+    connection: psycopg.Connection, query: str | sql.Composable, params=None
+) -> pd.DataFrame:
+    """A small query on a psycopg connection (inside its transaction) as a DataFrame; date
+    columns become datetime64, float and nullable int columns float (typed by SQL type)."""
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        description = cursor.description or []
+        frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in description])
+    for column in description:
+        if column.type_code == DATE_OID:
+            frame[column.name] = pd.to_datetime(frame[column.name])
+        elif column.type_code in FLOAT_OIDS or (
+            column.type_code in INT_OIDS and frame[column.name].isna().any()
+        ):
+            frame[column.name] = frame[column.name].astype(float)
+    return frame
+
+
+def chunked(values: Sequence, size: int) -> Iterator[list]:
+    """`values` in consecutive lists of at most `size` items."""
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+__all__ = [
+    "PostgresPandasIOManager",
+    "TableReader",
+    "TableWrite",
+    "WriteStats",
+    "chunked",
+    "read_frame",
+    "render",
+]

@@ -1,0 +1,149 @@
+"""Bulk table I/O through Arrow and the ADBC PostgreSQL driver.
+
+Reads come back as Arrow record batches (binary protocol, no Python object per value) and
+become DataFrames one batch at a time; writes go in as Arrow tables through `adbc_ingest`,
+which is a binary COPY. Measured against psycopg (`make bench`, io): ADBC ingest is about 15x
+faster than CSV COPY built with pandas and reads are about 3x faster than `fetchall`.
+
+Queries are composed with `psycopg.sql` and rendered to text here (values as literals), since
+ADBC's parameter binding takes Arrow arrays, not Python lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import adbc_driver_postgresql.dbapi as adbc
+import pandas as pd
+import pyarrow as pa
+from psycopg import sql
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int32(),
+    "bigint": pa.int64(),
+    "smallint": pa.int16(),
+    "double precision": pa.float64(),
+    "real": pa.float32(),
+    "date": pa.date32(),
+    "text": pa.string(),
+    "boolean": pa.bool_(),
+    "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+}
+
+
+def render(query: str | sql.Composable) -> str:
+    """A query as plain SQL text (literals inlined by psycopg's quoting rules)."""
+    return query if isinstance(query, str) else query.as_string(None)
+
+
+@contextmanager
+def arrow_connection(url: str, autocommit: bool = False) -> Iterator[adbc.Connection]:
+    """An ADBC connection; without autocommit, the block's work commits at its end and rolls
+    back on error."""
+    conn = adbc.connect(url, autocommit=autocommit)
+    try:
+        yield conn
+        if not autocommit:
+            conn.commit()
+    except BaseException:
+        if not autocommit:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def execute(conn: adbc.Connection, statement: str | sql.Composable) -> int:
+    """Run one statement on an ADBC connection; the number of rows it touched."""
+    with conn.cursor() as cursor:
+        cursor.execute(render(statement))
+        return cursor.rowcount
+
+
+def _frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
+    """Arrow to pandas: dates as datetime64, strings as objects, NULL floats as NaN."""
+    frame = table.to_pandas(date_as_object=False)
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_integer_dtype(dtype) and dtype.kind == "u":
+            frame[name] = frame[name].astype("int64")
+    return frame
+
+
+def query_frame(url: str, query: str | sql.Composable) -> pd.DataFrame:
+    """The whole result of a query as one DataFrame (use `query_batches` for large ones)."""
+    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute(render(query))
+        return _frame(cursor.fetch_arrow_table())
+
+
+def query_batches(url: str, query: str | sql.Composable) -> Iterator[pd.DataFrame]:
+    """The result of a query as DataFrames of one Arrow record batch each (streamed)."""
+    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute(render(query))
+        for batch in cursor.fetch_record_batch():
+            yield _frame(batch)
+
+
+@lru_cache(maxsize=256)
+def _column_types(url: str, schema: str, table: str) -> dict[str, str]:
+    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            render(
+                sql.SQL(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = {} AND table_name = {} ORDER BY ordinal_position"
+                ).format(sql.Literal(schema), sql.Literal(table))
+            )
+        )
+        return dict(cursor.fetchall())
+
+
+def table_columns(url: str, schema: str, table: str) -> dict[str, str]:
+    """The table's columns and their SQL types, in table order (cached per process)."""
+    columns = _column_types(url, schema, table)
+    if not columns:
+        _column_types.cache_clear()
+        raise LookupError(
+            f"table {schema}.{table} does not exist: run the migrations in sql/ first "
+            "(`sigmasight migrate`, or any sigmasight command)"
+        )
+    return columns
+
+
+def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.Table:
+    """`frame` as an Arrow table typed for the SQL columns it fills (NaN -> NULL).
+
+    Unknown columns are an error naming them: a typo must never drop data silently.
+    """
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:
+        raise ValueError(f"{where}: columns {unknown} are not in the table ({list(columns)})")
+    arrays, names = [], []
+    for name in frame.columns:
+        values = frame[name]
+        target = ARROW_TYPES.get(columns[name])
+        if target is None:
+            raise TypeError(f"{where}.{name}: no Arrow type for SQL type {columns[name]!r}")
+        if pa.types.is_date32(target) and not pd.api.types.is_datetime64_any_dtype(values):
+            values = pd.to_datetime(values)
+        array = pa.Array.from_pandas(values)
+        if array.type != target:
+            try:
+                array = array.cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TypeError(f"{where}.{name}: cannot store {array.type} as {target}") from exc
+        arrays.append(array)
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def ingest(conn: adbc.Connection, url: str, schema: str, table: str, frame: pd.DataFrame) -> int:
+    """Append `frame` to schema.table inside the connection's transaction (binary COPY)."""
+    if frame.empty:
+        return 0
+    data = arrow_table(frame, table_columns(url, schema, table), f"{schema}.{table}")
+    with conn.cursor() as cursor:
+        cursor.adbc_ingest(table, data, mode="append", db_schema_name=schema)
+    return data.num_rows
