@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
-from dagster import AssetKey, DagsterEventType, DagsterInstance, RunRequest
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    RunRequest,
+)
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 
 from sigmasight_pipeline import calendar
@@ -49,7 +55,8 @@ class RunOutcome:
     success: bool
     seconds: float
     partitions: int
-    failed_checks: tuple[str, ...] = ()
+    failed_checks: tuple[str, ...] = ()  # blocking or error-severity checks that failed
+    warned_checks: tuple[str, ...] = ()  # warning checks that flagged rows
 
 
 def range_tags(start: str, end: str) -> dict[str, str]:
@@ -90,7 +97,8 @@ def materialize(
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
 ) -> RunOutcome:
-    """One in-process run on the instance materializing `assets` over [start, end]."""
+    """One in-process run on the instance materializing `assets` over [start, end] (the run's
+    `tags` may scope it to some portfolios, see `scope.py`)."""
     from sigmasight_pipeline.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -120,12 +128,19 @@ def materialize(
         if watcher:
             watcher.join()
     partitions = len(calendar.sessions(start, end)) if start and end else 0
+    evaluations = [e for e in result.get_asset_check_evaluations() if not e.passed]
     failed = tuple(
         e.asset_check_key.to_user_string()
-        for e in result.get_asset_check_evaluations()
-        if not e.passed
+        for e in evaluations
+        if e.severity is not AssetCheckSeverity.WARN
     )
-    return RunOutcome(run_id, result.success, time.perf_counter() - began, partitions, failed)
+    warned = tuple(
+        e.asset_check_key.to_user_string()
+        for e in evaluations
+        if e.severity is AssetCheckSeverity.WARN
+    )
+    seconds = time.perf_counter() - began
+    return RunOutcome(run_id, result.success, seconds, partitions, failed, warned)
 
 
 def execute_request(instance: DagsterInstance, request: RunRequest) -> RunOutcome:

@@ -38,32 +38,40 @@ def test_known_days(partitions, day, present):
 @pytest.mark.parametrize(
     ("now", "last"),
     [
+        # Weekday morning: today's session is open, the newest partition is yesterday's.
+        ("2026-12-01 05:51", "2026-11-30"),
+        ("2026-12-01 16:29", "2026-11-30"),  # EST: the close + 30 minutes not yet passed
+        ("2026-12-01 16:31", "2026-12-01"),  # weekday evening (EST)
+        ("2026-07-01 17:29", "2026-06-30"),  # EDT: the partition appears at 17:30 New York
+        ("2026-07-01 17:31", "2026-07-01"),
         ("2026-11-20 18:00", "2026-11-20"),  # Friday evening: Friday is materializable
         ("2026-11-21 10:00", "2026-11-20"),  # Saturday
-        ("2026-11-23 18:30", "2026-11-23"),  # Monday evening
-        # On an exchange holiday end_offset=1 already lists the next session (a known quirk
-        # of one-partition-ahead; the daily schedule skips holidays, so nothing runs early).
-        ("2026-11-26 19:00", "2026-11-27"),
+        ("2026-11-22 23:59", "2026-11-20"),  # Sunday night
+        ("2026-11-23 09:30", "2026-11-20"),  # Monday at the open
+        ("2026-11-25 20:00", "2026-11-25"),  # the day before a holiday (Thanksgiving), evening
+        ("2026-11-26 19:00", "2026-11-25"),  # Thanksgiving evening: no new partition
+        ("2026-11-27 10:00", "2026-11-25"),  # the day after (half day, closes 13:00), morning
+        ("2026-11-27 18:00", "2026-11-27"),  # the day after, evening
+        ("2026-12-24 20:00", "2026-12-24"),  # Christmas Eve (half day), evening
+        ("2026-12-25 20:00", "2026-12-24"),  # Christmas
     ],
 )
-def test_day_d_is_available_on_the_evening_of_d(partitions, now, last):
+def test_newest_partition_is_the_latest_closed_session(partitions, now, last):
     current = datetime.fromisoformat(now).replace(tzinfo=NY)
     assert partitions.get_partition_keys(current_time=current)[-1] == last
+    assert calendar.latest_closed_session(current).strftime("%Y-%m-%d") == last
 
 
-def test_latest_closed_session():
-    assert (
-        calendar.latest_closed_session(datetime(2026, 11, 20, 17, tzinfo=NY)).strftime("%Y-%m-%d")
-        == "2026-11-20"
+def test_partition_windows_cover_their_session_as_dates(partitions):
+    """The IO manager replaces trade_date >= start date and < end date of a key range."""
+    friday = partitions.time_window_for_partition_key("2026-11-27")
+    assert (friday.start.strftime("%Y-%m-%d"), friday.end.strftime("%Y-%m-%d")) == (
+        "2026-11-27",
+        "2026-11-28",
     )
-    assert (
-        calendar.latest_closed_session(datetime(2026, 11, 20, 15, tzinfo=NY)).strftime("%Y-%m-%d")
-        == "2026-11-19"
-    )
-    assert (
-        calendar.latest_closed_session(datetime(2026, 11, 22, 12, tzinfo=NY)).strftime("%Y-%m-%d")
-        == "2026-11-20"
-    )
+    assert friday.start.astimezone(NY) == datetime(2026, 11, 26, 16, 30, tzinfo=NY)
+    wednesday = partitions.time_window_for_partition_key("2026-11-25")
+    assert wednesday.end.strftime("%Y-%m-%d") == "2026-11-26"
 
 
 def test_daily_schedule_runs_trading_days_and_skips_holidays():

@@ -1,8 +1,9 @@
-"""The inbox sensor's runs: history first when tickers are new, then the 90-day window run.
+"""The inbox sensor's runs: one run per drop, scoped to the loaded portfolios, covering the
+90-session window and its lookback.
 
 The runs the sensor requests are executed in-process on the real instance with the tags the
-daemon would give them (run key, sensor name), so the sensor finds them the way it would find
-the daemon's runs.
+daemon would give them (run key, sensor name). The daemon path itself (launch, queue, retries)
+is tested end to end in test_daemon.py.
 """
 
 from __future__ import annotations
@@ -14,19 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster import (
-    DagsterInstance,
-    DagsterRun,
-    DagsterRunStatus,
-    RunRequest,
-    SensorResult,
-    build_sensor_context,
-)
-from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from dagster import AssetKey, DagsterInstance, RunRequest, SensorResult, build_sensor_context
 
 from sigmasight_pipeline import calendar, intake, runs, sensors
 from sigmasight_pipeline.portfolios import create_user
 from sigmasight_pipeline.resources.database import PostgresResource, connect, transaction
+from sigmasight_pipeline.scope import PORTFOLIOS_TAG
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
 
@@ -42,7 +36,7 @@ class Sensor:
 
     def __init__(self, instance: DagsterInstance, url: str, inbox: Path) -> None:
         self.instance, self.url, self.inbox = instance, url, inbox
-        self.cursor = sensors.SensorState(last_load_id=intake.latest_load_id(url)).to_cursor()
+        self.cursor = sensors.make_cursor(intake.latest_load_id(url))
 
     def tick(self) -> SensorResult:
         context = build_sensor_context(
@@ -85,96 +79,131 @@ def sensor(
     return Sensor(dagster_instance, db_url, inbox)
 
 
-def _portfolio(tickers: list[str]) -> str:
+def _portfolio(tickers: list[str], option_root: str | None = None) -> str:
     rows = [f"{t},{(i + 1) * 10},{20 + i}.5,2026-01-05,core" for i, t in enumerate(tickers)]
-    option = f"{tickers[0]}261218C00050000,2,3.25,2026-06-01,options"
+    option = f"{option_root or tickers[0]}261218C00050000,2,3.25,2026-06-01,options"
     return "\n".join(["ticker,quantity,entry_price,entry_date,tags", *rows, option]) + "\n"
 
 
-def test_new_tickers_get_history_then_the_90_day_window_run(sensor: Sensor, user: str) -> None:
+PORTFOLIO_TABLES = (
+    "position_values", "position_greeks", "position_factor_exposures", "portfolio_greeks",
+    "portfolio_factor_exposures", "portfolio_risk_metrics", "portfolio_snapshots",
+)  # fmt: skip
+
+
+def _fingerprint(url: str, portfolio_id: int) -> dict[str, str]:
+    """An md5 of every row a portfolio has in each portfolio-level table."""
+    out = {}
+    with connect(url) as conn:
+        for table in PORTFOLIO_TABLES:
+            out[table] = conn.execute(
+                f"SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, '|' "
+                f"ORDER BY t::text)), '') FROM sigmasight.{table} t WHERE portfolio_id = %s",
+                (portfolio_id,),
+            ).fetchone()[0]
+    return out
+
+
+def _load_of(sensor: Sensor, user: str, name: str) -> intake.LoadRecord:
+    (load,) = [
+        x for x in intake.loads_after(sensor.url) if x.username == user and x.portfolio == name
+    ]
+    return load
+
+
+def test_a_drop_is_one_scoped_run_over_the_window_and_its_lookback(
+    sensor: Sensor, user: str
+) -> None:
+    """New tickers and a new option contract: one run gives the new portfolio 90 sessions of
+    snapshots with full 60-session history, and leaves another portfolio's rows as they were."""
     tickers = [f"Z{uuid.uuid4().hex[:4].upper()}{c}" for c in "ABC"]  # unknown to the DB
-    sensor.drop(f"{user}__Fresh.csv", _portfolio(tickers))
     plan = runs.BackfillPlan.ending(calendar.latest_closed_session())
     window = (plan.key(plan.window[0]), plan.key(plan.window[-1]))
 
-    first = sensor.tick()
-    (history,) = first.run_requests
-    assert history.run_key.endswith("-history")
-    assert history.tags[runs.RANGE_START_TAG] == plan.key(plan.history[0])
-    assert history.tags[runs.RANGE_END_TAG] == plan.key(plan.history[-1])
-    assert {k.to_user_string() for k in history.asset_selection} == set(runs.MARKET_ASSETS)
-    assert sensors.SensorState.from_cursor(sensor.cursor).pending  # restart-safe: in the cursor
+    sensor.drop(f"{user}__First.csv", _portfolio(["AAPL", "MSFT"]))
+    (first,) = sensor.tick().run_requests
+    assert sensor.execute(first).success
+    other = _load_of(sensor, user, "First").portfolio_id
+    before = _fingerprint(sensor.url, other)
+    assert all(not v.startswith("0:") for v in before.values()), before
 
-    assert sensor.execute(history).success
-    second = sensor.tick()
-    (request,) = second.run_requests
-    assert request.run_key == history.run_key.removesuffix("-history")
-    assert (request.tags[runs.RANGE_START_TAG], request.tags[runs.RANGE_END_TAG]) == window
+    # A new stock, a new option on it, and (AAPL) an underlying the other portfolio holds.
+    sensor.drop(f"{user}__Fresh.csv", _portfolio([*tickers, "AAPL"]))
+    (request,) = sensor.tick().run_requests
+    load = _load_of(sensor, user, "Fresh")
+    assert request.tags[PORTFOLIOS_TAG] == str(load.portfolio_id)
+    assert request.tags[runs.RANGE_START_TAG] == plan.key(plan.history[0])
+    assert request.tags[runs.RANGE_END_TAG] == window[1]
     assert set(request.asset_selection) == set(sensors.window_assets())
-    assert sensors.SensorState.from_cursor(sensor.cursor).pending == []
+    assert AssetKey("prices") in request.asset_selection
 
     outcome = sensor.execute(request)
     assert outcome.success, outcome
-    (load,) = [load for load in intake.loads_after(sensor.url) if load.username == user]
     with connect(sensor.url) as conn:
-        days = conn.execute(
+        first_day, last_day, days = conn.execute(
             "SELECT min(trade_date)::text, max(trade_date)::text, count(*) "
-            "FROM sigmasight.portfolio_snapshots WHERE portfolio_id = %s",
-            (load.portfolio_id,),
+            "FROM sigmasight.portfolio_snapshots WHERE portfolio_id = %s AND trade_date >= %s",
+            (load.portfolio_id, window[0]),
         ).fetchone()
         n_obs = conn.execute(
             "SELECT min(n_obs) FROM sigmasight.factor_betas "
             "WHERE symbol = ANY(%s) AND trade_date = %s",
             (tickers, window[0]),
         ).fetchone()[0]
-    assert days == (*window, BACKFILL_DAYS)
+        null_pnl = conn.execute(
+            "SELECT count(*) FROM sigmasight.position_values WHERE portfolio_id = %s "
+            "AND price_source <> 'missing' AND daily_pnl IS NULL",
+            (load.portfolio_id,),
+        ).fetchone()[0]
+    assert (first_day, last_day, days) == (*window, BACKFILL_DAYS)
     assert n_obs == 60  # the first day of the window has its full 60-session history
+    assert null_pnl == 0  # first sessions are measured, never NULL
+    assert _fingerprint(sensor.url, other) == before  # the other portfolio is untouched
 
     third = sensor.tick()
     assert not third.run_requests and "no new portfolio files" in third.skip_reason.skip_message
 
-    # Another portfolio of the same tickers: the history is there, so the window run at once.
-    sensor.drop(f"{user}__Same.csv", _portfolio(tickers[::-1]))
-    (direct,) = sensor.tick().run_requests
-    assert direct.tags[sensors.STAGE_TAG] == "window" and not direct.run_key.endswith("history")
 
+def test_a_portfolio_that_cannot_be_valued_loads_and_fails_nobody(
+    sensor: Sensor, user: str
+) -> None:
+    """An underlying with no data at all (the synthetic NODATA ticker) and an option on it:
+    the run succeeds, the rows say why, a warning check names them, others are untouched."""
+    sensor.drop(f"{user}__Good.csv", _portfolio(["MSFT"]))
+    assert sensor.execute(sensor.tick().run_requests[0]).success
+    good = _load_of(sensor, user, "Good").portfolio_id
+    before = _fingerprint(sensor.url, good)
 
-def test_waiting_failed_and_missing_history_runs(sensor: Sensor, user: str) -> None:
-    sensor.drop(f"{user}__Fresh.csv", _portfolio([f"Y{uuid.uuid4().hex[:5].upper()}"]))
-    (history,) = sensor.tick().run_requests
-
-    # Not launched (the daemon never got it): asked again, same key, still pending.
-    (again,) = sensor.tick().run_requests
-    assert again.run_key == history.run_key
-    assert len(sensors.SensorState.from_cursor(sensor.cursor).pending) == 1
-
-    run = sensor.instance.add_run(
-        DagsterRun(
-            job_name="__ASSET_JOB",
-            run_id=str(uuid.uuid4()),
-            status=DagsterRunStatus.STARTED,
-            tags={RUN_KEY_TAG: history.run_key, SENSOR_NAME_TAG: sensors.SENSOR_NAME},
-        )
-    )
-    waiting = sensor.tick()
-    assert not waiting.run_requests
-    assert "waiting for history run" in waiting.skip_reason.skip_message
-
-    sensor.instance.report_run_failed(run)  # failed: the window run is requested anyway
-    (window,) = sensor.tick().run_requests
-    assert window.run_key == history.run_key.removesuffix("-history")
-    assert sensors.SensorState.from_cursor(sensor.cursor).pending == []
+    sensor.drop(f"{user}__Bad.csv", _portfolio(["NODATA", "KO"], option_root="NODATA"))
+    (request,) = sensor.tick().run_requests
+    outcome = sensor.execute(request)
+    assert outcome.success, outcome
+    assert "position_values:positions_valued" in outcome.warned_checks
+    bad = _load_of(sensor, user, "Bad").portfolio_id
+    with connect(sensor.url) as conn:
+        reasons = conn.execute(
+            "SELECT DISTINCT symbol, price_source, pnl_reason FROM sigmasight.position_values "
+            "WHERE portfolio_id = %s AND (price_source = 'missing' OR pnl_reason IS NOT NULL)",
+            (bad,),
+        ).fetchall()
+        snapshots = conn.execute(
+            "SELECT count(*), max(unpriced_count) FROM sigmasight.portfolio_snapshots "
+            "WHERE portfolio_id = %s",
+            (bad,),
+        ).fetchone()
+    assert {symbol for symbol, *_ in reasons} >= {"NODATA"}
+    assert snapshots[0] > 0 and snapshots[1] >= 1
+    assert _fingerprint(sensor.url, good) == before
 
 
 def test_cursor_round_trip_and_first_start(sensor: Sensor, user: str) -> None:
-    state = sensors.SensorState(
-        7, [sensors.Batch("portfolio-0123456789abcdef", [6, 7], ("a", "b"), ("c", "d"))]
-    )
-    assert sensors.SensorState.from_cursor(state.to_cursor()) == state
+    assert sensors.cursor_load_id(sensors.make_cursor(7)) == 7
+    assert sensors.cursor_load_id(None) is None
 
     sensor.drop(f"{user}__One.csv", _portfolio(["AAPL"]))
     sensor.tick()
-    (load,) = [load for load in intake.loads_after(sensor.url) if load.username == user]
+    load = _load_of(sensor, user, "One")
     sensor.cursor = None  # a sensor started for the first time: current loads get a backfill
     (request,) = sensor.tick().run_requests
     assert str(load.id) in request.tags[sensors.LOADS_TAG].split(",")
+    assert str(load.portfolio_id) in request.tags[PORTFOLIOS_TAG].split(",")

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, DagsterRun
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._config.config_schema import UserConfigSchema
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
@@ -97,3 +98,39 @@ class SigmaSightStorage(DagsterPostgresStorage):
             if optimize is not None:
                 optimize(statement_timeout=0, pool_recycle=3600, max_overflow=10)
         return storage
+
+
+class LocalRunLauncher(DefaultRunLauncher):
+    """Dagster's default launcher (a run worker process per run, started by the code server)
+    that can also tell the daemon's run monitoring whether a run's worker is still alive.
+
+    The default launcher cannot, so a run whose worker died with its machine or its
+    `sigmasight dev` session stayed STARTED for ever. This one finds the worker's pid in the
+    run's RUN_START event (its own process wrote it) and checks that process on this machine:
+    gone, the run is marked failed by run monitoring and retried by run retries (dagster.yaml),
+    and its assets, being idempotent partition rewrites, are simply computed again. For a single
+    machine; on a cluster the K8s run launcher does its own health checks (deploy/).
+    """
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        import psutil
+
+        started = self._instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_START)
+        event = started[-1].dagster_event if started else None
+        if event is None or event.pid is None:
+            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no RUN_START event yet")
+        try:
+            process = psutil.Process(event.pid)
+            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+            same = process.create_time() <= started[-1].timestamp + 1.0  # not a reused pid
+        except psutil.Error:
+            alive = same = False
+        if alive and same:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(event.pid))
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED, f"run worker process {event.pid} is gone", transient=False
+        )

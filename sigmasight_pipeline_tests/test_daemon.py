@@ -1,0 +1,199 @@
+"""The daemon path end to end: `sigmasight dev` (webserver, daemon, code server) on a database
+with the demo loaded and backfilled, driven as a user drives it: a CSV dropped in the inbox,
+the UI's Materialize button (the webserver's GraphQL API), the whole thing killed mid-run.
+
+These are the slowest tests of the suite (about a minute each); they run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
+
+from sigmasight_pipeline import calendar, intake, runs
+from sigmasight_pipeline.devserver import DevServer, wait_for_runs
+from sigmasight_pipeline.portfolios import load_demo_portfolios
+from sigmasight_pipeline.resources.database import connect, transaction
+from sigmasight_pipeline.resources.instance import prepare_environment
+from sigmasight_pipeline.scope import PORTFOLIOS_TAG
+from sigmasight_pipeline.settings import BACKFILL_DAYS
+from sigmasight_pipeline_tests.conftest import throwaway_database
+
+pytestmark = pytest.mark.daemon
+
+# A new stock, a new option contract on a new underlying (IBM), an option on an underlying the
+# demo already holds (AAPL), and AAPL itself.
+NEWCOMER_CSV = """ticker,quantity,entry_price,entry_date,tags
+ZNEWCO,150,42.10,2026-06-01,new
+IBM270115C00200000,3,12.50,2026-06-01,options
+AAPL270115C00250000,-2,9.80,2026-06-01,options
+AAPL,100,210.00,2026-06-01,core
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A database with the demo portfolios backfilled (the CLI's two in-process runs) on an
+    instance whose DAGSTER_HOME the dev server then uses."""
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "DAGSTER_HOME")}
+    home = tmp_path_factory.mktemp("daemon_home")
+    databases = throwaway_database(f"sigmasight_daemon_{os.getpid()}_{uuid.uuid4().hex[:6]}")
+    url = next(databases)
+    try:
+        os.environ["DAGSTER_HOME"] = str(home)
+        prepare_environment(url, write_dotenv=False)
+        with transaction(url) as conn:
+            load_demo_portfolios(conn)
+        instance = DagsterInstance.get()
+        plan = runs.BackfillPlan.ending(calendar.latest_closed_session())
+        outcomes = runs.backfill(instance, plan)
+        assert all(o.success for o in outcomes), outcomes
+        instance.dispose()
+        yield {"url": url, "home": home, "plan": plan}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        databases.close()
+
+
+@pytest.fixture(scope="module")
+def dev(demo_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    inbox = tmp_path_factory.mktemp("daemon_data") / "inbox"
+    server = DevServer(demo_env["url"], demo_env["home"], inbox)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _snapshot_days(url: str, portfolio_id: int, first: str) -> int:
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM sigmasight.portfolio_snapshots "
+            "WHERE portfolio_id = %s AND trade_date >= %s",
+            (portfolio_id, first),
+        ).fetchone()[0]
+
+
+def _demo_fingerprint(url: str) -> str:
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) "
+            "FROM sigmasight.portfolio_snapshots t WHERE portfolio_id IN (1, 2, 3)"
+        ).fetchone()[0]
+
+
+def _drop(inbox: Path, name: str, text: str) -> float:
+    path = inbox / name
+    path.write_text(text)
+    os.utime(path, (time.time() - 5, time.time() - 5))  # settled: the intake takes it now
+    return time.perf_counter()
+
+
+def measure_drop_to_snapshots(dev: DevServer, url: str, window_start: str, user: str) -> dict:
+    """Drop NEWCOMER_CSV and wait for the portfolio's 90 snapshot days; the timings."""
+    name = f"Newcomer {uuid.uuid4().hex[:6]}"
+    dropped = _drop(dev.inbox, f"{user}__{name}.csv", NEWCOMER_CSV)
+    loaded = None
+    while time.perf_counter() - dropped < 600:
+        loads = [x for x in intake.loads_after(url) if x.portfolio == name]
+        if loads:
+            loaded = loaded or time.perf_counter()
+            if _snapshot_days(url, loads[0].portfolio_id, window_start) >= BACKFILL_DAYS:
+                return {
+                    "portfolio_id": loads[0].portfolio_id,
+                    "loaded_s": loaded - dropped,
+                    "snapshots_s": time.perf_counter() - dropped,
+                }
+        time.sleep(0.5)
+    raise TimeoutError(f"no snapshots for {name} 600 s after the drop: see {dev.log}")
+
+
+def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) -> None:
+    url, plan = demo_env["url"], demo_env["plan"]
+    window_start = plan.key(plan.window[0])
+    before = _demo_fingerprint(url)
+    timing = measure_drop_to_snapshots(dev, url, window_start, "demo_user_1")
+    print(f"\ndrop -> 90 sessions of snapshots through the daemon: {timing}")
+
+    instance = dev.instance()
+    scoped = RunsFilter(tags={PORTFOLIOS_TAG: str(timing["portfolio_id"])})
+    (run,) = wait_for_runs(instance, scoped)
+    assert run.status == DagsterRunStatus.SUCCESS
+    failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+    assert failed == []
+    assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched
+    # No partition of any asset is marked failed for anyone.
+    for key in (AssetKey("portfolio_snapshots"), AssetKey("position_values")):
+        assert not instance.get_asset_records([key])[0].asset_entry.failed_partitions_subset
+
+
+def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
+    """The UI's Materialize button on one partition of portfolio_snapshots."""
+    day = demo_env["plan"].key(demo_env["plan"].window[-1])
+    began = time.perf_counter()
+    run_id = dev.graphql_client().submit_job_execution(
+        "__ASSET_JOB",
+        asset_selection=[AssetKey("portfolio_snapshots")],
+        tags={"dagster/partition": day},
+    )
+    instance = dev.instance()
+    while (run := instance.get_run_by_id(run_id)).status not in runs_terminal():
+        assert time.perf_counter() - began < 300, f"run {run_id} still {run.status}"
+        time.sleep(0.25)
+    print(f"\none partition from the UI: launch -> {run.status.value} in "
+          f"{time.perf_counter() - began:.1f} s")  # fmt: skip
+    assert run.status == DagsterRunStatus.SUCCESS
+
+
+def runs_terminal() -> set[DagsterRunStatus]:
+    return {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def test_killed_mid_run_resumes_and_processes_the_file_once(
+    dev: DevServer, demo_env: dict
+) -> None:
+    """Everything killed (SIGKILL to webserver, daemon, code server and run worker) while the
+    sensor's run works: the next start fails the dead run and retries it; the file is loaded
+    once and the portfolio gets its snapshots."""
+    url, plan = demo_env["url"], demo_env["plan"]
+    name = f"Crash {uuid.uuid4().hex[:6]}"
+    _drop(dev.inbox, f"demo_user_2__{name}.csv", NEWCOMER_CSV)
+    instance = dev.instance()
+    began = time.perf_counter()
+    while True:
+        loads = [x for x in intake.loads_after(url) if x.portfolio == name]
+        started = loads and instance.get_runs(
+            filters=RunsFilter(
+                tags={PORTFOLIOS_TAG: str(loads[0].portfolio_id)},
+                statuses=[DagsterRunStatus.STARTED],
+            )
+        )
+        if started:
+            break
+        assert time.perf_counter() - began < 300, "the sensor's run never started"
+        time.sleep(0.2)
+    time.sleep(2.0)  # inside the run's steps
+    dev.stop(signal.SIGKILL)
+    dev.start()
+    portfolio_id = loads[0].portfolio_id
+    window_start = plan.key(plan.window[0])
+    while _snapshot_days(url, portfolio_id, window_start) < BACKFILL_DAYS:
+        assert time.perf_counter() - began < 600, f"no snapshots after the restart: {dev.log}"
+        time.sleep(1.0)
+    scoped = instance.get_runs(filters=RunsFilter(tags={PORTFOLIOS_TAG: str(portfolio_id)}))
+    assert {r.status for r in scoped} == {DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS}
+    assert len([x for x in intake.loads_after(url) if x.portfolio == name]) == 1
+    processed = list((dev.inbox.parent / "processed").glob(f"*{name}.csv"))
+    assert len(processed) == 1 and not list(dev.inbox.glob("*.csv"))
