@@ -148,6 +148,42 @@ def _har_design(rv: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(comps)
 
 
+def _har_ols(
+    regressors: list[np.ndarray], target: np.ndarray, use: np.ndarray, fit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """OLS with intercept of target on the regressors, per column in ``fit``, batched.
+
+    Solves the centred 3 x 3 normal equations per series (the regressors are first scaled by
+    the series' mean target, so the system is well conditioned; OLS is equivariant). Returns
+    coefficients (m' x 4: intercept, daily, weekly, monthly; NaN where collinear) and the
+    collinear mask (m').
+    """
+    n = use[:, fit].sum(axis=0)
+    y = np.where(use[:, fit], target[:, fit], 0.0)
+    scale = y.sum(axis=0) / n
+    scale = np.where(scale > 0, scale, 1.0)
+    y = y / scale
+    z = [np.where(use[:, fit], c[:, fit], 0.0) / scale for c in regressors]
+    y_mean = y.sum(axis=0) / n
+    z_mean = np.stack([c.sum(axis=0) / n for c in z], axis=-1)  # m' x 3
+    yc = np.where(use[:, fit], y - y_mean, 0.0)
+    zc = np.stack([np.where(use[:, fit], c - z_mean[:, i], 0.0) for i, c in enumerate(z)], -1)
+    zt = np.ascontiguousarray(np.moveaxis(zc, 0, 1))  # m' x L' x 3
+    gram = np.swapaxes(zt, 1, 2) @ zt  # m' x 3 x 3
+    rhs = (np.swapaxes(zt, 1, 2) @ yc.T[:, :, None])[..., 0]
+    diag = np.einsum("mii->mi", gram)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm = np.sqrt(diag[:, :, None] * diag[:, None, :])
+        cond = np.linalg.cond(np.where(norm > 0, gram / norm, 0.0))
+    collinear = ~(diag > 1e-12 * (y * y).sum(axis=0)[:, None]).all(axis=1) | ~(cond < 1e10)
+    slopes = np.full(z_mean.shape, np.nan)
+    ok = ~collinear
+    if ok.any():
+        slopes[ok] = np.linalg.solve(gram[ok], rhs[ok][..., None])[..., 0]
+    intercept = (y_mean - (slopes * z_mean).sum(axis=1)) * scale  # back to variance units
+    return np.column_stack([intercept, slopes]), collinear
+
+
 def har_rv_forecast(
     block: np.ndarray, horizon: int = HAR_HORIZON, min_rows: int = HAR_MIN_ROWS
 ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
@@ -167,39 +203,21 @@ def har_rv_forecast(
     if n_rows < max_lag + 2:
         return out, np.zeros(m, dtype=int), [f"HAR: {n_rows} sessions < {max_lag + 2}"] * m
     rv = x * x
-    daily, weekly, monthly = _har_design(rv)
     rows = slice(max_lag - 1, n_rows - 1)  # regressors at t, target at t + 1
-    design = np.stack(
-        [np.ones_like(daily[rows]), daily[rows], weekly[rows], monthly[rows]], axis=-1
-    )  # L' x m x 4
+    regressors = [c[rows] for c in _har_design(rv)]  # daily, weekly, monthly: L' x m each
     target = rv[max_lag:]
-    use = np.isfinite(design).all(axis=-1) & np.isfinite(target)
+    use = np.isfinite(target)
+    for c in regressors:
+        use &= np.isfinite(c)
     used = use.sum(axis=0)
-
-    # Scale each series' RV to mean 1 (OLS is equivariant: slopes unchanged, intercept scaled).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.where(use, target, 0.0).sum(axis=0) / used
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    xs = np.where(use[..., None], design, 0.0)
-    xs[..., 1:] /= scale[None, :, None]
-    ys = np.where(use, target, 0.0) / scale
-    xs = np.transpose(xs, (1, 0, 2))  # m x L' x 4
     fit = used >= min_rows
     for j in np.flatnonzero(~fit):
         reasons[j] = f"HAR: {used[j]} regression rows < {min_rows}"
     if fit.any():
-        xf = xs[fit]
-        rank = np.linalg.matrix_rank(xf)
-        q, r = np.linalg.qr(xf)
-        full = rank == 4
-        coef = np.full((xf.shape[0], 4), np.nan)
-        if full.any():
-            qty = np.einsum("mlk,ml->mk", q[full], ys.T[fit][full])
-            coef[full] = np.linalg.solve(r[full], qty[..., None])[..., 0]
+        coef, collinear = _har_ols(regressors, target, use, fit)
         cols = np.flatnonzero(fit)
-        for j in cols[~full]:
+        for j in cols[collinear]:
             reasons[j] = "HAR: regressors are collinear (constant squared returns)"
-        coef[:, 0] *= scale[fit]  # back to variance units: intercept scales, slopes do not
 
         # Iterate the fitted model forward, forecasts feeding the lags.
         hist = rv[-max_lag:, fit].T.copy()  # m' x 22, oldest first
