@@ -185,14 +185,13 @@ def _complete_subset(corr: np.ndarray, n_obs: np.ndarray) -> np.ndarray:
 
 
 def _portfolio_frames(
-    day: pd.Timestamp,
-    portfolio_id: object,
     symbols: list[str],
     e: np.ndarray,
     block: np.ndarray,
     min_overlap: int,
     threshold: float,
 ) -> tuple[dict, dict, tuple]:
+    """One portfolio's pair columns, cluster columns (cluster_id 0 = none) and summary."""
     corr, n_obs = pairwise_correlation(block, min_overlap)
     m = len(symbols)
     ia, ib = np.triu_indices(m, k=1)
@@ -206,8 +205,8 @@ def _portfolio_frames(
     pair_reason[undefined & ~short] = "a series is constant on the common sessions"
     sym = np.asarray(symbols, dtype=object)
     pairs = {
-        "trade_date": day, "portfolio_id": portfolio_id, "symbol_a": sym[ia], "symbol_b": sym[ib],
-        "correlation": pair_corr, "n_obs": pair_n, "reason": pair_reason,
+        "symbol_a": sym[ia], "symbol_b": sym[ib], "correlation": pair_corr, "n_obs": pair_n,
+        "reason": pair_reason,
     }  # fmt: skip
 
     labels = cluster_labels(corr, threshold)
@@ -218,9 +217,7 @@ def _portfolio_frames(
         f"{k} returns < {min_overlap} or constant in the window" for k in diag_n[no_data]
     ]
     clusters = {
-        "trade_date": day, "portfolio_id": portfolio_id, "symbol": sym,
-        "cluster_id": pd.array(np.where(no_data, pd.NA, labels), dtype="Int64"),
-        "cluster_size": pd.array(np.where(no_data, pd.NA, sizes[labels]), dtype="Int64"),
+        "symbol": sym, "cluster_id": labels, "cluster_size": np.where(no_data, 0, sizes[labels]),
         "reason": cluster_reason,
     }  # fmt: skip
 
@@ -246,8 +243,8 @@ def _portfolio_frames(
     if clipped:
         notes.append("correlation matrix not PSD: negative eigenvalues clipped to 0")
     summary = (
-        day, portfolio_id, m, int(ia.size), int(defined.sum()), avg, avg_pnl, enb,
-        int(labels.max()), "; ".join(notes) if notes else None,
+        m, int(ia.size), int(defined.sum()), avg, avg_pnl, enb, int(labels.max()),
+        "; ".join(notes) if notes else None,
     )  # fmt: skip
     return pairs, clusters, summary
 
@@ -284,36 +281,49 @@ def portfolio_correlations(
     if trade_dates is not None:
         frame = frame[frame["trade_date"].isin(_date_index(trade_dates, "trade_dates"))]
     wide = _sorted_wide(returns, "returns")
+    values = wide.to_numpy(dtype=float)
 
-    pair_parts, cluster_parts, summaries = [], [], []
+    pair_cols: dict[str, list] = {c: [] for c in CORRELATION_COLUMNS}
+    cluster_cols: dict[str, list] = {c: [] for c in CLUSTER_COLUMNS}
+    summaries = []
     for day, day_rows in frame.groupby("trade_date", sort=True):
         pos = wide.index.get_indexer([day])[0]
-        window_block = wide.iloc[max(0, pos - window + 1) : pos + 1] if pos >= 0 else wide.iloc[:0]
+        window_rows = values[max(0, pos - window + 1) : pos + 1] if pos >= 0 else values[:0]
         for portfolio_id, group in day_rows.groupby("portfolio_id", sort=True):
             symbols = group["underlying"].astype(str).tolist()
-            block = window_block.reindex(columns=symbols).to_numpy(dtype=float)
+            where = wide.columns.get_indexer(symbols)
+            block = np.where(where >= 0, window_rows[:, where], np.nan)
             pairs, clusters, summary = _portfolio_frames(
-                day, portfolio_id, symbols, group["exposure"].to_numpy(), block,
-                min_overlap, threshold,
-            )  # fmt: skip
+                symbols, group["exposure"].to_numpy(), block, min_overlap, threshold
+            )
             if pos < 0:
                 summary = (*summary[:-1], "no return row for the trade date")
-            pair_parts.append(pd.DataFrame(pairs))
-            cluster_parts.append(pd.DataFrame(clusters))
-            summaries.append(summary)
+            for cols, part in ((pair_cols, pairs), (cluster_cols, clusters)):
+                n = len(next(iter(part.values())))
+                cols["trade_date"].append(np.repeat(np.datetime64(day, "ns"), n))
+                cols["portfolio_id"].append(np.repeat(np.asarray([portfolio_id], object), n))
+                for name, array in part.items():
+                    cols[name].append(array)
+            summaries.append((day, portfolio_id, *summary))
 
-    pairs = _concat(pair_parts, CORRELATION_COLUMNS)
-    clusters = _concat(cluster_parts, CLUSTER_COLUMNS)
+    pairs = _frame(pair_cols)
+    clusters = _frame(cluster_cols)
+    for name in ("cluster_id", "cluster_size"):
+        ids = clusters[name].to_numpy(dtype=np.int64)
+        clusters[name] = pd.arrays.IntegerArray(ids, ids == 0)  # 0 = no cluster -> NULL
     summary = pd.DataFrame(summaries, columns=list(CORRELATION_SUMMARY_COLUMNS))
     summary["trade_date"] = pd.to_datetime(summary["trade_date"])
     summary["reason"] = summary["reason"].astype(object)
     return CorrelationResult(pairs, clusters, summary)
 
 
-def _concat(parts: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
-    if not parts:
-        return pd.DataFrame(columns=list(columns))
-    out = pd.concat(parts, ignore_index=True)[list(columns)]
+def _frame(columns: dict[str, list]) -> pd.DataFrame:
+    """One DataFrame from per-portfolio column arrays (concatenated once)."""
+    data = {
+        name: np.concatenate(parts) if parts else np.array([], dtype=object)
+        for name, parts in columns.items()
+    }
+    out = pd.DataFrame(data)
     out["trade_date"] = pd.to_datetime(out["trade_date"])
     out["reason"] = out["reason"].astype(object)
     return out
