@@ -208,3 +208,18 @@ def test_ex_ante_unknown_symbol_and_short_history() -> None:
     assert out.loc[2, "reason"] == "15 complete obs < min_obs 20"
     assert out.loc[2, "n_obs"] == 15
     assert out["vol_ex_ante_usd"].isna().all()
+
+
+def test_ex_ante_leaves_out_unpriced_positions_with_a_reason() -> None:
+    r = _returns()
+    day = r.index[-1]
+    exposures = pd.DataFrame(
+        {"trade_date": day, "portfolio_id": [1, 1, 2], "underlying": ["S0", "S1", "S3"],
+         "exposure": [10_000.0, np.nan, np.nan]}
+    )  # fmt: skip
+    out = ex_ante_volatility(exposures, r).set_index("portfolio_id")
+    alone = ex_ante_volatility(exposures.iloc[:1], r)["vol_ex_ante_usd"].iloc[0]
+    assert out.loc[1, "vol_ex_ante_usd"] == pytest.approx(alone)
+    assert out.loc[1, "reason"] == "1 position(s) without an exposure left out"
+    assert np.isnan(out.loc[2, "vol_ex_ante_usd"])  # nothing priced: unknown, not zero
+    assert out.loc[2, "reason"] == "1 position(s) without an exposure left out"

@@ -378,6 +378,7 @@ def ex_ante_volatility(
     vol_ex_ante_usd / total_value (comparable with `volatility_measures` on portfolio
     returns; NaN without a value), n_obs = complete rows used, reason. Below ``min_obs``
     complete rows, or with an exposed underlying absent from ``returns``, the vol is NaN.
+    Positions with a missing exposure (unpriced) are left out and counted in ``reason``.
     """
     if min_obs < 2 or window < min_obs:
         raise ValueError(f"need 2 <= min_obs <= window, got min_obs={min_obs}, window={window}")
@@ -387,9 +388,11 @@ def ex_ante_volatility(
     frame = exposures[["trade_date", "portfolio_id", "underlying", "exposure"]].copy()
     frame["trade_date"] = _date_index(frame["trade_date"], "exposures.trade_date")
     frame["exposure"] = frame["exposure"].astype(float)
-    frame = frame.groupby(["trade_date", "portfolio_id", "underlying"], as_index=False)[
-        "exposure"
-    ].sum()
+    keys = ["trade_date", "portfolio_id"]
+    missing = frame["exposure"].isna().groupby([frame[k] for k in keys]).sum()
+    frame = frame.dropna(subset=["exposure"])
+    frame = frame.groupby([*keys, "underlying"], as_index=False)["exposure"].sum()
+    groups = {key: group for key, group in frame.groupby(keys, sort=False)}
     wide = _sorted_wide(returns, "returns")
     values: dict[tuple, float] = {}
     if portfolio_values is not None:
@@ -408,27 +411,35 @@ def ex_ante_volatility(
         )
 
     rows = []
-    for (day, portfolio_id), group in frame.groupby(["trade_date", "portfolio_id"], sort=True):
+    for (day, portfolio_id), n_missing in missing.sort_index().items():
+        group = groups.get((day, portfolio_id), frame.iloc[:0])
         pos = wide.index.get_indexer([day])[0]
         symbols = group["underlying"].tolist()
         e = group["exposure"].to_numpy()
+        notes = [f"{n_missing} position(s) without an exposure left out"] if n_missing else []
+        sigma, n = np.nan, 0
         if pos < 0:
-            rows.append((day, portfolio_id, np.nan, np.nan, 0, "no return row for the trade date"))
-            continue
-        block = wide.iloc[max(0, pos - window + 1) : pos + 1]
-        unknown = sorted(s for s, x in zip(symbols, e, strict=True) if x and s not in wide.columns)
-        sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
-        reason = None
-        if unknown:
-            sigma, reason = np.nan, f"no returns for exposed underlyings {unknown}"
-        elif n < min_obs:
-            sigma, reason = np.nan, f"{n} complete obs < min_obs {min_obs}"
+            notes.insert(0, "no return row for the trade date")
+        else:
+            block = wide.iloc[max(0, pos - window + 1) : pos + 1]
+            sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
+            unknown = sorted(
+                s for s, x in zip(symbols, e, strict=True) if x and s not in wide.columns
+            )
+            if not symbols:
+                sigma = np.nan  # every position unpriced: the risk is unknown, not zero
+            elif unknown:
+                sigma = np.nan
+                notes.insert(0, f"no returns for exposed underlyings {unknown}")
+            elif n < min_obs:
+                sigma = np.nan
+                notes.insert(0, f"{n} complete obs < min_obs {min_obs}")
         vol_usd = sigma * np.sqrt(ANNUALIZATION)
         base = values.get((day, portfolio_id), np.nan)
         frac = vol_usd / base if base and np.isfinite(base) and base > 0 else np.nan
         if np.isfinite(vol_usd) and not np.isfinite(frac) and portfolio_values is not None:
-            reason = "no positive total_value for the fraction"
-        rows.append((day, portfolio_id, vol_usd, frac, n, reason))
+            notes.append("no positive total_value for the fraction")
+        rows.append((day, portfolio_id, vol_usd, frac, n, "; ".join(notes) or None))
     out = pd.DataFrame(rows, columns=list(EX_ANTE_COLUMNS))
     out["trade_date"] = pd.to_datetime(out["trade_date"])
     out["n_obs"] = out["n_obs"].astype(int)
