@@ -1,0 +1,192 @@
+"""Correlations against pandas, clusters, average correlations, effective number of bets."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sigmasight_pipeline.analytics.correlation import (
+    CLUSTER_COLUMNS,
+    CORRELATION_COLUMNS,
+    CORRELATION_SUMMARY_COLUMNS,
+    cluster_labels,
+    effective_number_of_bets,
+    pairwise_correlation,
+    portfolio_correlations,
+)
+
+
+def _block_returns(n: int = 140, seed: int = 5) -> pd.DataFrame:
+    """Two tight blocks (A*, B*; B3 is B1's mirror image), a loner L and gappy columns."""
+    rng = np.random.default_rng(seed)
+    fa, fb = rng.normal(0, 0.01, (2, n))
+    noise = lambda s: rng.normal(0, s, n)  # noqa: E731
+    cols = {
+        "A1": fa + noise(0.002), "A2": fa + noise(0.002), "A3": 0.8 * fa + noise(0.002),
+        "B1": fb + noise(0.002), "B2": fb + noise(0.003), "B3": -fb + noise(0.002),
+        "L": noise(0.01),
+    }  # fmt: skip
+    frame = pd.DataFrame(cols, index=pd.bdate_range("2024-01-02", periods=n))
+    frame.loc[frame.index[rng.random(n) < 0.2], "A2"] = np.nan
+    frame["SHORT"] = fa + noise(0.002)
+    frame.loc[frame.index[:-25], "SHORT"] = np.nan  # 25 returns, 15 of them overlap "SPARSE"
+    frame["SPARSE"] = np.where(np.arange(n) % 5 == 0, fb, np.nan)
+    frame["FLAT"] = 0.001
+    return frame
+
+
+def test_pairwise_correlation_matches_pandas_min_periods() -> None:
+    frame = _block_returns().iloc[-90:]
+    corr, n_obs = pairwise_correlation(frame.to_numpy(), min_overlap=20)
+    expected = frame.corr(min_periods=20).to_numpy()
+    off_diagonal = ~np.eye(len(frame.columns), dtype=bool)
+    np.testing.assert_allclose(corr[off_diagonal], expected[off_diagonal], rtol=0, atol=1e-12)
+    valid = frame.notna().astype(int)
+    np.testing.assert_array_equal(n_obs, valid.T @ valid)
+    assert np.isnan(corr[frame.columns.get_loc("SHORT"), frame.columns.get_loc("SPARSE")])
+    assert np.isnan(np.diag(corr)[frame.columns.get_loc("FLAT")])  # pandas: NaN for constants
+    assert np.isnan(expected[frame.columns.get_loc("FLAT"), 0])
+
+
+def _exposures(day: pd.Timestamp) -> pd.DataFrame:
+    rows = [
+        (1, "A1", 100.0), (1, "A2", 50.0), (1, "A3", 25.0), (1, "B1", 80.0), (1, "B3", 40.0),
+        (1, "L", 10.0), (1, "SHORT", 5.0), (1, "SPARSE", 5.0), (1, "A1", -20.0),
+        (2, "B1", 10.0), (2, "B2", -10.0),
+        (3, "L", 10.0),
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["portfolio_id", "underlying", "exposure"])
+    return frame.assign(trade_date=day)
+
+
+def test_portfolio_pairs_equal_pandas_on_the_90_session_window() -> None:
+    frame = _block_returns()
+    day = frame.index[-1]
+    result = portfolio_correlations(_exposures(day), frame)
+    assert list(result.pairs.columns) == list(CORRELATION_COLUMNS)
+    assert list(result.clusters.columns) == list(CLUSTER_COLUMNS)
+    assert list(result.summary.columns) == list(CORRELATION_SUMMARY_COLUMNS)
+    window = frame.iloc[-90:]
+    for portfolio_id, group in _exposures(day).groupby("portfolio_id"):
+        symbols = list(dict.fromkeys(group["underlying"]))
+        pairs = result.pairs[result.pairs["portfolio_id"] == portfolio_id]
+        assert len(pairs) == len(symbols) * (len(symbols) - 1) // 2
+        assert (pairs["symbol_a"] < pairs["symbol_b"]).all()
+        expected = window[symbols].corr(min_periods=20)
+        for row in pairs.itertuples():
+            want = expected.loc[row.symbol_a, row.symbol_b]
+            if np.isnan(want):
+                assert np.isnan(row.correlation) and row.reason is not None
+            else:
+                assert row.correlation == pytest.approx(want, abs=1e-12)
+                both = window[[row.symbol_a, row.symbol_b]].notna().all(axis=1).sum()
+                assert row.n_obs == both and row.reason is None
+    short = result.pairs.query("symbol_a == 'SHORT' and symbol_b == 'SPARSE'").iloc[0]
+    assert short["reason"] == f"{short['n_obs']} common sessions < 20"
+
+
+def test_window_ignores_older_history() -> None:
+    frame = _block_returns()
+    day = frame.index[-1]
+    changed = frame.copy()
+    changed.iloc[:-90] = np.random.default_rng(0).normal(0, 0.05, changed.iloc[:-90].shape)
+    a = portfolio_correlations(_exposures(day), frame).pairs
+    b = portfolio_correlations(_exposures(day), changed).pairs
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_clusters_are_pairwise_above_threshold() -> None:
+    frame = _block_returns()
+    day = frame.index[-1]
+    result = portfolio_correlations(_exposures(day), frame)
+    clusters = result.clusters[result.clusters["portfolio_id"] == 1].set_index("symbol")
+    members = clusters.groupby("cluster_id").groups
+    ids = clusters["cluster_id"]
+    # The planted blocks; B3 (the mirror of B1) joins B1 through |rho|; A1's short history
+    # partner SHORT (25 returns, tracks A) joins the A block.
+    assert ids["A1"] == ids["A2"] == ids["A3"] == ids["SHORT"]
+    assert ids["B1"] == ids["B3"] != ids["A1"]
+    assert clusters.loc["A1", "cluster_size"] == 4
+    assert ids["A1"] == 1  # largest cluster first
+    assert pd.isna(ids["SPARSE"]) and "returns < 20" in clusters.loc["SPARSE", "reason"]
+    corr = portfolio_correlations(_exposures(day), frame).pairs.set_index(["symbol_a", "symbol_b"])
+    for cluster in members.values():
+        for a, b in itertools.combinations(sorted(cluster), 2):
+            assert abs(corr.loc[(a, b), "correlation"]) >= 0.7
+    summary = result.summary.set_index("portfolio_id")
+    assert summary.loc[1, "n_clusters"] == 3  # A block, B block, L
+
+
+def test_cluster_cut_is_complete_linkage() -> None:
+    # A chain: x~y and y~z at 0.8, x~z at 0.3. Single/average linkage could chain x and z;
+    # complete linkage keeps every pair in a cluster >= 0.7.
+    corr = np.array([[1.0, 0.8, 0.3], [0.8, 1.0, 0.8], [0.3, 0.8, 1.0]])
+    labels = cluster_labels(corr, 0.7)
+    assert sorted(np.bincount(labels)[1:]) == [1, 2]
+    assert cluster_labels(np.array([[1.0, -0.95], [-0.95, 1.0]])).tolist() == [1, 1]
+    assert cluster_labels(np.array([[1.0, 0.69], [0.69, 1.0]])).tolist() == [1, 2]
+
+
+def test_average_correlations() -> None:
+    frame = _block_returns()
+    day = frame.index[-1]
+    result = portfolio_correlations(_exposures(day), frame)
+    pairs = result.pairs[result.pairs["portfolio_id"] == 1].dropna(subset=["correlation"])
+    summary = result.summary.set_index("portfolio_id")
+    assert summary.loc[1, "avg_pairwise_correlation"] == pytest.approx(pairs["correlation"].mean())
+    net = _exposures(day).groupby(["portfolio_id", "underlying"])["exposure"].sum().loc[1]
+    w = pairs["symbol_a"].map(net).to_numpy() * pairs["symbol_b"].map(net).to_numpy()
+    expected = (w * pairs["correlation"]).sum() / np.abs(w).sum()
+    assert summary.loc[1, "avg_pnl_correlation"] == pytest.approx(expected)
+    # Portfolio 2: long B1, short B2 (rho ~ 0.95): a hedge, P&L correlation ~ -0.95.
+    assert summary.loc[2, "avg_pnl_correlation"] == pytest.approx(
+        -summary.loc[2, "avg_pairwise_correlation"]
+    )
+    assert summary.loc[2, "avg_pnl_correlation"] < -0.9
+    assert np.isnan(summary.loc[3, "avg_pairwise_correlation"])
+    assert summary.loc[3, "reason"] == "fewer than 2 underlyings"
+    assert summary.loc[3, "effective_number_of_bets"] == pytest.approx(1.0)
+
+
+def test_effective_number_of_bets_known_cases() -> None:
+    n = 5
+    enb, clipped = effective_number_of_bets(np.eye(n), np.ones(n))
+    assert enb == pytest.approx(n) and not clipped
+    assert effective_number_of_bets(np.ones((n, n)), np.ones(n))[0] == pytest.approx(1.0)
+    # Two perfectly (anti-)correlated blocks with the same sum of squared weights: 2 bets,
+    # whatever the signs; unequal blocks count by their eigenvalues sum(w^2) = 3 and 4.5.
+    block = np.kron(np.eye(2), np.ones((3, 3)))
+    block[0, 1] = block[1, 0] = -1.0
+    block[0, 2] = block[2, 0] = -1.0
+    e = np.array([-1.0, 1.0, 1.0, 1.0, -1.0, 1.0])
+    assert effective_number_of_bets(block, e)[0] == pytest.approx(2.0)
+    e = np.array([-1.0, 1.0, 1.0, 2.0, -0.5, 0.5])
+    p = np.array([3.0, 4.5]) / 7.5
+    assert effective_number_of_bets(block, e)[0] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
+    # Uncorrelated names: exp(entropy) of the squared weights.
+    w = np.array([0.5, 0.3, 0.2])
+    p = w**2 / (w**2).sum()
+    assert effective_number_of_bets(np.eye(3), w)[0] == pytest.approx(
+        np.exp(-(p * np.log(p)).sum())
+    )
+    assert np.isnan(effective_number_of_bets(np.eye(2), np.zeros(2))[0])
+
+
+def test_effective_number_of_bets_flags_a_non_psd_matrix() -> None:
+    corr = np.array([[1.0, 0.9, -0.9], [0.9, 1.0, 0.9], [-0.9, 0.9, 1.0]])  # not PSD
+    enb, clipped = effective_number_of_bets(corr, np.ones(3))
+    assert clipped and 1.0 <= enb <= 3.0
+
+
+def test_summary_leaves_out_symbols_with_undefined_correlations() -> None:
+    frame = _block_returns()
+    day = frame.index[-1]
+    summary = portfolio_correlations(_exposures(day), frame).summary.set_index("portfolio_id")
+    reason = summary.loc[1, "reason"]
+    assert "left out of effective_number_of_bets" in reason and "SPARSE" in reason
+    assert 1.5 < summary.loc[1, "effective_number_of_bets"] < 4.0
+    assert summary.loc[1, "n_symbols"] == 8
+    assert summary.loc[1, "n_pairs"] == 28

@@ -1,0 +1,394 @@
+"""Stress tests: scenario file, moves, full revaluation vs vollib, delta-gamma, aggregation."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sigmasight_pipeline.analytics.greeks import bs_greeks
+from sigmasight_pipeline.analytics.stress import (
+    DEFAULT_SCENARIO_FILE,
+    PORTFOLIO_STRESS_COLUMNS,
+    POSITION_STRESS_COLUMNS,
+    SCENARIO_COLUMNS,
+    Scenario,
+    ScenarioFileError,
+    episode_returns,
+    load_scenarios,
+    pnl_usd_per_100bp,
+    portfolio_stress,
+    position_stress,
+    rate_shock_return,
+    scenario_table,
+    underlying_moves,
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from vollib.black_scholes import black_scholes as vollib_price
+
+DAY = pd.Timestamp("2025-06-02")
+RATE = 0.04
+
+
+def _betas(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(DAY, s, f, b) for s, by in rows.items() for f, b in by.items()],
+        columns=["trade_date", "symbol", "factor", "beta"],
+    )
+
+
+FULL_BETAS = {
+    "Market": 1.3, "Momentum": 0.4, "Value": -0.2, "Growth": 0.5, "Quality": 0.1, "Size": -0.3,
+    "Low Volatility": -0.4, "Rates": -0.25,
+}  # fmt: skip
+
+
+def _positions(rows: list[dict]) -> pd.DataFrame:
+    """position_greeks-shaped rows; options get model Greeks from analytics.greeks."""
+    out = []
+    for i, row in enumerate(rows, start=1):
+        base = {"trade_date": DAY, "position_id": i, "portfolio_id": row.get("portfolio_id", 1),
+                "underlying": row.get("underlying", "XYZ"), "underlying_price": row["spot"],
+                "quantity": row["quantity"], "source": row.get("source")}  # fmt: skip
+        if row["type"] in ("LONG", "SHORT"):
+            base |= {
+                "position_type": row["type"], "multiplier": 1, "strike": np.nan,
+                "t_years": np.nan, "rate": np.nan, "volatility": np.nan, "delta": 1.0,
+                "gamma": 0.0, "vega": 0.0, "option_price": np.nan, "source": "stock",
+                "delta_adjusted_exposure": row["quantity"] * row["spot"],
+            }  # fmt: skip
+        else:
+            call = row["type"] in ("LC", "SC")
+            g = bs_greeks(row["spot"], row["strike"], row["t"], RATE, row["vol"], call).iloc[0]
+            source = row.get("source") or "model"
+            base |= {
+                "position_type": row["type"], "multiplier": 100, "strike": row["strike"],
+                "t_years": row["t"], "rate": RATE,
+                "volatility": row["vol"] if source == "model" else np.nan,
+                "delta": g["delta"], "gamma": g["gamma"], "vega": g["vega"],
+                "option_price": g["price"], "source": source,
+                "delta_adjusted_exposure": g["delta"] * row["quantity"] * 100 * row["spot"],
+            }  # fmt: skip
+        out.append(base)
+    return pd.DataFrame(out)
+
+
+def _run(positions: pd.DataFrame, betas: pd.DataFrame, scenarios: list[Scenario]):
+    moves = underlying_moves(betas, scenarios)
+    return position_stress(positions, moves, scenarios)
+
+
+# --- the scenario file ----------------------------------------------------------------------
+
+
+def test_shipped_library_has_the_required_scenarios() -> None:
+    scenarios = {s.id: s for s in load_scenarios()}
+    assert len(scenarios) >= 15
+    assert scenarios["market_down_10"].shocks == {"Market": -0.10}
+    assert scenarios["market_down_10"].vol_multiplier == 1.0
+    assert scenarios["market_up_10"].shocks == {"Market": 0.10}
+    assert scenarios["market_down_35"].shocks == {"Market": -0.35}
+    assert scenarios["rates_up_100bp"].shocks == {"Rates": 100.0}
+    assert (
+        scenarios["vol_up_50pct"].shocks == {} and scenarios["vol_up_50pct"].vol_multiplier == 1.5
+    )
+    assert scenarios["momentum_crash"].shocks["Momentum"] < 0
+    assert (
+        scenarios["value_rotation"].shocks["Value"]
+        > 0
+        > scenarios["value_rotation"].shocks["Growth"]
+    )
+    for sid, start, end in (
+        ("replay_2008_lehman", "2008-09-12", "2008-10-10"),
+        ("replay_2020_covid", "2020-02-19", "2020-03-23"),
+        ("replay_2022_rates", "2022-01-03", "2022-06-16"),
+    ):
+        s = scenarios[sid]
+        assert (s.kind, s.start, s.end) == ("replay", pd.Timestamp(start), pd.Timestamp(end))
+    table = scenario_table(scenarios.values())
+    assert list(table.columns) == list(SCENARIO_COLUMNS)
+    row = table.set_index("scenario_id").loc["rates_up_100bp"]
+    assert row["shock_rates_bp"] == 100 and row["shock_market"] == 0
+
+
+def _write(tmp_path: Path, body: str, name: str = "scenarios.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+GOOD = """
+scenarios:
+  - id: my_crash
+    name: My crash
+    kind: factor
+    shocks: {Market: -0.2, Low Volatility: 0.02, Rates: -25}
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (GOOD.replace("Low Volatility", "Low Vol"),
+         r"scenario #1 \(my_crash\): unknown factor 'Low Vol'"),
+        (GOOD.replace("    name: My crash\n", ""),
+         r"scenario #1 \(my_crash\): missing field 'name'"),
+        (GOOD + GOOD.split("scenarios:\n")[1],
+         r"scenario #2: duplicate id 'my_crash' \(first defined in .* scenario #1\)"),
+        (GOOD.replace("kind: factor", "kind: linear"),
+         r"\(my_crash\): kind 'linear' must be one of"),
+        (GOOD.replace("    shocks:", "    shock:"),
+         r"\(my_crash\): unknown field\(s\) \['shock'\]"),
+        (GOOD.replace("-0.2,", "minus,"), r"\(my_crash\): shock Market 'minus' is not a finite"),
+        (GOOD.replace("id: my_crash", "id: My Crash"), r"scenario #1: id 'My Crash' must be"),
+        (GOOD.replace("-0.2", "-1.5"), r"\(my_crash\): a Market return of -1.5 is <= -100%"),
+        ("scenarios:\n  - id: r\n    name: R\n    kind: replay\n    start: 2020-03-01\n"
+         "    end: 2020-02-01\n", r"\(r\): start 2020-03-01 must be before end 2020-02-01"),
+        ("scenarios:\n  - id: r\n    name: R\n    kind: replay\n    start: 2020-03-01\n",
+         r"\(r\): missing field 'end'"),
+        ("scenarios:\n  - id: v\n    name: V\n    kind: factor\n    shocks: {}\n",
+         r"\(v\): shocks nothing"),
+        ("scenario: []\n", r"expected one top-level key 'scenarios'"),
+        ("scenarios: [\n", r"not valid YAML"),
+    ],
+)  # fmt: skip
+def test_malformed_scenarios_are_named(tmp_path: Path, body: str, message: str) -> None:
+    path = _write(tmp_path, body)
+    with pytest.raises(ScenarioFileError, match=message) as info:
+        load_scenarios(path)
+    assert str(path) in str(info.value)
+
+
+def test_users_add_their_own_file_and_ids_stay_unique(tmp_path: Path) -> None:
+    mine = _write(tmp_path, GOOD)
+    scenarios = load_scenarios([DEFAULT_SCENARIO_FILE, mine])
+    assert scenarios[-1].shocks == {"Market": -0.2, "Low Volatility": 0.02, "Rates": -25.0}
+    clash = _write(tmp_path, GOOD.replace("my_crash", "market_down_10"), "clash.yaml")
+    with pytest.raises(ScenarioFileError, match="duplicate id 'market_down_10'"):
+        load_scenarios([DEFAULT_SCENARIO_FILE, clash])
+
+
+# --- moves and linear P&L -------------------------------------------------------------------
+
+
+def test_market_down_10_on_a_stock_is_exposure_times_beta_times_minus_10pct() -> None:
+    scenarios = [s for s in load_scenarios() if s.id == "market_down_10"]
+    positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
+                            {"type": "SHORT", "spot": 180.0, "quantity": -100}])  # fmt: skip
+    out = _run(positions, _betas({"XYZ": FULL_BETAS}), scenarios)
+    exposure = positions["delta_adjusted_exposure"].to_numpy()
+    np.testing.assert_allclose(out["pnl_usd"], exposure * 1.3 * -0.10, rtol=1e-15)
+    np.testing.assert_allclose(out["pnl_usd_delta_gamma"], out["pnl_usd"], rtol=0)
+    assert (out["method"] == "linear").all() and out["reason"].isna().all()
+    assert list(out.columns) == list(POSITION_STRESS_COLUMNS)
+
+
+def test_rate_and_style_shocks_move_through_their_betas() -> None:
+    scenarios = {s.id: s for s in load_scenarios()}
+    moves = underlying_moves(_betas({"XYZ": FULL_BETAS}), list(scenarios.values())[:17])
+    by = moves.set_index("scenario_id")["move"]
+    assert rate_shock_return(100) == pytest.approx(-0.165)
+    assert by["rates_up_100bp"] == pytest.approx(-0.25 * -0.165)
+    assert by["rates_up_100bp"] * 10_000 == pytest.approx(pnl_usd_per_100bp(10_000, -0.25))
+    assert by["value_rotation"] == pytest.approx(-0.2 * 0.06 + 0.5 * -0.06 + 0.4 * -0.03)
+    shocks = scenarios["stagflation"].shocks
+    expected = sum(
+        FULL_BETAS[k] * (rate_shock_return(v) if k == "Rates" else v) for k, v in shocks.items()
+    )
+    assert by["stagflation"] == pytest.approx(expected)
+    assert by["vol_up_50pct"] == 0.0
+    moves = underlying_moves(
+        _betas({"XYZ": FULL_BETAS}), [scenarios["rates_up_100bp"]], duration=7.0
+    )
+    assert moves["move"].iloc[0] == pytest.approx(-0.25 * -0.07)
+
+
+def test_a_missing_beta_for_a_shocked_factor_is_nan_with_a_reason() -> None:
+    scenarios = {s.id: s for s in load_scenarios()}
+    no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
+    chosen = [scenarios["market_down_10"], scenarios["rates_up_100bp"], scenarios["vol_up_50pct"]]
+    moves = underlying_moves(_betas({"XYZ": no_rates}), chosen, symbols=["XYZ", "NEW"])
+    by = moves.set_index(["symbol", "scenario_id"])
+    assert np.isfinite(by.loc[("XYZ", "market_down_10"), "move"])
+    assert np.isnan(by.loc[("XYZ", "rates_up_100bp"), "move"])
+    assert by.loc[("XYZ", "rates_up_100bp"), "reason"] == "no Rates beta"
+    assert by.loc[("NEW", "market_down_10"), "reason"] == "no Market beta"
+    assert by.loc[("NEW", "vol_up_50pct"), "move"] == 0.0  # spot does not move
+
+
+# --- replays --------------------------------------------------------------------------------
+
+
+def test_replay_uses_own_history_else_beta_times_spy() -> None:
+    days = pd.bdate_range("2007-01-01", "2025-06-02")
+    rng = np.random.default_rng(4)
+    closes = pd.DataFrame(
+        {s: 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days)))) for s in ("SPY", "OLD", "IPO")},
+        index=days,
+    )
+    closes.loc[:"2012-12-31", "IPO"] = np.nan  # listed after 2008
+    scenarios = [s for s in load_scenarios() if s.id == "replay_2008_lehman"]
+    episodes = episode_returns(closes, scenarios)
+    moves = underlying_moves(
+        _betas({"OLD": {"Market": 0.9}, "IPO": {"Market": 1.4}}), scenarios, episodes
+    ).set_index("symbol")
+    start, end = pd.Timestamp("2008-09-12"), pd.Timestamp("2008-10-10")
+    own = closes.loc[end, "OLD"] / closes.loc[start, "OLD"] - 1
+    spy = closes.loc[end, "SPY"] / closes.loc[start, "SPY"] - 1
+    assert moves.loc["OLD", "move"] == pytest.approx(own, rel=1e-12)
+    assert moves.loc["OLD", "move_source"] == "replay_own_history"
+    assert moves.loc["IPO", "move"] == pytest.approx(1.4 * spy, rel=1e-12)
+    assert moves.loc["IPO", "move_source"] == "replay_beta_x_spy"
+    ipo = episodes.set_index("symbol").loc["IPO"]
+    assert np.isnan(ipo["episode_return"]) and "2008-09-12" in ipo["reason"]
+
+
+def test_replay_start_on_a_holiday_uses_the_last_close_before() -> None:
+    days = pd.bdate_range("2020-01-01", "2020-04-30")
+    closes = pd.DataFrame({"SPY": np.linspace(100, 140, len(days))}, index=days)
+    holiday = Scenario(
+        "x", "X", "replay", start=pd.Timestamp("2020-02-16"), end=pd.Timestamp("2020-03-23")
+    )  # fmt: skip  (a Sunday)
+    ret = episode_returns(closes, [holiday])["episode_return"].iloc[0]
+    assert ret == pytest.approx(
+        closes.loc["2020-03-23", "SPY"] / closes.loc["2020-02-14", "SPY"] - 1
+    )
+    stale = episode_returns(closes.loc[:"2020-02-03"], [holiday])
+    assert np.isnan(stale["episode_return"].iloc[0])
+
+
+# --- options --------------------------------------------------------------------------------
+
+
+def _option_scenarios() -> dict[str, Scenario]:
+    return {s.id: s for s in load_scenarios()}
+
+
+@pytest.mark.parametrize("scenario_id", ["market_down_10", "market_down_35", "vol_up_50pct",
+                                         "crash_vol_spike", "market_up_10"])  # fmt: skip
+def test_option_stress_equals_an_independent_black_scholes_revaluation(scenario_id: str) -> None:
+    scenario = _option_scenarios()[scenario_id]
+    legs = [
+        {"type": "LC", "spot": 200.0, "strike": 210.0, "t": 45 / 365, "vol": 0.28, "quantity": 3},
+        {"type": "SP", "spot": 200.0, "strike": 180.0, "t": 10 / 365, "vol": 0.35, "quantity": -5},
+        {"type": "LP", "spot": 200.0, "strike": 230.0, "t": 400 / 365, "vol": 0.22, "quantity": 2},
+        {"type": "SC", "spot": 200.0, "strike": 150.0, "t": 3 / 365, "vol": 0.40, "quantity": -1},
+    ]
+    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [scenario])
+    move = out["move"].iloc[0]
+    for leg, pnl in zip(legs, out["pnl_usd"], strict=True):
+        flag = "c" if leg["type"] in ("LC", "SC") else "p"
+        spot = leg["spot"] * (1 + move)
+        shocked = vollib_price(flag, spot, leg["strike"], leg["t"], RATE,
+                               leg["vol"] * scenario.vol_multiplier)  # fmt: skip
+        today = vollib_price(flag, leg["spot"], leg["strike"], leg["t"], RATE, leg["vol"])
+        assert pnl == pytest.approx((shocked - today) * leg["quantity"] * 100, rel=1e-9, abs=1e-9)
+    assert (out["method"] == "full_revaluation").all()
+
+
+def test_delta_gamma_is_close_for_small_shocks_and_far_for_a_crash_on_short_dated_options() -> None:
+    small = Scenario("small", "Market -1%", "factor", shocks={"Market": -0.01})
+    crash = _option_scenarios()["market_down_35"]
+    legs = [  # short-dated, near the money
+        {"type": "LC", "spot": 100.0, "strike": 100.0, "t": 14 / 365, "vol": 0.3, "quantity": 10},
+        {"type": "LP", "spot": 100.0, "strike": 95.0, "t": 14 / 365, "vol": 0.3, "quantity": 10},
+        {"type": "SP", "spot": 100.0, "strike": 100.0, "t": 7 / 365, "vol": 0.3, "quantity": -10},
+    ]
+    out = _run(_positions(legs), _betas({"XYZ": {"Market": 1.0}}), [small, crash])
+    small_rows = out[out["scenario_id"] == "small"]
+    crash_rows = out[out["scenario_id"] == "market_down_35"]
+    for full, approx in zip(small_rows["pnl_usd"], small_rows["pnl_usd_delta_gamma"], strict=True):
+        assert approx == pytest.approx(full, rel=0.02)
+    # At-the-money short-dated legs: the quadratic is far off (the call's gamma term even
+    # turns its loss into a gain); the book total too.
+    full, approx = crash_rows["pnl_usd"].to_numpy(), crash_rows["pnl_usd_delta_gamma"].to_numpy()
+    assert np.sign(approx[0]) != np.sign(full[0])
+    assert abs(approx[2] - full[2]) > 0.25 * abs(full[2])
+    assert abs(approx.sum() - full.sum()) > 0.25 * abs(full.sum())
+    # The deep in-the-money put is worth about K e^(-rt) - S: nothing is clipped.
+    t = 14 / 365
+    today = bs_greeks(100.0, 95.0, t, RATE, 0.3, False)["price"].iloc[0]
+    deep = 95.0 * np.exp(-RATE * t) - 65.0
+    assert crash_rows.iloc[1]["pnl_usd"] == pytest.approx((deep - today) * 1000, rel=1e-6)
+
+
+def test_losses_are_not_clipped() -> None:
+    crash = _option_scenarios()["market_down_35"]
+    legs = [{"type": "LONG", "spot": 10.0, "quantity": 1000}]
+    out = _run(_positions(legs), _betas({"XYZ": {"Market": 3.0}}), [crash])
+    assert out["pnl_usd"].iloc[0] == pytest.approx(-1.05 * 10_000)  # beyond -100 %
+    assert portfolio_stress(out, _positions(legs))["pnl_pct_of_gross"].iloc[0] == pytest.approx(
+        -1.05
+    )
+
+
+def test_vol_only_scenario_leaves_stocks_flat_and_reprices_options() -> None:
+    vol = _option_scenarios()["vol_up_50pct"]
+    legs = [
+        {"type": "LONG", "spot": 50.0, "quantity": 100},
+        {"type": "LC", "spot": 50.0, "strike": 55.0, "t": 60 / 365, "vol": 0.3, "quantity": 1},
+    ]
+    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [vol])
+    assert out["pnl_usd"].iloc[0] == 0.0
+    expected = (vollib_price("c", 50.0, 55.0, 60 / 365, RATE, 0.45)
+                - vollib_price("c", 50.0, 55.0, 60 / 365, RATE, 0.3)) * 100  # fmt: skip
+    assert out["pnl_usd"].iloc[1] == pytest.approx(expected, rel=1e-9)
+    g = bs_greeks(50.0, 55.0, 60 / 365, RATE, 0.3, True).iloc[0]
+    assert out["pnl_usd_delta_gamma"].iloc[1] == pytest.approx(g["vega"] * 15 * 100, rel=1e-12)
+
+
+def test_fallback_options_are_not_revalued_and_are_counted() -> None:
+    legs = [
+        {"type": "LONG", "spot": 100.0, "quantity": 10},
+        {"type": "LC", "spot": 100.0, "strike": 100.0, "t": 0.1, "vol": 0.3, "quantity": 1,
+         "source": "fallback"},
+    ]  # fmt: skip
+    scenarios = [_option_scenarios()["market_down_10"]]
+    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), scenarios)
+    assert np.isnan(out["pnl_usd"].iloc[1])
+    assert out["reason"].iloc[1].startswith("option without a model volatility")
+    agg = portfolio_stress(out, _positions(legs)).iloc[0]
+    assert agg["n_missing"] == 1 and agg["pnl_usd"] == pytest.approx(out["pnl_usd"].iloc[0])
+    assert agg["method"] == "linear"
+    assert agg["reason"] == "1 position(s) without a stress P&L left out of the sum"
+
+
+# --- portfolio aggregation ------------------------------------------------------------------
+
+
+def test_portfolio_results_sum_positions_and_name_the_worst() -> None:
+    legs = [
+        {"type": "LONG", "spot": 100.0, "quantity": 500, "portfolio_id": 1},
+        {"type": "SHORT", "spot": 40.0, "quantity": -300, "portfolio_id": 1, "underlying": "ABC"},
+        {"type": "SP", "spot": 100.0, "strike": 95.0, "t": 20 / 365, "vol": 0.3, "quantity": -4,
+         "portfolio_id": 1},
+        {"type": "LONG", "spot": 100.0, "quantity": 10, "portfolio_id": 2},
+    ]  # fmt: skip
+    positions = _positions(legs)
+    scenarios = [_option_scenarios()[s] for s in ("market_down_10", "market_up_10")]
+    betas = _betas({"XYZ": FULL_BETAS, "ABC": {**FULL_BETAS, "Market": 0.8}})
+    out = _run(positions, betas, scenarios)
+    agg = portfolio_stress(out, positions)
+    assert list(agg.columns) == list(PORTFOLIO_STRESS_COLUMNS)
+    one = agg[(agg["portfolio_id"] == 1) & (agg["scenario_id"] == "market_down_10")].iloc[0]
+    rows = out[(out["portfolio_id"] == 1) & (out["scenario_id"] == "market_down_10")]
+    assert one["pnl_usd"] == pytest.approx(rows["pnl_usd"].sum())
+    gross = 500 * 100 + 300 * 40 + 4 * 100 * positions["option_price"].iloc[2]
+    assert one["gross_exposure_usd"] == pytest.approx(gross)
+    assert one["pnl_pct_of_gross"] == pytest.approx(one["pnl_usd"] / gross)
+    assert one["worst_position_id"] == rows.loc[rows["pnl_usd"].idxmin(), "position_id"]
+    assert one["method"] == "full_revaluation" and one["n_positions"] == 3
+    two = agg[(agg["portfolio_id"] == 2)].set_index("scenario_id")
+    assert (two["method"] == "linear").all()
+    assert two.loc["market_up_10", "pnl_usd"] == pytest.approx(10 * 100 * 1.3 * 0.10)
+    snap = pd.DataFrame({"trade_date": [DAY], "portfolio_id": [2], "gross_exposure": [4000.0]})
+    with_snap = portfolio_stress(out, gross_exposure=snap).set_index(
+        ["portfolio_id", "scenario_id"]
+    )
+    assert with_snap.loc[(2, "market_up_10"), "pnl_pct_of_gross"] == pytest.approx(130 / 4000)
+    assert np.isnan(with_snap.loc[(1, "market_up_10"), "pnl_pct_of_gross"])
