@@ -2,7 +2,8 @@
 
 Routes (under /api/v1, PRD section 3): `POST /auth/login`, `GET /portfolios`, `GET /portfolio`,
 `GET /positions`, `GET /risk/greeks`, `GET /risk/factors`, `GET /risk/metrics`,
-`GET /portfolio/snapshots`, `GET /tags`. OpenAPI at /docs (and /openapi.json).
+`GET /portfolio/snapshots`, `GET /tags`. OpenAPI at /openapi.json; Swagger UI at /docs and
+ReDoc at /redoc, both served with their assets from this server (no CDN: they work offline).
 
 Every route but login needs `Authorization: Bearer <token>` (HS256 JWT, signed with
 `SIGMASIGHT_JWT_SECRET`). Per-portfolio routes take `portfolio_id` (default: the caller's first
@@ -13,6 +14,14 @@ Errors are JSON `{"detail": ...}`: 401 for a missing, malformed, badly signed or
 404 for a portfolio the caller may not read, exactly as for one that does not exist; 404 with a
 reason when the portfolio has no data for the day; 422 with `detail[].field` naming the
 parameter; 503 when the database is unreachable; 500 otherwise. No SQL, no traceback.
+
+Units: money is in US dollars and its field names end in `_usd`; fractions are decimals
+(0.05 = 5 %) and their names end in `_fraction`; every window counts NYSE sessions.
+
+Two market betas: `beta_holdings_60d` (the overview and snapshots; the Market factor of
+/risk/factors) is the exposure-weighted sum of the positions' 60-session betas on SPY over the
+gross value; `beta_realized_60d` (the overview and /risk/metrics) is the 60-session regression
+of the portfolio's own daily returns on SPY's.
 """
 
 import logging
@@ -23,14 +32,17 @@ import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
+from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import jwt
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from sigmasight_pipeline.resources.read_api import (
@@ -50,7 +62,7 @@ from sigmasight_pipeline.resources.read_api import (
     TagMode,
 )
 
-__all__ = ["API_PREFIX", "SECRET_ENV", "create_app", "serve"]
+__all__ = ["API_PREFIX", "DOCS_ASSETS_URL", "SECRET_ENV", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,17 @@ MAX_TAG_LENGTH = 100
 # logins queues (then gets 503) instead of exhausting memory.
 LOGIN_SLOTS = max(1, os.cpu_count() or 1)
 LOGIN_WAIT_S = 10.0
+# Swagger UI and ReDoc bundles shipped by the `fastapi-offline` package (its static folder:
+# swagger-ui-bundle.js, swagger-ui.css, redoc.standalone.js, favicon.png), served here.
+DOCS_ASSETS_URL = "/docs-assets"
+DOCS_ASSETS_DIR = files("fastapi_offline") / "static"
+# The docs pages may load nothing from another origin: the browser refuses, rather than tries
+# (ReDoc's sidebar footer would fetch its vendor's logo from a CDN). Inline script and styles
+# are the pages' own (FastAPI's HTML, styled-components); ReDoc's search runs in a blob worker.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,8 +108,12 @@ def _check_text(value: str, what: str) -> str:
 class LoginRequest(BaseModel):
     """PRD 3.5: username and password."""
 
-    username: str = Field(min_length=1, max_length=150, examples=["demo_user_1"])
-    password: str = Field(min_length=1, max_length=1024, examples=["demo123"])
+    username: str = Field(
+        min_length=1, max_length=150, examples=["demo_user_1"], description="login name"
+    )
+    password: str = Field(
+        min_length=1, max_length=1024, examples=["demo123"], description="the user's password"
+    )
 
     @field_validator("username", "password")
     @classmethod
@@ -97,31 +124,31 @@ class LoginRequest(BaseModel):
 class LoginResponse(BaseModel):
     """PRD 3.5: the token, its lifetime in seconds, and the caller's first portfolio."""
 
-    token: str
-    token_type: Literal["bearer"] = "bearer"
-    expires_in: int
-    portfolio_id: int | None
+    token: str = Field(description="HS256 JWT: send as `Authorization: Bearer <token>`")
+    token_type: Literal["bearer"] = Field(default="bearer", description="always bearer")
+    expires_in: int = Field(description="seconds until the token expires")
+    portfolio_id: int | None = Field(description="the caller's first portfolio, if any")
 
 
 class ErrorBody(BaseModel):
     """Every error but 422."""
 
-    detail: str
+    detail: str = Field(description="what went wrong (no internals)")
 
 
 class FieldError(BaseModel):
     """One invalid parameter: `field` names it, `loc` says where (query, body, ...)."""
 
-    field: str | None
-    loc: list[str | int]
-    msg: str
-    type: str
+    field: str | None = Field(description="the parameter or body field at fault")
+    loc: list[str | int] = Field(description="where it is: query, body, ... then the name")
+    msg: str = Field(description="what is wrong with it")
+    type: str = Field(description="pydantic's error type")
 
 
 class ValidationErrorBody(BaseModel):
     """422: the parameters that failed validation."""
 
-    detail: list[FieldError]
+    detail: list[FieldError] = Field(description="one entry per invalid parameter")
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -264,7 +291,10 @@ def create_app(
         description=(__doc__ or "").split("\n\n", 1)[1],
         lifespan=lifespan,
         debug=False,
+        docs_url=None,
+        redoc_url=None,
     )
+    _add_docs(app)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(NoDataError, _on_no_data)
     app.add_exception_handler(psycopg.OperationalError, _on_database_down)
@@ -358,7 +388,8 @@ def create_app(
 
     @router.get("/portfolio", response_model=Overview, tags=["portfolio"], responses=ERRORS)
     def get_overview(p: PortfolioDep, as_of: AsOfParam = None) -> Overview:
-        """Total value, long/short/gross/net exposure, daily/MTD/YTD P&L, counts by type."""
+        """Total value, long/short/gross/net exposure, both market betas (holdings-based and
+        realized), daily/MTD/YTD P&L, counts by type."""
         return reader.overview(p.id, as_of)
 
     @router.get("/positions", response_model=Positions, tags=["positions"], responses=ERRORS)
@@ -384,12 +415,14 @@ def create_app(
 
     @router.get("/risk/factors", response_model=FactorExposures, tags=["risk"], responses=ERRORS)
     def get_factors(p: PortfolioDep, as_of: AsOfParam = None) -> FactorExposures:
-        """Beta and dollar exposure to the eight factors."""
+        """Beta (holdings-based; each factor says its method) and dollar exposure to the eight
+        factors."""
         return reader.factor_exposures(p.id, as_of)
 
     @router.get("/risk/metrics", response_model=RiskMetrics, tags=["risk"], responses=ERRORS)
     def get_metrics(p: PortfolioDep, as_of: AsOfParam = None) -> RiskMetrics:
-        """Beta, volatility, Sharpe, Sortino, max drawdown, VaR and CVaR."""
+        """Realized beta, volatility, Sharpe, Sortino, max drawdown, VaR and CVaR (parametric in
+        USD; historical as a fraction and in USD)."""
         return reader.risk_metrics(p.id, as_of)
 
     @router.get(
@@ -406,8 +439,21 @@ def create_app(
         return reader.snapshots(p.id, start, end)
 
     @router.get("/tags", response_model=list[Tag], tags=["tags"], responses=ERRORS)
-    def get_tags(who: CallerDep, portfolio_id: PortfolioIdParam = None) -> list[Tag]:
-        """The caller's tags; with `portfolio_id`, the tags of that portfolio's owner."""
+    def get_tags(
+        who: CallerDep,
+        portfolio_id: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_PG_INT,
+                description="only the tags used in this portfolio, counting its positions "
+                "(default: all the caller's tags, counting their positions in all portfolios)",
+            ),
+        ] = None,
+    ) -> list[Tag]:
+        """With `portfolio_id`: the tags used in that portfolio, with how many of its positions
+        carry each. Without: the caller's tags (unused ones too), with how many of their
+        positions, over all their portfolios, carry each."""
         access = reader.resolve_portfolio(who.id, portfolio_id)
         if not access.user_exists:
             raise _unauthorized("user no longer exists")
@@ -415,10 +461,44 @@ def create_app(
             return reader.tags(who.id)
         if access.portfolio is None:
             raise HTTPException(404, "portfolio not found")
-        return reader.tags(access.portfolio.owner_id)
+        return reader.portfolio_tags(access.portfolio.id)
 
     app.include_router(router)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc with their assets served from DOCS_ASSETS_URL
+    (FastAPI's documented self-hosting pattern), so both work without the internet."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=str(DOCS_ASSETS_DIR)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to the online validator
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
 
 
 def jwt_secret_from_env() -> str:

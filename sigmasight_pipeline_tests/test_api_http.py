@@ -1,7 +1,8 @@
 """The HTTP API through a real uvicorn server on 127.0.0.1, over the dataset of test_read_api.
 
 Routes and numbers, authorization (no token, bad token, expired token, another user's
-portfolio, admin), 422s naming the field, errors without internals, and fuzzing (schemathesis
+portfolio, admin), 422s naming the field, errors without internals, /docs and /redoc served
+with local assets only, every schema field documented with its unit, and fuzzing (schemathesis
 from the OpenAPI spec, plus hypothesis on the positions filters) with no 5xx.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -26,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sigmasight_pipeline import api
-from sigmasight_pipeline.api import API_PREFIX, create_app
+from sigmasight_pipeline.api import API_PREFIX, DOCS_ASSETS_URL, create_app
 from sigmasight_pipeline.resources.read_api import SigmaSightReader
 from sigmasight_pipeline_tests.test_read_api import (
     FACTORS_D,
@@ -152,22 +154,24 @@ def test_login_422_names_the_field(client: httpx.Client, body: dict, field: str)
 def test_overview(client: httpx.Client, tokens: dict[str, str]) -> None:
     body = get(client, "/portfolio", tokens["alice"]).json()
     assert body["portfolio_id"] == 1 and body["as_of"] == "2024-02-02"
-    assert (body["total_value"], body["net_exposure"]) == (41800.0, -5600.0)
-    assert body["pnl"]["daily"] == -100.0 and body["pnl"]["mtd"] == 30.0
-    assert body["pnl"]["ytd"] == 90.0
+    assert (body["total_value_usd"], body["net_exposure_usd"]) == (41800.0, -5600.0)
+    assert body["pnl"]["daily_usd"] == -100.0 and body["pnl"]["mtd_usd"] == 30.0
+    assert body["pnl"]["ytd_usd"] == 90.0
+    assert (body["beta_holdings_60d"], body["beta_realized_60d"]) == (1.1, 1.05)
     assert body["position_counts"]["LC"] == 1 and body["position_counts"]["total"] == 6
     older = get(client, "/portfolio", tokens["alice"], as_of="2024-02-01").json()
-    assert older["total_value"] == 40300.0
+    assert older["total_value_usd"] == 40300.0
     p2 = get(client, "/portfolio", tokens["alice"], portfolio_id=2).json()
-    assert p2["pnl"]["mtd"] is None and "1 of 2 sessions" in p2["pnl"]["mtd_coverage"]["note"]
+    assert p2["pnl"]["mtd_usd"] is None
+    assert "1 of 2 sessions" in p2["pnl"]["mtd_coverage"]["note"]
 
 
 def test_positions(client: httpx.Client, tokens: dict[str, str]) -> None:
     body = get(client, "/positions", tokens["alice"]).json()
     assert [p["position_id"] for p in body["positions"]] == [1, 2, 3, 4, 5, 6]
     for p in body["positions"]:
-        assert p["market_value"] == VALUES_D[p["position_id"]][2]
-    assert body["totals"]["market_value"] == 41800.0
+        assert p["market_value_usd"] == VALUES_D[p["position_id"]][2]
+    assert body["totals"]["market_value_usd"] == 41800.0
     grouped = get(
         client, "/positions", tokens["alice"], groupBy="tag", tags="momentum,hedge", tagMode="any"
     ).json()
@@ -192,22 +196,51 @@ def test_greeks(client: httpx.Client, tokens: dict[str, str], view: str) -> None
 
 def test_factors_metrics_snapshots_tags(client: httpx.Client, tokens: dict[str, str]) -> None:
     factors = get(client, "/risk/factors", tokens["alice"]).json()["factors"]
-    assert len(factors) == 8 and factors[0] == {
-        "factor": "Market", "etf": "SPY", "beta": 1.1, "dollar_exposure": -6160.0, "coverage": 1.0
+    market = factors[0]
+    assert len(factors) == 8 and market == {
+        "factor": "Market", "etf": "SPY", "method": market["method"], "beta": 1.1,
+        "exposure_usd": -6160.0, "coverage_fraction": 1.0,
     }  # fmt: skip
+    assert market["method"].startswith("holdings-based market beta")
     assert {f["factor"]: f["beta"] for f in factors} == {k: v[0] for k, v in FACTORS_D.items()}
     metrics = get(client, "/risk/metrics", tokens["alice"]).json()
-    assert (metrics["sharpe"], metrics["var_95_1d"], metrics["n_obs"]) == (1.3, 0.021, 5)
+    assert (metrics["beta_realized_60d"], metrics["sharpe"], metrics["n_obs"]) == (1.05, 1.3, 5)
+    assert (metrics["var_95_1d_parametric_usd"], metrics["var_95_1d_hist_fraction"]) == (
+        0.021, 0.02,
+    )  # fmt: skip
+    assert metrics["var_95_1d_hist_usd"] == 836.0 and "beta" not in metrics
     history = get(
         client, "/portfolio/snapshots", tokens["alice"], start="2024-01-30", end="2024-02-01"
     ).json()
     assert [p["trade_date"] for p in history["points"]] == [
         "2024-01-30", "2024-01-31", "2024-02-01",
     ]  # fmt: skip
-    assert [p["cumulative_pnl"] for p in history["points"]] == [-20.0, 10.0, 140.0]
+    assert [p["cumulative_pnl_usd"] for p in history["points"]] == [-20.0, 10.0, 140.0]
+
+
+def test_tags_without_a_portfolio_are_the_callers(
+    client: httpx.Client, tokens: dict[str, str]
+) -> None:
     tags = get(client, "/tags", tokens["alice"]).json()
-    assert [t["name"] for t in tags] == ["hedge", "momentum", "options", "tech", "Unused"]
+    assert [(t["name"], t["position_count"]) for t in tags] == [
+        ("hedge", 2), ("momentum", 2), ("options", 3), ("tech", 3), ("Unused", 0),
+    ]  # fmt: skip
     assert [t["name"] for t in get(client, "/tags", tokens["bob"]).json()] == ["momentum"]
+
+
+def test_tags_of_a_portfolio_count_its_positions(
+    client: httpx.Client, tokens: dict[str, str]
+) -> None:
+    # tech is on positions 1 and 2 in portfolio 1 and on 7 in portfolio 2; "Unused" is in none.
+    p1 = get(client, "/tags", tokens["alice"], portfolio_id=1).json()
+    assert [(t["name"], t["position_count"]) for t in p1] == [
+        ("hedge", 2), ("momentum", 2), ("options", 3), ("tech", 2),
+    ]  # fmt: skip
+    p2 = get(client, "/tags", tokens["alice"], portfolio_id=2).json()
+    assert [(t["name"], t["position_count"]) for t in p2] == [("tech", 1)]
+
+
+def test_portfolios(client: httpx.Client, tokens: dict[str, str]) -> None:
     portfolios = get(client, "/portfolios", tokens["alice"]).json()
     assert [p["id"] for p in portfolios] == [1, 2]
 
@@ -226,15 +259,70 @@ def test_no_data_is_404_with_a_reason(client: httpx.Client, tokens: dict[str, st
     assert r.status_code == 404 and "no snapshot" in r.json()["detail"]
 
 
-def test_openapi_and_docs(base_url: str) -> None:
+def test_openapi_routes(base_url: str) -> None:
     spec = httpx.get(base_url + "/openapi.json").json()
     paths = set(spec["paths"])
     for route in ("/auth/login", "/portfolio", "/positions", "/risk/greeks", "/risk/factors",
                   "/risk/metrics", "/portfolio/snapshots", "/tags"):  # fmt: skip
         assert API_PREFIX + route in paths
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
-    docs = httpx.get(base_url + "/docs")
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert not any(p.startswith(DOCS_ASSETS_URL) for p in paths)
+
+
+def _asset_urls(html: str) -> list[str]:
+    return re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(
+        r"""url:\s*['"]([^'"]+)['"]""", html
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "css"}),
+        ("/redoc", {"redoc.standalone.js": "javascript"}),
+    ],
+)
+def test_docs_pages_load_only_local_assets(
+    base_url: str, page: str, assets: dict[str, str]
+) -> None:
+    """/docs and /redoc reference no other host (no CDN, no fonts): they work offline."""
+    r = httpx.get(base_url + page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    # ... and the browser may not load anything from elsewhere (ReDoc's footer logo would).
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "img-src 'self' data:" in csp
+    urls = _asset_urls(r.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "http://" not in r.text and "https://" not in r.text
+    for name, kind in assets.items():
+        url = f"{DOCS_ASSETS_URL}/{name}"
+        assert url in urls
+        asset = httpx.get(base_url + url)
+        assert asset.status_code == 200 and kind in asset.headers["content-type"]
+        assert len(asset.content) > 100_000  # the real bundle, not a stub
+    assert "/openapi.json" in r.text
+
+
+def test_every_response_field_is_documented_and_says_its_unit(base_url: str) -> None:
+    """Every property of every schema has a description; money names end in _usd and
+    fractions in _fraction (a name that looks like money or a ratio must say its unit)."""
+    schemas = httpx.get(base_url + "/openapi.json").json()["components"]["schemas"]
+    money_words = {"pnl", "value", "exposure", "price", "strike", "var", "cvar"}
+    fraction_words = {"volatility", "drawdown", "coverage"}
+    undocumented, unitless = [], []
+    for name, schema in schemas.items():
+        if name in ("HTTPValidationError", "ValidationError"):  # FastAPI's own, unused here
+            continue
+        for prop, spec in schema.get("properties", {}).items():
+            if not spec.get("description"):
+                undocumented.append(f"{name}.{prop}")
+            types = {spec.get("type")} | {t.get("type") for t in spec.get("anyOf", [])}
+            words = set(prop.split("_"))
+            if "number" not in types or words & {"usd", "fraction"}:
+                continue
+            if words & (money_words | fraction_words):
+                unitless.append(f"{name}.{prop}")
+    assert undocumented == [] and unitless == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,11 +387,13 @@ def test_another_users_portfolio_is_indistinguishable_from_none(
 
 def test_admin_reads_every_portfolio(client: httpx.Client, tokens: dict[str, str]) -> None:
     admin = tokens["root"]
-    assert get(client, "/portfolio", admin, portfolio_id=3).json()["total_value"] == 5850.0
+    assert get(client, "/portfolio", admin, portfolio_id=3).json()["total_value_usd"] == 5850.0
     assert get(client, "/portfolio", admin).json()["portfolio_id"] == 1  # first of all
     assert [p["id"] for p in get(client, "/portfolios", admin).json()] == [1, 2, 3]
     bobs = get(client, "/tags", admin, portfolio_id=3).json()
-    assert [(t["name"], t["color"]) for t in bobs] == [("momentum", "#AAAAAA")]
+    assert [(t["name"], t["color"], t["position_count"]) for t in bobs] == [
+        ("momentum", "#AAAAAA", 1)
+    ]
     assert get(client, "/tags", admin).json() == []  # the admin's own tags
     assert get(client, "/positions", admin, portfolio_id=3).json()["totals"]["count"] == 2
 
@@ -369,7 +459,9 @@ def test_internal_errors_leak_nothing(failing_server: str) -> None:
 def test_database_down_is_503(db_url: str) -> None:
     dead = db_url.replace("/sigmasight_api_test_http_", "/no_such_database_")
     with (
-        running_server(create_app(SigmaSightReader(database_url=dead), SECRET)) as url,
+        running_server(
+            create_app(SigmaSightReader(database_url=dead, pool_timeout_s=0.5), SECRET)
+        ) as url,
         httpx.Client(base_url=url + API_PREFIX) as c,
     ):
         r = get(c, "/portfolio", _token())

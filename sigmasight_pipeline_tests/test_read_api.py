@@ -156,6 +156,12 @@ RISK_COLUMNS = (
     "var_95_1d_hist", "cvar_95_1d_hist", "var_95_1d_hist_usd", "cvar_95_1d_hist_usd", "n_obs",
     "reason",
 )  # fmt: skip
+# The reader's names for those columns (units in the names), in the same order.
+RISK_FIELDS = (
+    "beta_realized_60d", "volatility_ann_fraction", "sharpe", "sortino", "max_drawdown_fraction",
+    "var_95_1d_parametric_usd", "cvar_95_1d_parametric_usd", "var_95_1d_hist_fraction",
+    "cvar_95_1d_hist_fraction", "var_95_1d_hist_usd", "cvar_95_1d_hist_usd", "n_obs", "reason",
+)  # fmt: skip
 RISK = {
     (D, 1): (1.05, 0.22, 1.3, 1.8, -0.08, 0.021, 0.03, 0.02, 0.028, 836.0, 1170.4, 5, None),
     (D1, 1): (None,) * 11 + (4, "too few observations"),
@@ -306,12 +312,14 @@ def reader(db_url: str) -> Iterator[SigmaSightReader]:
 def test_overview_latest_day(reader: SigmaSightReader, db_url: str) -> None:
     o = reader.overview(1)
     assert o.as_of == D and o.name == "Alice Main"
-    assert (o.total_value, o.long_exposure, o.short_exposure) == (41800.0, 18100.0, -23700.0)
-    assert (o.gross_exposure, o.net_exposure) == (41800.0, -5600.0)
-    assert o.pnl.daily == -100.0 and o.pnl.unrealized == 400.0
-    assert o.pnl.mtd == 30.0  # Feb 1 + Feb 2 = 130 - 100
-    assert o.pnl.ytd == 90.0  # 50 - 20 + 30 + 130 - 100, from the first entry (Jan 29)
-    assert o.pnl.trailing == 90.0 and o.pnl.trailing_start == DAYS[0]
+    assert (o.total_value_usd, o.long_exposure_usd, o.short_exposure_usd) == (
+        41800.0, 18100.0, -23700.0,
+    )  # fmt: skip
+    assert (o.gross_exposure_usd, o.net_exposure_usd) == (41800.0, -5600.0)
+    assert o.pnl.daily_usd == -100.0 and o.pnl.unrealized_usd == 400.0
+    assert o.pnl.mtd_usd == 30.0  # Feb 1 + Feb 2 = 130 - 100
+    assert o.pnl.ytd_usd == 90.0  # 50 - 20 + 30 + 130 - 100, from the first entry (Jan 29)
+    assert o.pnl.trailing_usd == 90.0 and o.pnl.trailing_start == DAYS[0]
     assert o.pnl.mtd_coverage.complete and o.pnl.mtd_coverage.sessions_expected == 2
     ytd = o.pnl.ytd_coverage
     assert ytd.complete and ytd.counted_from == E1 and ytd.sessions_expected == 5
@@ -325,20 +333,32 @@ def test_overview_latest_day(reader: SigmaSightReader, db_url: str) -> None:
             "SELECT total_value, net_exposure, daily_pnl, window_pnl FROM "
             "sigmasight.portfolio_snapshots WHERE portfolio_id = 1 ORDER BY trade_date DESC LIMIT 1"
         ).fetchone()
-    assert row == (o.total_value, o.net_exposure, o.pnl.daily, o.pnl.trailing)
+    assert row == (o.total_value_usd, o.net_exposure_usd, o.pnl.daily_usd, o.pnl.trailing_usd)
+
+
+def test_overview_reports_both_betas(reader: SigmaSightReader) -> None:
+    # Holdings-based: the snapshot's beta_market (= the Market factor); realized: the day's
+    # risk metrics row. Each is null where its table has nothing for the day.
+    o = reader.overview(1)
+    assert (o.beta_holdings_60d, o.beta_realized_60d) == (1.1, RISK[(D, 1)][0])
+    assert o.beta_holdings_60d == FACTORS_D["Market"][0]
+    older = reader.overview(1, as_of=D1)
+    assert (older.beta_holdings_60d, older.beta_realized_60d) == (None, None)
+    assert reader.overview(3).beta_realized_60d == RISK[(D, 3)][0]
+    assert reader.overview(2).beta_realized_60d is None  # no risk metrics for portfolio 2
 
 
 def test_overview_as_of(reader: SigmaSightReader) -> None:
     o = reader.overview(1, as_of=D1)
-    assert o.as_of == D1 and o.total_value == 40300.0 and o.net_exposure == -4400.0
-    assert o.pnl.mtd == 130.0 and o.pnl.ytd == 190.0  # 50 - 20 + 30 + 130
+    assert o.as_of == D1 and o.total_value_usd == 40300.0 and o.net_exposure_usd == -4400.0
+    assert o.pnl.mtd_usd == 130.0 and o.pnl.ytd_usd == 190.0  # 50 - 20 + 30 + 130
     assert o.position_counts.unpriced == 1
 
 
 def test_overview_partial_coverage(reader: SigmaSightReader) -> None:
     p2 = reader.overview(2)
-    assert p2.pnl.daily == 20.0 and p2.total_value == 1450.0
-    assert p2.pnl.mtd is None and p2.pnl.ytd is None
+    assert p2.pnl.daily_usd == 20.0 and p2.total_value_usd == 1450.0
+    assert p2.pnl.mtd_usd is None and p2.pnl.ytd_usd is None
     mtd = p2.pnl.mtd_coverage
     assert (mtd.sessions_present, mtd.sessions_expected, mtd.complete) == (1, 2, False)
     assert mtd.note and "1 of 2 sessions" in mtd.note
@@ -347,8 +367,8 @@ def test_overview_partial_coverage(reader: SigmaSightReader) -> None:
     assert p2.pnl.ytd_coverage.counted_from == date(2024, 1, 2)
 
     p3 = reader.overview(3)
-    assert p3.pnl.mtd == 15.0  # -10 + 25
-    assert p3.pnl.ytd is None  # positions since December, snapshots from Jan 31 only
+    assert p3.pnl.mtd_usd == 15.0  # -10 + 25
+    assert p3.pnl.ytd_usd is None  # positions since December, snapshots from Jan 31 only
     assert p3.pnl.ytd_coverage.counted_from == date(2024, 1, 1)
     assert p3.pnl.ytd_coverage.sessions_present == 3
 
@@ -370,25 +390,28 @@ def test_positions_values_and_tags(reader: SigmaSightReader) -> None:
     assert [p.position_id for p in result.positions] == [1, 2, 3, 4, 5, 6]  # type order
     for p in result.positions:
         price, _prev, mv, exp, cost, upnl, dpnl = VALUES_D[p.position_id]
-        assert (p.price, p.market_value, p.exposure, p.cost_basis) == (price, mv, exp, cost)
-        assert (p.unrealized_pnl, p.daily_pnl, p.price_source) == (upnl, dpnl, "market")
+        assert (p.price_usd, p.market_value_usd, p.exposure_usd, p.cost_basis_usd) == (
+            price, mv, exp, cost,
+        )  # fmt: skip
+        assert (p.unrealized_pnl_usd, p.daily_pnl_usd, p.price_source) == (upnl, dpnl, "market")
     by_id = {p.position_id: p for p in result.positions}
     assert [t.name for t in by_id[1].tags] == ["momentum", "tech"]
     assert [t.name for t in by_id[4].tags] == ["hedge", "options"]
     assert by_id[6].tags == []
-    assert by_id[3].strike == 180.0 and by_id[3].expiry == EXP and by_id[3].option_right == "C"
+    assert by_id[3].strike_usd == 180.0 and by_id[3].expiry == EXP
+    assert by_id[3].option_right == "C" and by_id[3].entry_price_usd == 5.0
     # The positions add up to the snapshot of the day.
     t = result.totals
-    assert (t.count, t.market_value, t.exposure) == (6, 41800.0, -5600.0)
-    assert (t.long_exposure, t.short_exposure) == (18100.0, -23700.0)
-    assert (t.unrealized_pnl, t.daily_pnl) == (400.0, -100.0)
+    assert (t.count, t.market_value_usd, t.exposure_usd) == (6, 41800.0, -5600.0)
+    assert (t.long_exposure_usd, t.short_exposure_usd) == (18100.0, -23700.0)
+    assert (t.unrealized_pnl_usd, t.daily_pnl_usd) == (400.0, -100.0)
 
 
 def test_positions_filter_by_type(reader: SigmaSightReader) -> None:
     result = reader.positions(1, types=["lc", "SC"])
     assert result.types == ["LC", "SC"]
     assert sorted(p.position_id for p in result.positions) == [3, 5]
-    assert result.totals.exposure == 1200.0 - 2200.0
+    assert result.totals.exposure_usd == 1200.0 - 2200.0
     with pytest.raises(ValueError, match="unknown position type"):
         reader.positions(1, types=["STOCK"])
 
@@ -424,7 +447,7 @@ def test_positions_group_by_type(reader: SigmaSightReader) -> None:
     assert groups is not None
     assert [g.key for g in groups] == ["LONG", "SHORT", "LC", "LP", "SC", "SP"]
     assert [g.position_ids for g in groups] == [[1], [2], [3], [4], [5], [6]]
-    assert groups[1].totals.exposure == -20500.0 and groups[1].totals.daily_pnl == -250.0
+    assert groups[1].totals.exposure_usd == -20500.0 and groups[1].totals.daily_pnl_usd == -250.0
 
 
 def test_positions_group_by_tag(reader: SigmaSightReader) -> None:
@@ -437,8 +460,8 @@ def test_positions_group_by_tag(reader: SigmaSightReader) -> None:
                    None: [6]}  # fmt: skip
     options = next(g for g in groups if g.key == "options")
     assert options.tag is not None and options.tag.color == "#123456"
-    assert options.totals.market_value == 1200.0 + 900.0 + 2200.0
-    assert options.totals.daily_pnl == 100.0 - 150.0 - 100.0
+    assert options.totals.market_value_usd == 1200.0 + 900.0 + 2200.0
+    assert options.totals.daily_pnl_usd == 100.0 - 150.0 - 100.0
     # Filter, then group: only matching positions are grouped.
     hedged = reader.positions(1, tags=["hedge"], group_by="type").groups
     assert hedged is not None and [g.key for g in hedged] == ["SHORT", "LP"]
@@ -447,11 +470,11 @@ def test_positions_group_by_tag(reader: SigmaSightReader) -> None:
 def test_positions_as_of_with_unpriced(reader: SigmaSightReader) -> None:
     result = reader.positions(1, as_of=D1)
     missing = next(p for p in result.positions if p.position_id == 6)
-    assert missing.price_source == "missing" and missing.market_value is None
-    assert missing.exposure is None and missing.daily_pnl is None
+    assert missing.price_source == "missing" and missing.market_value_usd is None
+    assert missing.exposure_usd is None and missing.daily_pnl_usd is None
     t = result.totals
-    assert (t.count, t.unpriced, t.market_value, t.exposure) == (6, 1, 40300.0, -4400.0)
-    assert t.daily_pnl == 130.0
+    assert (t.count, t.unpriced, t.market_value_usd, t.exposure_usd) == (6, 1, 40300.0, -4400.0)
+    assert t.daily_pnl_usd == 130.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +488,7 @@ def test_greeks_views(reader: SigmaSightReader, view: str) -> None:
     t = g.totals
     assert g.totals_source == "stored" and g.as_of == D
     assert (t.delta, t.gamma, t.theta, t.vega, t.rho) == (delta, gamma, theta, vega, rho)
-    assert (t.dollar_delta, t.fallback_count, t.position_count) == (dollar, fallbacks, count)
+    assert (t.delta_1pct_usd, t.fallback_count, t.position_count) == (dollar, fallbacks, count)
     expected_ids = {"portfolio": [1, 2, 3, 4, 5, 6], "longs": [1, 3, 4], "shorts": [2, 5, 6]}
     assert sorted(p.position_id for p in g.positions) == expected_ids[view]
     # The stored aggregate equals the sum of the positions shown.
@@ -474,14 +497,14 @@ def test_greeks_views(reader: SigmaSightReader, view: str) -> None:
     for p in g.positions:
         per, underlying_price, source = GREEKS_D[p.position_id]
         assert (p.delta, p.gamma, p.theta, p.vega, p.rho) == per
-        assert p.source == source and p.underlying_price == underlying_price
-        assert p.dollar_delta == POSITION_GREEKS_D[p.position_id][5]
+        assert p.source == source and p.underlying_price_usd == underlying_price
+        assert p.delta_1pct_usd == POSITION_GREEKS_D[p.position_id][5]
 
 
 def test_greeks_summed_when_no_aggregate_row(reader: SigmaSightReader) -> None:
     g = reader.greeks(3)
     assert g.totals_source == "summed"
-    assert (g.totals.delta, g.totals.dollar_delta, g.totals.position_count) == (15.0, 1150.0, 2)
+    assert (g.totals.delta, g.totals.delta_1pct_usd, g.totals.position_count) == (15.0, 1150.0, 2)
     shorts = reader.greeks(3, "shorts")
     assert [p.symbol for p in shorts.positions] == ["META"] and shorts.totals.delta == -5.0
 
@@ -501,8 +524,12 @@ def test_factor_exposures(reader: SigmaSightReader) -> None:
     assert [x.factor for x in f.factors] == [name for name, _ in FACTORS]
     assert len(f.factors) == 8
     for x in f.factors:
-        assert (x.beta, x.dollar_exposure, x.coverage) == FACTORS_D[x.factor]
+        assert (x.beta, x.exposure_usd, x.coverage_fraction) == FACTORS_D[x.factor]
     assert f.factors[0].etf == "SPY" and f.factors[-1].etf is None
+    market = f.factors[0]
+    assert market.method.startswith("holdings-based market beta") and "60-session" in market.method
+    assert "MTUM-minus-SPY" in f.factors[1].method
+    assert "short interest" in f.factors[-1].method
     # On D1 only Market was stored: the other seven are reported as null.
     older = reader.factor_exposures(1, as_of=D1)
     assert older.factors[0].beta == 1.0
@@ -514,9 +541,10 @@ def test_factor_exposures(reader: SigmaSightReader) -> None:
 def test_risk_metrics(reader: SigmaSightReader) -> None:
     m = reader.risk_metrics(1)
     assert m.as_of == D
-    assert tuple(getattr(m, c) for c in RISK_COLUMNS) == RISK[(D, 1)]
+    assert tuple(getattr(m, c) for c in RISK_FIELDS) == RISK[(D, 1)]
     older = reader.risk_metrics(1, as_of=D1)
-    assert older.beta is None and older.n_obs == 4 and older.reason == "too few observations"
+    assert older.beta_realized_60d is None and older.n_obs == 4
+    assert older.reason == "too few observations"
     assert reader.risk_metrics(3).var_95_1d_hist_usd == 81.9
     with pytest.raises(NoDataError, match="no risk metrics for portfolio 2"):
         reader.risk_metrics(2)
@@ -529,20 +557,26 @@ def test_risk_metrics(reader: SigmaSightReader) -> None:
 def test_snapshots(reader: SigmaSightReader) -> None:
     h = reader.snapshots(1)
     assert [p.trade_date for p in h.points] == DAYS
-    assert [p.daily_pnl for p in h.points] == [50.0, -20.0, 30.0, 130.0, -100.0]
-    assert [p.cumulative_pnl for p in h.points] == [50.0, 30.0, 60.0, 190.0, 90.0]
-    assert h.points[-1].delta == 30.0 and h.points[-1].beta_market == 1.1
+    assert [p.daily_pnl_usd for p in h.points] == [50.0, -20.0, 30.0, 130.0, -100.0]
+    assert [p.cumulative_pnl_usd for p in h.points] == [50.0, 30.0, 60.0, 190.0, 90.0]
+    last = h.points[-1]
+    assert (last.delta, last.delta_1pct_usd, last.beta_holdings_60d) == (30.0, -76700.0, 1.1)
+    assert (last.volatility_ann_fraction, last.sharpe, last.max_drawdown_fraction) == (
+        0.22, 1.3, -0.08,
+    )  # fmt: skip
+    assert last.var_95_1d_parametric_usd == 0.021
     assert h.points[0].delta is None
     window = reader.snapshots(1, start=DAYS[1], end=D1)
     assert [p.trade_date for p in window.points] == DAYS[1:4]
-    assert [p.cumulative_pnl for p in window.points] == [-20.0, 10.0, 140.0]
+    assert [p.cumulative_pnl_usd for p in window.points] == [-20.0, 10.0, 140.0]
     assert reader.snapshots(1, start=date(2030, 1, 1)).points == []
-    assert [p.total_value for p in reader.snapshots(2).points] == [1430.0, 1450.0]
+    assert [p.total_value_usd for p in reader.snapshots(2).points] == [1430.0, 1450.0]
     with pytest.raises(ValueError, match="after end"):
         reader.snapshots(1, start=D, end=D1)
 
 
 def test_tags(reader: SigmaSightReader) -> None:
+    # alice's tags over both her portfolios: tech is on positions 1 and 2 (P1) and 7 (P2).
     tags = reader.tags(1)
     assert [(t.name, t.position_count) for t in tags] == [
         ("hedge", 2), ("momentum", 2), ("options", 3), ("tech", 3), ("Unused", 0),
@@ -551,6 +585,19 @@ def test_tags(reader: SigmaSightReader) -> None:
         ("momentum", "#AAAAAA", 1)
     ]
     assert reader.tags(3) == []
+
+
+def test_portfolio_tags_count_that_portfolios_positions(reader: SigmaSightReader) -> None:
+    # Only the tags used in the portfolio, counted over its positions: tech is on 1 and 2 in
+    # P1, on 7 in P2; "Unused" and the tags of other portfolios do not appear.
+    assert [(t.name, t.position_count) for t in reader.portfolio_tags(1)] == [
+        ("hedge", 2), ("momentum", 2), ("options", 3), ("tech", 2),
+    ]  # fmt: skip
+    assert [(t.id, t.name, t.position_count) for t in reader.portfolio_tags(2)] == [(2, "tech", 1)]
+    assert [(t.name, t.color, t.position_count) for t in reader.portfolio_tags(3)] == [
+        ("momentum", "#AAAAAA", 1)
+    ]
+    assert reader.portfolio_tags(99) == []
 
 
 def test_portfolios_and_access(reader: SigmaSightReader) -> None:
@@ -590,7 +637,7 @@ def test_concurrent_reads_share_the_pool(reader: SigmaSightReader) -> None:
     def work() -> None:
         try:
             for _ in range(15):
-                assert reader.overview(1).total_value == 41800.0
+                assert reader.overview(1).total_value_usd == 41800.0
                 assert len(reader.positions(1, tags=["tech"]).positions) == 2
         except BaseException as exc:
             errors.append(exc)
@@ -601,42 +648,84 @@ def test_concurrent_reads_share_the_pool(reader: SigmaSightReader) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    pool = reader._get_pool()
-    assert len(pool._idle) <= reader.pool_size
+    stats = reader.pool().get_stats()
+    assert 1 <= stats["pool_size"] <= reader.pool_size
 
 
 def test_reconnects_after_the_server_drops_connections(db_url: str) -> None:
+    """Every idle pooled connection killed server-side (as by a restart): the next read fails
+    on a dead one, the pool discards all of them and the read succeeds on a new one."""
     r = SigmaSightReader(database_url=db_url, pool_size=2)
     try:
-        assert r.overview(1).as_of == D
-        name = db_url.rsplit("/", 1)[1].split("?")[0]
+        with r.pool().connection() as first, r.pool().connection() as second:
+            pids = [first.info.backend_pid, second.info.backend_pid]
+        assert r.pool().get_stats()["pool_available"] == 2
         with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-        assert r.overview(1).as_of == D  # the dead pooled connection is replaced
+            killed = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                "pg_stat_activity WHERE pid = ANY(%s)",
+                (pids,),
+            ).fetchone()
+        assert killed == (2,)
+        assert r.overview(1).as_of == D
+        assert r.overview(1).as_of == D
+        with r.pool().connection() as conn:
+            assert conn.info.backend_pid not in pids
+    finally:
+        r.close()
+
+
+def test_a_full_pool_times_out_as_an_operational_error(db_url: str) -> None:
+    # The API maps psycopg.OperationalError to 503: a reader waiting longer than
+    # pool_timeout_s for a connection gets one (psycopg_pool.PoolTimeout is a subclass).
+    r = SigmaSightReader(database_url=db_url, pool_size=1, pool_timeout_s=0.3)
+    try:
+        with (
+            r.pool().connection(),
+            pytest.raises(psycopg.OperationalError, match="couldn't get a connection"),
+        ):
+            r.overview(1)
+        assert r.overview(1).as_of == D  # the connection is back in the pool
+    finally:
+        r.close()
+
+
+def test_database_down_is_an_operational_error(db_url: str) -> None:
+    dead = db_url.replace("/sigmasight_api_test_", "/no_such_database_")
+    r = SigmaSightReader(database_url=dead, pool_timeout_s=0.5)
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            r.overview(1)
+        with pytest.raises(psycopg.OperationalError, match="does not exist"):
+            r.check()  # the startup check names the cause
     finally:
         r.close()
 
 
 def test_queries_can_use_indexes(db_url: str) -> None:
     """With sequential scans disabled, no hot query falls back to one: an index serves each."""
-    from sigmasight_pipeline.resources import read_api as q
+    from sigmasight_pipeline.resources.read_api import (
+        portfolio,
+        positions,
+        risk,
+        snapshots,
+        tags,
+        users,
+    )
 
     cases = [
-        (q._OVERVIEW, {"pid": 1, "as_of": None}),
-        (q._POSITIONS, {"pid": 1, "day": D, "types": ["LC"], "tags": ["tech"], "need": 1}),
-        (q._POSITION_GREEKS, {"pid": 1, "day": D, "view": "longs"}),
-        (q._PORTFOLIO_GREEKS, {"pid": 1, "day": D, "view": "longs"}),
-        (q._FACTORS, {"pid": 1, "day": D}),
-        (q._RISK, {"pid": 1, "day": D}),
-        (q._SNAPSHOTS, {"pid": 1, "start": DAYS[1], "end": D}),
-        (q._TAGS, {"uid": 1}),
-        (q._RESOLVE_PORTFOLIO, {"uid": 1, "pid": None}),
-        (q._RESOLVE_PORTFOLIO, {"uid": 3, "pid": 2}),
-        (q._PORTFOLIOS_OWNED, {"uid": 1}),
+        (portfolio.OVERVIEW_SQL, {"pid": 1, "as_of": None}),
+        (positions.POSITIONS_SQL, {"pid": 1, "day": D, "types": ["LC"], "tags": ["x"], "need": 1}),
+        (risk.POSITION_GREEKS_SQL, {"pid": 1, "day": D, "view": "longs"}),
+        (risk.PORTFOLIO_GREEKS_SQL, {"pid": 1, "day": D, "view": "longs"}),
+        (risk.FACTORS_SQL, {"pid": 1, "day": D}),
+        (risk.RISK_SQL, {"pid": 1, "day": D}),
+        (snapshots.SNAPSHOTS_SQL, {"pid": 1, "start": DAYS[1], "end": D}),
+        (tags.USER_TAGS_SQL, {"uid": 1}),
+        (tags.PORTFOLIO_TAGS_SQL, {"pid": 1}),
+        (users.RESOLVE_PORTFOLIO_SQL, {"uid": 1, "pid": None}),
+        (users.RESOLVE_PORTFOLIO_SQL, {"uid": 3, "pid": 2}),
+        (users.PORTFOLIOS_OWNED_SQL, {"uid": 1}),
     ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET enable_seqscan = off")
@@ -650,7 +739,7 @@ def test_usable_as_a_dagster_resource(db_url: str) -> None:
 
     @asset
     def latest_overview(reader: SigmaSightReader) -> float:
-        return reader.overview(1).total_value
+        return reader.overview(1).total_value_usd
 
     result = materialize(
         [latest_overview], resources={"reader": SigmaSightReader(database_url=db_url)}

@@ -69,7 +69,7 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("GET /risk/factors", "/risk/factors", {}),
     ("GET /risk/metrics", "/risk/metrics", {}),
     ("GET /portfolio/snapshots (90 days)", "/portfolio/snapshots", {}),
-    ("GET /tags", "/tags", {}),
+    ("GET /tags?portfolio_id (that portfolio's tags)", "/tags", {}),
 ]  # fmt: skip
 
 _S = "sigmasight"
@@ -347,8 +347,9 @@ def run() -> list[dict]:
         setup = (
             f"Setup: {', '.join(f'{v:,} {k}' for k, v in counts.items())} loaded by SQL in "
             f"{load_s:.1f} s; one uvicorn process (uvloop, httptools; access log off; "
-            f"{POOL_SIZE} pooled connections) in a subprocess on 127.0.0.1; client, server and "
-            f"PostgreSQL share {os.cpu_count()} cores. "
+            f"psycopg_pool of {POOL_SIZE} connections, each checked on checkout) in a "
+            f"subprocess on 127.0.0.1; client, server and PostgreSQL share {os.cpu_count()} "
+            "cores. "
         )
 
         port = _free_port()

@@ -1,0 +1,91 @@
+"""The read layer: typed queries over what the pipeline computed, for the frontend and scripts.
+
+`SigmaSightReader` is a Dagster resource (usable from assets, sensors and scripts, and the one
+thing the HTTP API in `sigmasight_pipeline.api` calls). Each query is plain parameterized SQL on
+indexed columns (`sql/0005_read_api.sql`), one or two statements per call, never one per row,
+and returns pydantic models.
+
+Layout: `models` (response models and their units: money `_usd`, fractions `_fraction`),
+one query module per domain (`portfolio`: overview; `positions`; `risk`: Greeks, factors,
+metrics; `snapshots`; `tags`; `users`: login and access), each a set of SQL statements and
+functions of a connection, and `resource` (the pooled `SigmaSightReader`).
+
+The trading day ("as of")
+    Every per-day query takes `as_of`. By default it is the portfolio's latest day in
+    `portfolio_snapshots`: the snapshot is the last step of a day's materialization, so its
+    presence marks the day as done. An explicit `as_of` must be a day with a snapshot too, and
+    Greeks, factor exposures and risk metrics are read for exactly that day (never a silently
+    older one): when a table has no rows for it, the query raises `NoDataError`.
+
+Two market betas
+    `beta_holdings_60d` (overview, snapshots; the Market factor of the factor exposures) is
+    holdings-based: the exposure-weighted sum of the positions' 60-session betas on SPY over
+    the gross value. `beta_realized_60d` (overview, risk metrics) is the 60-session regression
+    of the portfolio's own daily returns on SPY's. They agree for a book whose weights stay
+    constant; they differ when it changed over the window (new positions, drifting weights,
+    options' moving deltas).
+"""
+
+from sigmasight_pipeline.resources.read_api.models import (
+    FACTORS,
+    POSITION_TYPES,
+    Coverage,
+    FactorExposure,
+    FactorExposures,
+    Greeks,
+    GreeksView,
+    GreekTotals,
+    GroupBy,
+    NoDataError,
+    Overview,
+    PnL,
+    PortfolioAccess,
+    PortfolioRef,
+    Position,
+    PositionCounts,
+    PositionGreeks,
+    PositionGroup,
+    Positions,
+    PositionTotals,
+    PositionType,
+    RiskMetrics,
+    SnapshotHistory,
+    SnapshotPoint,
+    Tag,
+    TagMode,
+    TagRef,
+    User,
+)
+from sigmasight_pipeline.resources.read_api.resource import SigmaSightReader
+
+__all__ = [
+    "FACTORS",
+    "POSITION_TYPES",
+    "Coverage",
+    "FactorExposure",
+    "FactorExposures",
+    "GreekTotals",
+    "Greeks",
+    "GreeksView",
+    "GroupBy",
+    "NoDataError",
+    "Overview",
+    "PnL",
+    "PortfolioAccess",
+    "PortfolioRef",
+    "Position",
+    "PositionCounts",
+    "PositionGreeks",
+    "PositionGroup",
+    "PositionTotals",
+    "PositionType",
+    "Positions",
+    "RiskMetrics",
+    "SigmaSightReader",
+    "SnapshotHistory",
+    "SnapshotPoint",
+    "Tag",
+    "TagMode",
+    "TagRef",
+    "User",
+]
