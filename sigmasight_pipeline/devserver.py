@@ -4,6 +4,7 @@ Materialize button (through the webserver's GraphQL API), schedules."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,9 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
 
+LOCATION_STATUS_QUERY = (
+    "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
+)
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -74,7 +78,7 @@ class DevServer:
         raise TimeoutError(f"sigmasight dev not ready after {timeout:.0f} s: see {self.log}")
 
     def _location_loaded(self) -> bool:
-        query = b'{"query": "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"}'
+        query = json.dumps({"query": LOCATION_STATUS_QUERY}).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/graphql",
             data=query,
