@@ -123,15 +123,19 @@ def test_too_few_observations_and_gaps_give_reasons() -> None:
     assets.iloc[:-12, 0] = np.nan  # 12 observations left
     assets["EMPTY"] = np.nan
     etfs = etfs.copy()
-    etfs.iloc[-2, 3] = np.nan  # one missing factor row: left out for everyone
+    etfs.iloc[-2, 3] = np.nan  # one missing VUG return: left out of the style regression only
     out = rolling_factor_betas(assets, etfs, [assets.index[-1]]).set_index(["symbol", "factor"])
     short = out.loc[assets.columns[0]]
-    assert short["beta"].isna().all() and (short["n_obs"] == 11).all()
-    assert (short["reason"] == "only 11 observations (< 20)").all()
+    assert short["beta"].isna().all()
+    assert short.loc["Market", "n_obs"] == 12 and (short.loc[STYLE_FACTORS, "n_obs"] == 11).all()
+    assert short.loc["Market", "reason"] == "only 12 observations (< 20)"
+    assert (short.loc[STYLE_FACTORS, "reason"] == "only 11 observations (< 20)").all()
     assert (out.loc["EMPTY", "reason"] == "only 0 observations (< 20)").all()
     full = out.loc[assets.columns[6]]
-    assert (full["n_obs"] == 59).all() and full["reason"].isna().all()
-    assert out.loc[assets.columns[1], "n_obs"].iloc[0] == 56
+    assert full.loc["Market", "n_obs"] == 60 and (full.loc[STYLE_FACTORS, "n_obs"] == 59).all()
+    assert full["reason"].isna().all()
+    gappy = out.loc[assets.columns[1], "n_obs"]
+    assert gappy["Market"] == 57 and gappy["Momentum"] == 56
     early = rolling_factor_betas(assets, etfs, [assets.index[9], assets.index[30]])
     assert early.loc[early["trade_date"] == assets.index[9].date(), "reason"].notna().all()
     started = early[(early["trade_date"] == assets.index[30].date()) & (early["symbol"] == "R06")]
@@ -224,3 +228,148 @@ def test_flat_spy_window_gives_reasons() -> None:
     assert out["beta"].isna().all()
     eligible = out[out["n_obs"] >= 20]
     assert (eligible["reason"] == "SPY returns do not vary in the window").all()
+
+
+# --- each factor needs only its own ETFs (issue 9, defect 7) ----------------------------------
+
+
+def test_one_missing_style_bar_does_not_move_market_betas() -> None:
+    r = _synthetic_returns().iloc[-120:]
+    ends = r.index[-40:]
+    base = rolling_factor_betas(r[STOCKS], r[ETFS], ends)
+    etfs = r[ETFS].copy()
+    etfs.iloc[-30, ETFS.index("MTUM")] = np.nan
+    gap = rolling_factor_betas(r[STOCKS], etfs, ends)
+    is_market = base["factor"] == "Market"
+    pd.testing.assert_frame_equal(base[is_market], gap[is_market])
+    # The styles lose that row (and only in the windows that contain it).
+    assert (gap.loc[~is_market, "n_obs"] <= base.loc[~is_market, "n_obs"]).all()
+    assert gap.loc[~is_market, "beta"].notna().all()
+
+
+def test_style_etf_without_history_nulls_only_its_style() -> None:
+    assets, etfs = _with_gaps()
+    etfs = etfs.copy()
+    etfs["QUAL"] = np.nan
+    end_pos = len(assets) - 1
+    out = rolling_factor_betas(assets, etfs, [assets.index[end_pos]]).set_index(
+        ["symbol", "factor"]
+    )
+    full = rolling_factor_betas(assets, _with_gaps()[1], [assets.index[end_pos]])
+    full = full.set_index(["symbol", "factor"])
+    quality = out.xs("Quality", level="factor")
+    assert quality["beta"].isna().all()
+    assert (quality["reason"] == "no returns for QUAL in the window").all()
+    market = out.xs("Market", level="factor")
+    pd.testing.assert_frame_equal(market, full.xs("Market", level="factor"))
+    # The other styles: the spread regression without the QUAL spread, as statsmodels has it.
+    others = [s for s in STYLE_FACTORS if s != "Quality"]
+    design = spread_design(_with_gaps()[1]).iloc[end_pos - 59 : end_pos + 1][["Market", *others]]
+    for symbol in assets.columns:
+        y = assets[symbol].iloc[end_pos - 59 : end_pos + 1]
+        ok = y.notna().to_numpy()
+        rows = out.loc[symbol].loc[others]
+        if ok.sum() < 20:
+            assert rows["beta"].isna().all()
+            continue
+        fit = sm.OLS(y[ok].to_numpy(), sm.add_constant(design[ok].to_numpy())).fit()
+        np.testing.assert_allclose(rows["beta"], fit.params[2:], atol=1e-8)
+        np.testing.assert_allclose(rows["std_err"], fit.bse[2:], atol=1e-8)
+        assert (rows["n_obs"] == ok.sum()).all() and rows["reason"].isna().all()
+
+
+def test_spy_without_history_explains_itself() -> None:
+    assets, etfs = _with_gaps()
+    etfs = etfs.copy()
+    etfs["SPY"] = np.nan
+    out = rolling_factor_betas(assets, etfs, [assets.index[-1]])
+    assert out["beta"].isna().all()
+    assert (out["reason"] == "no returns for SPY in the window").all()
+
+
+def _with_tlt() -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Assets with a planted rate beta: asset + b x TLT, and TLT with a few missing days."""
+    assets, etfs = _with_gaps()
+    rng = np.random.default_rng(11)
+    tlt = pd.Series(rng.normal(0.0, 0.009, len(etfs)), index=etfs.index)
+    planted = pd.Series(np.linspace(-0.8, 0.8, assets.shape[1]), index=assets.columns)
+    assets = assets + np.outer(tlt, planted)
+    tlt.iloc[[100, 105, 118]] = np.nan
+    return assets, etfs.assign(TLT=tlt), planted
+
+
+def test_rates_beta_is_the_univariate_beta_to_tlt() -> None:
+    assets, etfs, planted = _with_tlt()
+    end = assets.index[-1]
+    out = rolling_factor_betas(assets, etfs, [end]).set_index(["symbol", "factor"])
+    assert out.index.get_level_values("factor").unique().tolist() == [*FACTOR_NAMES, "Rates"]
+    tlt = etfs["TLT"].iloc[-60:]
+    for symbol in assets.columns:
+        y = assets[symbol].iloc[-60:]
+        ok = (y.notna() & tlt.notna()).to_numpy()
+        got = out.loc[(symbol, "Rates")]
+        assert got["n_obs"] == ok.sum()
+        if ok.sum() < 20:
+            assert np.isnan(got["beta"]) and got["reason"].startswith("only")
+            continue
+        fit = sm.OLS(y[ok].to_numpy(), sm.add_constant(tlt[ok].to_numpy())).fit()
+        cov_beta = np.cov(y[ok], tlt[ok])[0, 1] / np.var(tlt[ok], ddof=1)
+        assert got["beta"] == pytest.approx(cov_beta, abs=1e-12)
+        assert got["std_err"] == pytest.approx(fit.bse[1], abs=1e-10)
+        assert got["r_squared"] == pytest.approx(fit.rsquared, abs=1e-10)
+    rates = out.xs("Rates", level="factor")
+    recovered = rates.dropna(subset=["beta"])
+    z = (recovered["beta"] - planted[recovered.index]) / recovered["std_err"]
+    assert len(recovered) >= 7 and (z.abs() < 4).all()  # the planted rate betas, within 4 SE
+    # TLT does not touch the other factors, and without a TLT column there is no Rates row.
+    without = rolling_factor_betas(assets, etfs.drop(columns="TLT"), [end])
+    assert "Rates" not in set(without["factor"])
+    pd.testing.assert_frame_equal(
+        out.drop(index="Rates", level="factor"), without.set_index(["symbol", "factor"])
+    )
+    etfs_empty = etfs.assign(TLT=np.nan)
+    empty = rolling_factor_betas(assets, etfs_empty, [end])
+    assert (
+        empty.loc[empty["factor"] == "Rates", "reason"] == "no returns for TLT in the window"
+    ).all()
+
+
+# --- input validation (issue 9, defect 14) -----------------------------------------------------
+
+
+def test_tz_aware_dates_raise_everywhere() -> None:
+    """tz-aware dates once gave all-null betas with the reason "only 0 observations"."""
+    from sigmasight_pipeline.analytics.risk import rolling_risk_metrics
+
+    assets, etfs = _with_gaps()
+    end = assets.index[-1]
+    aware = {"asset_returns": assets.tz_localize("UTC"), "factor_returns": etfs.tz_localize("UTC")}
+    with pytest.raises(ValueError, match="asset_returns index: expected tz-naive dates"):
+        rolling_factor_betas(aware["asset_returns"], etfs, [end])
+    with pytest.raises(ValueError, match="factor_returns index: expected tz-naive dates"):
+        rolling_factor_betas(assets, aware["factor_returns"], [end])
+    with pytest.raises(ValueError, match="end_dates: expected tz-naive dates"):
+        rolling_factor_betas(assets, etfs, [pd.Timestamp(end).tz_localize("UTC")])
+    with pytest.raises(ValueError, match="expected tz-naive dates"):
+        rolling_risk_metrics(aware["asset_returns"], etfs["SPY"], [end], 0.0)
+
+
+def test_infinite_and_impossible_returns_raise_naming_where() -> None:
+    assets, etfs = _with_gaps()
+    end = assets.index[-1]
+    bad = assets.copy()
+    bad.iloc[-3, 2] = np.inf
+    day = assets.index[-3].strftime("%Y-%m-%d")
+    with pytest.raises(
+        ValueError, match=rf"asset_returns has 1 infinite value\(s\) at \({day}, R02\)"
+    ):
+        rolling_factor_betas(bad, etfs, [end])
+    bad_etfs = etfs.copy()
+    bad_etfs.iloc[-3, 1] = -np.inf
+    with pytest.raises(ValueError, match=rf"factor_returns .* \({day}, MTUM\)"):
+        rolling_factor_betas(assets, bad_etfs, [end])
+    bad.iloc[-3, 2] = -1.5
+    with pytest.raises(ValueError, match=rf"below -100 % at \({day}, R02\)"):
+        rolling_factor_betas(bad, etfs, [end])
+    with pytest.raises(ValueError, match="duplicate dates"):
+        rolling_factor_betas(pd.concat([assets, assets.iloc[-1:]]), etfs, [end])

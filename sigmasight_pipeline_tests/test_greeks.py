@@ -29,6 +29,7 @@ from vollib.black_scholes.implied_volatility import implied_volatility as vl_iv
 from sigmasight_pipeline.analytics.greeks import (
     FALLBACK_GREEKS,
     GREEK_COLUMNS,
+    IV_ACCURACY,
     bs_greeks,
     bs_price,
     implied_vol,
@@ -211,11 +212,13 @@ def test_put_call_parity(spot, moneyness, t, rate, vol):
 
 
 # --- implied volatility ------------------------------------------------------------------
+# The round-trip tests below solve exact model prices, known to double precision: they pass
+# tick=0 (no quote rounding). Cent-rounded quotes have their own test.
 
 
 def test_implied_vol_round_trip_on_grid(grid, ours):
     args = (grid["spot"], grid["strike"], grid["t_years"], grid["rate"], grid["is_call"])
-    vol, converged = implied_vol(ours["price"], *args)
+    vol, converged = implied_vol(ours["price"], *args, tick=0)
     assert vol.shape == converged.shape == (len(grid),)
     conv_rows = converged
     np.testing.assert_allclose(vol[conv_rows], grid["vol"][conv_rows], rtol=0, atol=1e-6)
@@ -239,10 +242,36 @@ def test_implied_vol_round_trip_random():
     sigma = rng.uniform(0.1, 0.8, n)
     call = rng.random(n) < 0.5
     g = bs_greeks(spot, strike, t, rate, sigma, call)
-    vol, converged = implied_vol(g["price"].to_numpy(), spot, strike, t, rate, call)
+    vol, converged = implied_vol(g["price"].to_numpy(), spot, strike, t, rate, call, tick=0)
     assert converged.mean() > 0.99
     np.testing.assert_allclose(vol[converged], sigma[converged], atol=1e-6, rtol=0)
     assert (g["vega"].to_numpy()[~converged] < 1e-5).all()
+
+
+def test_cent_rounded_quotes_converge_only_when_they_pin_the_vol(grid, ours):
+    """Issue 9: cent-rounded quotes were marked converged up to 0.53 vol from the generating
+    vol (1.82 on this grid: a deep ITM 1-day call whose price barely moves with vol)."""
+    args = (grid["spot"], grid["strike"], grid["t_years"], grid["rate"], grid["is_call"])
+    quotes = np.round(ours["price"].to_numpy(), 2)
+    vol, converged = implied_vol(quotes, *args)
+    error = np.abs(vol - grid["vol"].to_numpy())
+    assert (error[converged] <= IV_ACCURACY).all()
+    assert converged.mean() > 0.6  # the informative quotes still converge
+    # The criterion: every price within half a tick implies a vol within IV_ACCURACY.
+    conv = np.flatnonzero(converged)
+    up = bs_price(*(a.to_numpy()[conv] for a in args[:4]), vol[conv] + IV_ACCURACY,
+                  grid["is_call"].to_numpy()[conv])  # fmt: skip
+    assert (up - quotes[conv] >= 0.005 - 1e-12).all()
+    # A wider tick converges less; tick=0 (exact prices) keeps only the double-precision test.
+    _, coarse = implied_vol(quotes, *args, tick=0.05)
+    assert coarse.sum() < converged.sum() and not (coarse & ~converged).any()
+    per_quote = np.where(grid["moneyness"].to_numpy() < 1.0, 0.05, 0.01)
+    _, mixed = implied_vol(quotes, *args, tick=per_quote)
+    assert coarse.sum() <= mixed.sum() <= converged.sum()
+    _, exact = implied_vol(quotes, *args, tick=0)
+    assert exact.sum() > converged.sum()
+    with pytest.raises(ValueError, match="tick"):
+        implied_vol(quotes, *args, tick=-0.01)
 
 
 def test_implied_vol_out_of_bounds_flagged():
@@ -275,9 +304,9 @@ def test_implied_vol_out_of_bounds_flagged():
 
 def test_implied_vol_flags_when_not_converged():
     price = bs_price(100.0, 130.0, 30 / 365, 0.02, 0.35, True)
-    vol, ok = implied_vol(price, 100.0, 130.0, 30 / 365, 0.02, True, max_iter=1)
+    vol, ok = implied_vol(price, 100.0, 130.0, 30 / 365, 0.02, True, max_iter=1, tick=0)
     assert not ok[()] and np.isfinite(vol[()])  # best estimate kept, but flagged
-    vol, ok = implied_vol(price, 100.0, 130.0, 30 / 365, 0.02, True)
+    vol, ok = implied_vol(price, 100.0, 130.0, 30 / 365, 0.02, True, tick=0)
     assert ok[()] and vol[()] == pytest.approx(0.35, abs=1e-9)
 
 
@@ -293,7 +322,7 @@ def test_implied_vol_flags_when_not_converged():
 )
 def test_implied_vol_matches_vollib(flag, s, k, t, r, sigma):
     price = vl_price(flag, s, k, t, r, sigma)
-    ours_vol, ok = implied_vol(price, s, k, t, r, flag == "c")
+    ours_vol, ok = implied_vol(price, s, k, t, r, flag == "c", tick=0)
     assert ok[()]
     assert ours_vol[()] == pytest.approx(vl_iv(price, s, k, t, r, flag), abs=1e-8)
     assert ours_vol[()] == pytest.approx(sigma, abs=1e-8)

@@ -388,3 +388,67 @@ def test_rolling_parametric_var_aggregates_and_windows() -> None:
     early = both[(both["trade_date"] == dates[-2])].iloc[0]
     aapl = symbol_returns["AAPL"].iloc[-61:-1].to_numpy()
     assert early["var_95_1d"] == pytest.approx(Z_95 * aapl.std(ddof=1) * 1.0)
+
+
+# --- input validation (issue 9, defect 14) -----------------------------------------------------
+
+
+def test_infinite_returns_raise_naming_where() -> None:
+    """+-inf returns once gave NaN metrics with wrong reasons."""
+    returns, spy = _market()
+    bad = returns.copy()
+    bad.iloc[-5, 1] = np.inf
+    day = returns.index[-5].strftime("%Y-%m-%d")
+    with pytest.raises(ValueError, match=rf"portfolio_returns has 1 infinite .*\({day}, p2\)"):
+        rolling_risk_metrics(bad, spy, [returns.index[-1]], RF)
+    bad_spy = spy.copy()
+    bad_spy.iloc[-5] = -np.inf
+    with pytest.raises(ValueError, match=rf"spy_returns has 1 infinite value\(s\) at {day}"):
+        rolling_risk_metrics(returns, bad_spy, [returns.index[-1]], RF)
+
+
+def test_returns_below_minus_one_are_rejected() -> None:
+    """A -2,562 % day once gave a max drawdown of -43.8: a drawdown is never below -1."""
+    returns, spy = _market()
+    bad = returns.copy()
+    bad.iloc[-5, 0] = -25.62
+    with pytest.raises(ValueError, match="below -100 %"):
+        rolling_risk_metrics(bad, spy, [returns.index[-1]], RF)
+    # Exactly -100 % is a possible (total) loss and is kept: the drawdown is then -1.
+    bad.iloc[-5, 0] = -1.0
+    row = _row(rolling_risk_metrics(bad, spy, [returns.index[-1]], RF), returns.index[-1], "p1")
+    assert row["max_drawdown"] == pytest.approx(-1.0)
+
+
+def test_portfolio_daily_returns_reject_infinite_values() -> None:
+    snapshots = pd.DataFrame(
+        {
+            "trade_date": pd.to_datetime(["2024-03-01", "2024-03-04"]),
+            "portfolio_id": [1, 1],
+            "total_value": [100.0, np.inf],
+            "daily_pnl": [0.0, 1.0],
+        }
+    )
+    with pytest.raises(ValueError, match=r"snapshots.total_value .*2024-03-04"):
+        portfolio_daily_returns(snapshots)
+
+
+def test_rolling_parametric_var_unpriced_exposure_is_not_zero() -> None:
+    """A NaN exposure (an unpriced position) used to be summed as 0 into the VaR."""
+    rng = np.random.default_rng(2)
+    dates = pd.bdate_range("2024-01-02", periods=60)
+    symbol_returns = pd.DataFrame(rng.normal(0, 0.01, (60, 2)), index=dates, columns=["A", "B"])
+    exposures = pd.DataFrame(
+        {
+            "trade_date": [dates[-1]] * 3,
+            "portfolio_id": [1, 1, 2],
+            "symbol": ["A", "B", "A"],
+            "exposure": [1000.0, np.nan, 500.0],
+        }
+    )
+    out = rolling_parametric_var(exposures, symbol_returns).set_index("portfolio_id")
+    assert np.isnan(out.loc[1, "var_95_1d"])
+    assert out.loc[1, "reason"] == "no exposure (unpriced position) for symbols ['B']"
+    assert out.loc[2, "var_95_1d"] == pytest.approx(Z_95 * 500 * symbol_returns["A"].std(ddof=1))
+    with pytest.raises(ValueError, match="symbol_returns has 1 infinite"):
+        rolling_parametric_var(exposures, symbol_returns.replace(symbol_returns.iloc[3, 0], np.inf))

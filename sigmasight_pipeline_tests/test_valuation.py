@@ -109,3 +109,92 @@ def test_lookup_gives_missing_for_absent_dates_and_symbols():
     got = lookup(matrix, [SESSIONS[1], SESSIONS[4], SESSIONS[0]], ["B", "A", "Z"])
     assert got[0] == 4.0 and np.isnan(got[1]) and np.isnan(got[2])
     assert np.isnan(lookup(matrix.iloc[:0], [SESSIONS[0]], ["A"])).all()
+
+
+def _one_position(symbol: str, entry: pd.Timestamp, multiplier: int = 1) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"id": [1], "portfolio_id": [1], "symbol": [symbol], "position_type": ["LONG"],
+         "quantity": [10.0], "multiplier": [multiplier], "entry_price": [9.0],
+         "entry_date": [entry], "expiry": [pd.NaT]}
+    )  # fmt: skip
+
+
+def test_zero_close_is_not_a_price() -> None:
+    """A 0.00 close once gave a P&L of -176k then +173k; it is carried forward and flagged."""
+    closes = pd.DataFrame(
+        {"symbol": "AAA", "trade_date": SESSIONS, "close": [10.0, 11.0, 0.0, 12.0, -3.0]}
+    )
+    values = valuation.position_values(_one_position("AAA", SESSIONS[0]), closes, SESSIONS,
+                                       SESSIONS[1:]).set_index("trade_date")  # fmt: skip
+    wed, thu, fri = values.loc[SESSIONS[2]], values.loc[SESSIONS[3]], values.loc[SESSIONS[4]]
+    assert wed["price_source"] == "carried_forward" and wed["price"] == 11.0
+    assert wed["price_date"] == SESSIONS[1] and wed["daily_pnl"] == 0.0
+    assert wed["pnl_reason"] == "close <= 0 is not a price: price carried forward from 2026-11-03"
+    # Thursday's P&L runs from the last real price: 10 x (12 - 11), not 10 x (12 - 0).
+    assert thu["price_source"] == "market" and thu["daily_pnl"] == 10.0
+    assert thu["pnl_reason"] is None
+    assert fri["price"] == 12.0 and fri["price_source"] == "carried_forward"
+    assert values["market_value"].min() > 0
+
+
+def test_non_positive_closes_beyond_the_carry_limit_are_missing() -> None:
+    sessions = calendar.sessions("2026-10-01", "2026-10-20")
+    closes = pd.DataFrame({"symbol": "AAA", "trade_date": sessions, "close": 0.0})
+    closes.loc[0, "close"] = 10.0
+    values = valuation.position_values(_one_position("AAA", sessions[0]), closes, sessions,
+                                       sessions)  # fmt: skip
+    late = values.iloc[-1]
+    assert late["price_source"] == "missing" and np.isnan(late["price"])
+    assert np.isnan(late["daily_pnl"]) and np.isnan(late["market_value"])
+    assert late["pnl_reason"] == (
+        "no price: close <= 0 is not a price and no close in the 5 sessions before"
+    )
+
+
+def test_first_priced_session_has_zero_pnl_with_a_reason() -> None:
+    """Issue 8: an option with no bar before its first priced session is not a NULL P&L."""
+    option = "AAA261218C00010000"
+    closes = pd.DataFrame({"symbol": option, "trade_date": SESSIONS[2:], "close": [2.0, 2.5, 2.25]})
+    values = valuation.position_values(
+        _one_position(option, SESSIONS[0], multiplier=100), closes, SESSIONS, SESSIONS
+    ).set_index("trade_date")
+    assert "pnl_reason" in values.columns and list(values.columns)[-1] == "pnl_reason"
+    mon = values.loc[SESSIONS[0]]  # entry day without a price: missing, with a reason
+    assert mon["price_source"] == "missing" and np.isnan(mon["daily_pnl"])
+    assert mon["pnl_reason"] == "no price: no close on this session or the 5 before"
+    wed = values.loc[SESSIONS[2]]
+    assert wed["price_source"] == "market" and wed["daily_pnl"] == 0.0
+    assert np.isnan(wed["prev_price"])
+    assert wed["pnl_reason"] == valuation.FIRST_PRICED_SESSION
+    assert wed["unrealized_pnl"] == pytest.approx(10 * 100 * (2.0 - 9.0))
+    thu = values.loc[SESSIONS[3]]
+    assert thu["daily_pnl"] == pytest.approx(10 * 100 * 0.5) and thu["pnl_reason"] is None
+    # Entered on a priced day: the P&L runs from the entry price, as before.
+    entered = valuation.position_values(
+        _one_position(option, SESSIONS[3], multiplier=100), closes, SESSIONS, SESSIONS
+    ).set_index("trade_date")
+    assert entered.loc[SESSIONS[3], "daily_pnl"] == pytest.approx(10 * 100 * (2.5 - 9.0))
+    assert entered.loc[SESSIONS[3], "pnl_reason"] is None
+
+
+def test_duplicate_prices_and_factor_rows_raise() -> None:
+    doubled = pd.concat([prices(), prices().iloc[[0]].assign(close=50.0)])
+    with pytest.raises(
+        ValueError, match=r"duplicate \(symbol, trade_date\) rows: \(AAA, 2026-11-02\)"
+    ):
+        valuation.position_values(positions(), doubled, SESSIONS, SESSIONS)
+    values = valuation.position_values(positions(), prices(), SESSIONS, SESSIONS)
+    snaps = valuation.portfolio_snapshots(values, SESSIONS, SESSIONS[2:3], window=3)
+    factor_rows = pd.DataFrame(
+        {"trade_date": [SESSIONS[2]] * 2, "portfolio_id": [7, 7], "factor": ["Market"] * 2,
+         "beta": [1.0, 2.0]}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(2026-11-04, 7, Market\)"):
+        valuation.enrich_snapshots(
+            snaps,
+            pd.DataFrame(columns=["trade_date", "portfolio_id", "view",
+                                  *valuation.SNAPSHOT_GREEK_COLUMNS]),
+            factor_rows,
+            pd.DataFrame(columns=["trade_date", "portfolio_id",
+                                  *valuation.SNAPSHOT_RISK_COLUMNS]),
+        )  # fmt: skip

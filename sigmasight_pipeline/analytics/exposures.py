@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sigmasight_pipeline.analytics.factors import RATES_FACTOR
+from sigmasight_pipeline.analytics.validation import require_unique_pairs
 from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, SHORT_INTEREST_FACTOR
 
 FACTORS = (*FACTOR_ETFS, SHORT_INTEREST_FACTOR)
@@ -35,7 +37,8 @@ def position_factor_exposures(
     exposures: from `risk_exposures`. betas: trade_date, symbol, factor, beta, n_obs, reason.
     short_interest: trade_date, symbol, short_interest_pct_float. The Short Interest factor's
     "beta" is the underlying's short interest as a fraction of float (a characteristic, as in
-    style models), so its dollar exposure is exposure x short-interest fraction.
+    style models), so its dollar exposure is exposure x short-interest fraction. The Rates
+    factor (beta to TLT) is included when `betas` has it (the universe holds TLT).
     """
     si = short_interest.rename(columns={"symbol": "underlying"}).assign(
         factor=SHORT_INTEREST_FACTOR,
@@ -48,7 +51,12 @@ def position_factor_exposures(
     all_betas = pd.concat(
         [betas.rename(columns={"symbol": "underlying"})[si.columns], si], ignore_index=True
     )
-    grid = exposures.merge(pd.DataFrame({"factor": FACTORS}), how="cross")
+    require_unique_pairs(betas, ["trade_date", "symbol", "factor"], "betas")
+    require_unique_pairs(short_interest, ["trade_date", "symbol"], "short_interest")
+    factors = list(FACTORS)
+    if betas["factor"].eq(RATES_FACTOR).any():
+        factors.insert(factors.index(SHORT_INTEREST_FACTOR), RATES_FACTOR)
+    grid = exposures.merge(pd.DataFrame({"factor": factors}), how="cross")
     out = grid.merge(all_betas, on=["trade_date", "underlying", "factor"], how="left")
     missing = out["n_obs"].isna()
     out["n_obs"] = out["n_obs"].fillna(0).astype(int)
@@ -71,6 +79,7 @@ def portfolio_factor_exposures(
     equity: trade_date, portfolio_id, total_value (the gross market value of the positions).
     Positions without a beta add nothing (coverage says how much is missing).
     """
+    require_unique_pairs(equity, ["trade_date", "portfolio_id"], "equity")
     frame = position_exposures.assign(
         has_beta=position_exposures["beta"].notna(),
         abs_exposure=position_exposures["exposure"].abs(),

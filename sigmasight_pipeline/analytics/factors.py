@@ -1,4 +1,4 @@
-"""Rolling factor betas of many assets against the seven factor ETFs, batched.
+"""Rolling factor betas of many assets against the seven factor ETFs (and TLT), batched.
 
 The factor model
 ----------------
@@ -17,6 +17,17 @@ against each other (collinearity) and swing from window to window. So:
   reported; it equals the market beta up to the small SPY/spread covariance).
   This is the exact parametrization of the synthetic market (`resources.synthetic`), so its
   planted betas are what this module estimates.
+* **Rates beta** (issue 11, only when a TLT column is given) = Cov(asset, TLT) / Var(TLT) over
+  the window, univariate like the market beta: the asset's sensitivity to long Treasuries.
+  TLT rises when long rates fall, so a positive rates beta gains when rates fall; dollar P&L
+  per +100 bp = -beta x exposure x TLT duration / 100 (the caller owns the duration).
+
+Each factor uses only the returns it needs, so one missing bar of one ETF never moves another
+factor's beta: the market beta uses the rows where SPY and the asset have returns, the rates
+beta the rows where TLT and the asset have returns, and the style regression the rows where
+SPY and every style ETF in it have returns. A style ETF with fewer than `min_obs` returns in a
+window is left out of that window's regression: its own style is NaN with the reason ("no
+returns for VTV in the window") and the other styles are estimated on the remaining spreads.
 
 Conditioning, measured with `design_condition_numbers` (2-norm condition number of the
 column-standardized regressors, i.e. with the intercept partialled out) on the synthetic market:
@@ -32,11 +43,12 @@ would trade that variance for bias and is deliberately not applied.
 
 Batching
 --------
-Within a window the design matrix is the same for every asset, so assets with complete data
-share ONE QR factorization (X = QR, coefficients R^-1 Q'Y) applied to the whole return block;
-R-squared and standard errors come out of the same block operations. Assets with gaps in the
-window are solved together too: their unobserved rows are zeroed in a per-asset copy of the
-design and one stacked (batched) QR solves every such asset on exactly its observed rows.
+Within a window the design matrix of a regression is the same for every asset, so assets with
+complete data share ONE QR factorization (X = QR, coefficients R^-1 Q'Y) applied to the whole
+return block; R-squared and standard errors come out of the same block operations. Assets with
+gaps in the window are solved together too: their unobserved rows are zeroed in a per-asset
+copy of the design and one stacked (batched) QR solves every such asset on exactly its
+observed rows.
 Results agree with statsmodels OLS to machine precision (see the tests).
 """
 
@@ -47,11 +59,18 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from sigmasight_pipeline.analytics.validation import (
+    naive_dates,
+    require_returns,
+    sorted_unique_rows,
+)
 from sigmasight_pipeline.resources.market_data import FACTOR_ETFS
 
 __all__ = [
     "BETA_COLUMNS",
     "FACTOR_NAMES",
+    "RATES_ETF",
+    "RATES_FACTOR",
     "STYLE_FACTORS",
     "design_condition_numbers",
     "rolling_factor_betas",
@@ -62,6 +81,8 @@ FACTOR_NAMES: list[str] = list(FACTOR_ETFS)  # "Market" first
 STYLE_FACTORS: list[str] = FACTOR_NAMES[1:]
 ETF_ORDER: list[str] = [FACTOR_ETFS[f] for f in FACTOR_NAMES]  # SPY first
 N_PARAMS = 1 + len(FACTOR_NAMES)  # intercept, SPY, six spreads
+RATES_FACTOR = "Rates"  # issue 11: the 60-session beta to TLT
+RATES_ETF = "TLT"
 BETA_COLUMNS = ["trade_date", "symbol", "factor", "beta", "n_obs", "r_squared", "std_err", "reason"]
 
 
@@ -176,59 +197,176 @@ def _univariate_masked(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[
     return beta, se, r2
 
 
-NO_SPY_VARIATION = "SPY returns do not vary in the window"
+def _no_variation(etf: str) -> str:
+    return f"{etf} returns do not vary in the window"
 
 
-def _collinear(rank: int | np.ndarray) -> str:
-    return f"factor spreads are collinear in the window (rank {rank} < {N_PARAMS})"
+NO_SPY_VARIATION = _no_variation("SPY")
+
+
+def _collinear(rank: int | np.ndarray, n_params: int) -> str:
+    return f"factor spreads are collinear in the window (rank {rank} < {n_params})"
+
+
+def _too_few(n: int, min_obs: int) -> str:
+    return f"only {n} observations (< {min_obs})"
+
+
+def _etf_short(etf: str, n: int, min_obs: int) -> str | None:
+    """Why a factor ETF cannot be used in a window with `n` returns, or None if it can."""
+    if n == 0:
+        return f"no returns for {etf} in the window"
+    if n < min_obs:
+        return f"only {n} returns for {etf} in the window (< {min_obs})"
+    return None
 
 
 class _Out:
-    """Preallocated (end date, symbol[, factor]) result arrays."""
+    """Preallocated (end date, symbol, factor) result arrays."""
 
-    def __init__(self, n_end: int, n_sym: int) -> None:
-        shape = (n_end, n_sym, len(FACTOR_NAMES))
+    def __init__(self, n_end: int, n_sym: int, n_fac: int) -> None:
+        shape = (n_end, n_sym, n_fac)
         self.beta = np.full(shape, np.nan)
         self.se = np.full(shape, np.nan)
         self.r2 = np.full(shape, np.nan)
-        self.n_obs = np.zeros((n_end, n_sym), dtype=np.int64)
+        self.n_obs = np.zeros(shape, dtype=np.int64)
         self.reason = np.full(shape, None, dtype=object)
 
-    def fill(self, e: int, cols: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-        """Solve window `e` for symbol columns `cols`, all observed on every row of x and y."""
-        if np.ptp(x[:, 1]) == 0:
-            self.reason[e, cols, :] = NO_SPY_VARIATION
-            return
-        beta, se, r2 = _univariate(x[:, 1], y)
-        self.beta[e, cols, 0], self.se[e, cols, 0], self.r2[e, cols, 0] = beta, se, r2
-        rank = np.linalg.matrix_rank(x)
-        if rank < N_PARAMS:
-            self.reason[e, cols, 1:] = _collinear(rank)
-            return
-        coef, se_m, r2_m = _multivariate(x, y)
-        self.beta[e, cols, 1:] = coef[2:].T
-        self.se[e, cols, 1:] = se_m[2:].T
-        self.r2[e, cols, 1:] = r2_m[:, None]
+    def univariate(
+        self, e: int, fac: int, etf: str, x: np.ndarray, y: np.ndarray, valid: np.ndarray,
+        n_valid: np.ndarray, min_obs: int,
+    ) -> None:  # fmt: skip
+        """Cov(y, x) / Var(x) of every symbol on the rows where x and the symbol both exist.
 
-    def fill_masked(
-        self, e: int, cols: np.ndarray, x: np.ndarray, y: np.ndarray, mask: np.ndarray
+        `valid` marks the finite entries of y and `n_valid` counts them per column."""
+        x_ok = np.isfinite(x)
+        n_x = int(x_ok.sum())
+        short = _etf_short(etf, n_x, min_obs)
+        all_rows = n_x == len(x)
+        mask = valid if all_rows else x_ok[:, None] & valid
+        n = n_valid if all_rows else mask.sum(axis=0)
+        self.n_obs[e, :, fac] = n
+        if short:
+            self.reason[e, :, fac] = short
+            return
+        few = n < min_obs
+        for j in np.flatnonzero(few):
+            self.reason[e, j, fac] = _too_few(int(n[j]), min_obs)
+        complete = (n == n_x) & ~few
+        if complete.any():  # one plain solve on the rows where x exists
+            cols = _columns(complete)
+            xs = x if all_rows else x[x_ok]
+            if np.ptp(xs) == 0:
+                self.reason[e, cols, fac] = _no_variation(etf)
+            else:
+                ys = y if all_rows else y[x_ok]
+                beta, se, r2 = _univariate(xs, ys if isinstance(cols, slice) else ys[:, cols])
+                self.beta[e, cols, fac], self.se[e, cols, fac], self.r2[e, cols, fac] = beta, se, r2
+        cols = np.flatnonzero(~complete & ~few)
+        if cols.size == 0:
+            return
+        m = mask[:, cols]
+        xv = x[:, None]
+        flat = np.where(m, xv, -np.inf).max(axis=0) == np.where(m, xv, np.inf).min(axis=0)
+        beta, se, r2 = _univariate_masked(np.where(x_ok, x, 0.0), y[:, cols], m)
+        self.beta[e, cols, fac] = np.where(flat, np.nan, beta)
+        self.se[e, cols, fac] = np.where(flat, np.nan, se)
+        self.r2[e, cols, fac] = np.where(flat, np.nan, r2)
+        self.reason[e, cols[flat], fac] = _no_variation(etf)
+
+    def styles(
+        self, e: int, f: np.ndarray, y: np.ndarray, valid: np.ndarray, n_valid: np.ndarray,
+        min_obs: int,
+    ) -> None:  # fmt: skip
+        """Style betas: one OLS on [1, SPY, spreads of the usable style ETFs] per window.
+
+        A style ETF is usable with at least `min_obs` returns on rows where SPY has one; the
+        regression runs on the rows where SPY and every usable style ETF have returns.
+        """
+        n_styles = len(STYLE_FACTORS)
+        spy_ok = np.isfinite(f[:, 0])
+        short = _etf_short(ETF_ORDER[0], int(spy_ok.sum()), min_obs)
+        if short:
+            self.reason[e, :, 1 : 1 + n_styles] = short
+            return
+        used: list[int] = []
+        for j in range(1, 1 + n_styles):
+            etf_ok = np.isfinite(f[:, j])
+            both = etf_ok & spy_ok
+            usable = _etf_short(ETF_ORDER[j], int(both.sum()), min_obs)
+            if usable and etf_ok.any() and not both.any():
+                usable = f"no returns for {ETF_ORDER[j]} on days with SPY returns in the window"
+            if usable:
+                self.reason[e, :, j] = usable
+                self.n_obs[e, :, j] = (both[:, None] & valid).sum(axis=0)
+            else:
+                used.append(j)
+        if not used:
+            return
+        facs = np.asarray(used)
+        fidx = slice(facs[0], facs[-1] + 1) if len(facs) == facs[-1] - facs[0] + 1 else facs
+        rows = spy_ok & np.isfinite(f[:, facs]).all(axis=1)
+        all_rows = bool(rows.all())
+        fr = f if all_rows else f[rows]
+        x = np.column_stack([np.ones(len(fr)), fr[:, 0], fr[:, facs] - fr[:, :1]])
+        k = x.shape[1]
+        yr, vr = (y, valid) if all_rows else (y[rows], valid[rows])
+        n = n_valid if all_rows else vr.sum(axis=0)
+        self.n_obs[e][:, fidx] = n[:, None]
+        few = n < min_obs
+        for j in np.flatnonzero(few):
+            self.reason[e, j, fidx] = _too_few(int(n[j]), min_obs)
+        complete = (n == x.shape[0]) & ~few
+        if complete.any():
+            cols = _columns(complete)
+            if np.ptp(x[:, 1]) == 0:
+                self._set_reason(e, cols, fidx, NO_SPY_VARIATION)
+            elif (rank := np.linalg.matrix_rank(x)) < k:
+                self._set_reason(e, cols, fidx, _collinear(rank, k))
+            else:
+                coef, se, r2 = _multivariate(x, yr if isinstance(cols, slice) else yr[:, cols])
+                self._set(e, cols, fidx, coef[2:], se[2:], r2)
+        partial = np.flatnonzero(~complete & ~few)
+        if partial.size:
+            mask = vr[:, partial]
+            spy = x[:, 1:2]
+            flat = np.where(mask, spy, -np.inf).max(axis=0) == np.where(mask, spy, np.inf).min(
+                axis=0
+            )
+            coef, se, r2, rank = _multivariate_masked(x, yr[:, partial], mask)
+            for j in np.flatnonzero(flat):
+                self.reason[e, partial[j], fidx] = NO_SPY_VARIATION
+            for j in np.flatnonzero((rank < k) & ~flat):
+                self.reason[e, partial[j], fidx] = _collinear(int(rank[j]), k)
+            ok = (rank == k) & ~flat
+            self._set(e, partial[ok], fidx, coef[2:, ok], se[2:, ok], r2[ok])
+
+    def _set_reason(
+        self, e: int, cols: slice | np.ndarray, facs: slice | np.ndarray, reason: str
     ) -> None:
-        """Solve window `e` for symbol columns `cols` with gaps (`mask` marks observed rows)."""
-        beta, se, r2 = _univariate_masked(x[:, 1], y, mask)
-        spy = x[:, 1:2]
-        flat = np.where(mask, spy, -np.inf).max(axis=0) == np.where(mask, spy, np.inf).min(axis=0)
-        self.beta[e, cols, 0] = np.where(flat, np.nan, beta)
-        self.se[e, cols, 0] = np.where(flat, np.nan, se)
-        self.r2[e, cols, 0] = np.where(flat, np.nan, r2)
-        self.reason[e, cols[flat], :] = NO_SPY_VARIATION
-        coef, se_m, r2_m, rank = _multivariate_masked(x, y, mask)
-        bad = (rank < N_PARAMS) & ~flat
-        for j in np.flatnonzero(bad):
-            self.reason[e, cols[j], 1:] = _collinear(int(rank[j]))
-        ok = rank == N_PARAMS
-        self.beta[e, cols[ok], 1:] = coef[2:, ok].T
-        self.se[e, cols[ok], 1:] = se_m[2:, ok].T
-        self.r2[e, cols[ok], 1:] = r2_m[ok, None]
+        self.reason[e][_cells(cols, facs)] = reason
+
+    def _set(
+        self, e: int, cols: slice | np.ndarray, facs: slice | np.ndarray, coef: np.ndarray,
+        se: np.ndarray, r2: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Store style coefficients (len(facs) x len(cols)) and the multivariate R^2."""
+        where = _cells(cols, facs)
+        self.beta[e][where] = coef.T
+        self.se[e][where] = se.T
+        self.r2[e][where] = r2[:, None]
+
+
+def _columns(selected: np.ndarray) -> slice | np.ndarray:
+    """The selected columns as an index: a plain slice when all are selected (no copies)."""
+    return slice(None) if selected.all() else np.flatnonzero(selected)
+
+
+def _cells(cols: slice | np.ndarray, facs: slice | np.ndarray) -> tuple:
+    """An index into a (symbol, factor) block for the given columns and factors."""
+    if isinstance(cols, slice) or isinstance(facs, slice):
+        return cols, facs
+    return np.ix_(cols, facs)
 
 
 def rolling_factor_betas(
@@ -241,58 +379,61 @@ def rolling_factor_betas(
     """Factor betas of every asset over the trailing `window` trading days of each end date.
 
     `asset_returns` is dates x symbols (NaN where missing); `factor_returns` is dates x ETF
-    tickers (SPY, MTUM, VTV, VUG, QUAL, IWM, SPLV) and defines the trading-day axis: a window is
-    the `window` rows of `factor_returns` ending at the end date, inclusive (asset dates outside
-    it are ignored; rows with a missing factor return are left out for every asset).
+    tickers (SPY, MTUM, VTV, VUG, QUAL, IWM, SPLV, and optionally TLT) and defines the
+    trading-day axis: a window is the `window` rows of `factor_returns` ending at the end date,
+    inclusive (asset dates outside it are ignored).
 
-    Returns BETA_COLUMNS in long format, one row per (end date, symbol, factor), with
-    `trade_date` a `datetime.date`. Market: univariate beta on SPY with its R^2 and standard
-    error; styles: coefficients on the ETF-minus-SPY spreads with the multivariate R^2 and
-    standard errors (see the module docstring). `n_obs` counts the rows used; where `beta` is
-    null, `reason` says why (too few observations, no factor returns on the end date, ...).
+    Each factor uses only the returns it needs:
+    - Market: univariate beta on SPY, Cov(r, SPY) / Var(SPY), on the rows where SPY and the
+      asset have returns (a missing style-ETF bar does not change it);
+    - Rates (only when `factor_returns` has a TLT column): univariate beta on TLT,
+      Cov(r, TLT) / Var(TLT), on the rows where TLT and the asset have returns (the 60-session
+      rate beta; TLT falls when rates rise, so a positive beta gains when rates fall);
+    - styles: coefficients on the ETF-minus-SPY spreads of one multivariate OLS (see the
+      module docstring) over the style ETFs usable in the window (at least `min_obs` returns),
+      on the rows where SPY and each of those ETFs have returns. A style ETF with too few
+      returns gets NaN for its own style only ("no returns for VTV in the window"); the other
+      styles are then estimated without that spread.
+
+    Returns BETA_COLUMNS in long format, one row per (end date, symbol, factor), factors in
+    FACTOR_NAMES order then "Rates", with `trade_date` a `datetime.date`. `n_obs` counts the
+    rows each factor's regression used; where `beta` is null, `reason` says why.
+    Input validation: tz-aware or duplicate dates, +-inf returns and returns below -100 % raise
+    a ValueError naming them; a missing factor ETF column raises a KeyError.
     """
     if min_obs < N_PARAMS + 1:
         raise ValueError(f"min_obs must be >= {N_PARAMS + 1} ({N_PARAMS} parameters + 1)")
     if window < min_obs:
         raise ValueError(f"window ({window}) must be >= min_obs ({min_obs})")
-    factor_returns = factor_returns.set_axis(pd.DatetimeIndex(pd.to_datetime(factor_returns.index)))
-    factor_returns = factor_returns.sort_index()
-    if factor_returns.index.has_duplicates:
-        raise ValueError("factor_returns has duplicate dates")
+    factor_returns = sorted_unique_rows(factor_returns, "factor_returns")
     idx = factor_returns.index
     f = _factor_block(factor_returns)
-    x_all = np.column_stack([np.ones(len(f)), f[:, 0], f[:, 1:] - f[:, :1]])
-    row_ok = np.isfinite(f).all(axis=1)
-    assets = asset_returns.set_axis(pd.DatetimeIndex(pd.to_datetime(asset_returns.index)))
-    if assets.index.has_duplicates:
-        raise ValueError("asset_returns has duplicate dates")
+    require_returns(factor_returns[ETF_ORDER], "factor_returns")
+    has_rates = RATES_ETF in factor_returns.columns
+    if has_rates:
+        tlt = factor_returns[RATES_ETF].to_numpy(dtype=float)
+        require_returns(factor_returns[RATES_ETF], "factor_returns")
+    assets = sorted_unique_rows(asset_returns, "asset_returns")
+    require_returns(assets, "asset_returns")
     y_all = assets.reindex(idx).to_numpy(dtype=float)
     symbols = np.asarray(asset_returns.columns, dtype=object)
-    ends = pd.DatetimeIndex(pd.to_datetime(list(end_dates))).normalize()
+    ends = naive_dates(end_dates, "end_dates")
+    factor_names = FACTOR_NAMES + ([RATES_FACTOR] if has_rates else [])
 
-    out = _Out(len(ends), len(symbols))
+    out = _Out(len(ends), len(symbols), len(factor_names))
     positions = idx.get_indexer(ends)
     for e, p in enumerate(positions):
         if p < 0:
             out.reason[e] = f"no factor returns on {ends[e].date()}"
             continue
         rows = slice(max(0, p - window + 1), p + 1)
-        ok = row_ok[rows]
-        x = x_all[rows][ok]
-        y = y_all[rows][ok]
+        y = y_all[rows]
         valid = np.isfinite(y)
-        n = valid.sum(axis=0)
-        out.n_obs[e] = n
-        few = n < min_obs
-        for j in np.flatnonzero(few):
-            out.reason[e, j, :] = f"only {n[j]} observations (< {min_obs})"
-        complete = (n == x.shape[0]) & ~few
-        if complete.any():
-            cols = np.flatnonzero(complete)
-            out.fill(e, cols, x, y[:, cols])
-        partial = np.flatnonzero(~complete & ~few)
-        if partial.size:
-            out.fill_masked(e, partial, x, y[:, partial], valid[:, partial])
+        n_valid = valid.sum(axis=0)
+        out.univariate(e, 0, ETF_ORDER[0], f[rows, 0], y, valid, n_valid, min_obs)
+        out.styles(e, f[rows], y, valid, n_valid, min_obs)
+        if has_rates:
+            out.univariate(e, len(FACTOR_NAMES), RATES_ETF, tlt[rows], y, valid, n_valid, min_obs)
 
     n_end, n_sym, n_fac = out.beta.shape
     days = np.array([d.date() for d in ends], dtype=object)
@@ -300,9 +441,9 @@ def rolling_factor_betas(
         {
             "trade_date": np.repeat(days, n_sym * n_fac),
             "symbol": np.tile(np.repeat(symbols, n_fac), n_end),
-            "factor": np.tile(np.asarray(FACTOR_NAMES, dtype=object), n_end * n_sym),
+            "factor": np.tile(np.asarray(factor_names, dtype=object), n_end * n_sym),
             "beta": out.beta.ravel(),
-            "n_obs": np.repeat(out.n_obs.ravel(), n_fac),
+            "n_obs": out.n_obs.ravel(),
             "r_squared": out.r2.ravel(),
             "std_err": out.se.ravel(),
             "reason": out.reason.ravel(),

@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 DAYS_PER_YEAR = 365.0
+# Option quotes are in cents: a quote is known to half a tick, and an implied vol counts as
+# converged only if that half tick moves it by at most IV_ACCURACY (one vol point).
+QUOTE_TICK = 0.01
+IV_ACCURACY = 0.01
 GREEK_COLUMNS = ("price", "delta", "gamma", "theta", "vega", "rho")
 _INV_SQRT_2PI = 0.3989422804014327
 
@@ -173,6 +177,21 @@ def _price_vega(
     return value, vega
 
 
+def _resolved_at_tick(
+    sigma: np.ndarray,
+    q: np.ndarray,
+    half_tick: np.ndarray,
+    vol_accuracy: float,
+    args: tuple[np.ndarray, ...],
+) -> np.ndarray:
+    """True where every (OTM) price within half a tick of q implies a vol within vol_accuracy
+    of sigma: the price moves by at least half a tick over +-vol_accuracy."""
+    above = _price_vega(sigma + vol_accuracy, *args)[0]
+    low = sigma - vol_accuracy
+    below = np.where(low > 0, _price_vega(np.where(low > 0, low, 1.0), *args)[0], 0.0)
+    return (half_tick == 0) | ((above - q >= half_tick) & (q - below >= half_tick))
+
+
 def implied_vol(
     price: ArrayLike,
     spot: ArrayLike,
@@ -184,6 +203,8 @@ def implied_vol(
     hi: float = 5.0,
     tol: float = 1e-8,
     max_iter: int = 100,
+    tick: ArrayLike = QUOTE_TICK,
+    vol_accuracy: float = IV_ACCURACY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Black-Scholes implied volatility, vectorized over all options; returns ``(vol, converged)``.
 
@@ -193,23 +214,36 @@ def implied_vol(
     bracket that starts as ``[lo, hi]``; a step that leaves the bracket is replaced by bisection.
     Converged means the last step or the bracket width is <= ``tol`` (in vol) AND the vol is
     determined to ``tol`` by the price at double precision (vega * tol above the price rounding
-    noise; deep ITM options with no time value left fail this).
+    noise; deep ITM options with no time value left fail this) AND the quote pins the vol down:
+    a quote is only known to half a ``tick`` (default one cent), so every price within half a
+    tick of it must imply a vol within ``vol_accuracy`` of the solution, i.e.
+    ``price(vol + vol_accuracy) - price >= tick / 2`` and ``price - price(vol - vol_accuracy)
+    >= tick / 2`` (exact, since the price rises with vol; to first order
+    ``vega * vol_accuracy >= tick / 2``).
+    Cent-rounded quotes of options whose price hardly moves with vol (deep ITM, tiny time
+    value) are therefore not converged. ``tick`` may be an array (one per quote); pass
+    ``tick=0`` for prices known to double precision (model prices).
 
     NaN and ``converged=False``: invalid inputs, ``t_years <= 0``, prices not strictly inside
     the no-arbitrage bounds (discounted intrinsic, and S for calls / K e^-rt for puts), and
     prices whose implied vol lies outside ``[lo, hi]``. A row that does not converge (after
     ``max_iter`` or by the conditioning test) keeps its best estimate with ``converged=False``.
     """
-    p, s, k, t, r, c = np.broadcast_arrays(
+    if not vol_accuracy > 0:
+        raise ValueError(f"vol_accuracy must be > 0, got {vol_accuracy}")
+    p, s, k, t, r, c, half_tick = np.broadcast_arrays(
         np.asarray(price, dtype=float),
         np.asarray(spot, dtype=float),
         np.asarray(strike, dtype=float),
         np.asarray(t_years, dtype=float),
         np.asarray(rate, dtype=float),
         np.asarray(is_call, dtype=bool),
+        0.5 * np.asarray(tick, dtype=float),
     )
+    if not (np.all(np.isfinite(half_tick)) and np.all(half_tick >= 0)):
+        raise ValueError("tick must be finite and >= 0")
     shape = p.shape
-    p, s, k, t, r, c = (x.ravel() for x in (p, s, k, t, r, c))
+    p, s, k, t, r, c, half_tick = (x.ravel() for x in (p, s, k, t, r, c, half_tick))
     vol = np.full(p.shape, np.nan)
     conv = np.zeros(p.shape, dtype=bool)
     eps = np.finfo(float).eps
@@ -227,7 +261,9 @@ def implied_vol(
         noise = 2.0 * eps * (p + np.where(lower > 0, np.maximum(s, kdisc), 0.0))
 
         idx = np.flatnonzero(ok)
-        q, s, t, kdisc, w, noise = (x[idx] for x in (q, s, t, kdisc, w, noise))
+        q, s, t, kdisc, w, noise, half_tick = (
+            x[idx] for x in (q, s, t, kdisc, w, noise, half_tick)
+        )
         sqrt_t = np.sqrt(t)
         log_fk = np.log(s / kdisc)  # ln(F/K) with F = S e^{rt}
 
@@ -236,8 +272,8 @@ def implied_vol(
             _price_vega(np.full(idx.shape, hi), *args)[0] >= q
         )
         idx = idx[inside]
-        q, s, t, kdisc, w, noise, sqrt_t, log_fk = (
-            x[inside] for x in (q, s, t, kdisc, w, noise, sqrt_t, log_fk)
+        q, s, t, kdisc, w, noise, sqrt_t, log_fk, half_tick = (
+            x[inside] for x in (q, s, t, kdisc, w, noise, sqrt_t, log_fk, half_tick)
         )
         a = np.full(idx.shape, lo)
         b = np.full(idx.shape, hi)
@@ -259,12 +295,17 @@ def implied_vol(
             sigma = new
 
             vol[idx] = sigma  # best estimate so far
-            good = done & (noise <= vega * tol)
-            conv[idx[good]] = True
+            good = np.flatnonzero(done & (noise <= vega * tol))
+            resolved = _resolved_at_tick(
+                sigma[good], q[good], half_tick[good], vol_accuracy,
+                (s[good], kdisc[good], log_fk[good], sqrt_t[good], w[good]),
+            )  # fmt: skip
+            conv[idx[good[resolved]]] = True
             keep = ~done
             idx = idx[keep]
-            q, s, t, kdisc, w, noise, sqrt_t, log_fk, log_q, a, b, sigma = (
-                x[keep] for x in (q, s, t, kdisc, w, noise, sqrt_t, log_fk, log_q, a, b, sigma)
+            q, s, t, kdisc, w, noise, sqrt_t, log_fk, log_q, a, b, sigma, half_tick = (
+                x[keep]
+                for x in (q, s, t, kdisc, w, noise, sqrt_t, log_fk, log_q, a, b, sigma, half_tick)
             )
 
     return vol.reshape(shape), conv.reshape(shape)
@@ -288,7 +329,8 @@ def position_greeks(held: pd.DataFrame, rate: float) -> pd.DataFrame:
     option_price_is_market (False when the price itself came from a model), realized_vol.
 
     Stocks: delta 1 per share, other Greeks 0 (source `stock`). Options: implied volatility
-    from a market price where it converges, else the underlying's realized volatility; expired
+    from a market price where it converges (`implied_vol` with a one-cent quote tick: the
+    quote must pin the vol to IV_ACCURACY), else the underlying's realized volatility; expired
     (t <= 0): all zero (source `expired`); no spot or no usable volatility: the seed's fallback
     table (source `fallback`, with the reason). Position Greeks = per-contract x quantity x
     multiplier (fallback values are already signed: x |quantity| x multiplier).

@@ -18,6 +18,8 @@ Pure numpy/pandas/empyrical; no Dagster, no SQL. Conventions:
 * VaR/CVaR: positive numbers are losses. Historical VaR is minus the 5th percentile (linear
   interpolation) of daily returns; it is negative when even that percentile is a gain.
 * Dates: outputs carry ``trade_date`` as naive midnight ``pd.Timestamp`` (like ``calendar``).
+* Inputs are checked (`analytics.validation`): tz-aware or duplicate dates, +-inf values and
+  returns below -100 % raise a ValueError naming where they are; rows are sorted by date.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import norm
+
+from sigmasight_pipeline.analytics.validation import (
+    naive_dates,
+    require_finite,
+    require_returns,
+    require_unique_pairs,
+    sorted_unique_rows,
+)
 
 __all__ = [
     "ANNUALIZATION",
@@ -79,22 +89,13 @@ def _require_columns(frame: pd.DataFrame, columns: Iterable[str], name: str) -> 
 
 
 def _date_index(values: Iterable, name: str) -> pd.DatetimeIndex:
-    """Normalize dates (date, str, Timestamp) to naive midnight timestamps."""
-    raw = values if isinstance(values, pd.Index) else pd.Index(list(values))
-    index = pd.DatetimeIndex(pd.to_datetime(raw))
-    if index.tz is not None:
-        raise ValueError(f"{name}: expected naive dates, got timezone {index.tz}")
-    return index.normalize()
+    """Normalize dates (date, str, Timestamp) to naive midnight timestamps (tz-aware raises)."""
+    return naive_dates(values, name)
 
 
 def _sorted_wide(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """A copy of a dates x columns frame with a sorted, unique, normalized DatetimeIndex."""
-    out = frame.copy()
-    out.index = _date_index(out.index, name)
-    if out.index.has_duplicates:
-        dupes = out.index[out.index.duplicated()].unique()[:5]
-        raise ValueError(f"{name} has duplicate dates, e.g. {list(dupes.date)}")
-    return out.sort_index().astype(float)
+    """A float copy of a dates x columns frame with a sorted, unique, naive DatetimeIndex."""
+    return sorted_unique_rows(frame, name).astype(float)
 
 
 def daily_risk_free(annual_risk_free: float) -> float:
@@ -117,8 +118,11 @@ def portfolio_daily_returns(snapshots: pd.DataFrame) -> pd.DataFrame:
     )
     frame = snapshots[["trade_date", "portfolio_id", "total_value", "daily_pnl"]].copy()
     frame["trade_date"] = _date_index(frame["trade_date"], "snapshots.trade_date")
-    if frame.duplicated(["trade_date", "portfolio_id"]).any():
-        raise ValueError("snapshots has duplicate (trade_date, portfolio_id) rows")
+    require_unique_pairs(frame, ["trade_date", "portfolio_id"], "snapshots")
+    for column in ("total_value", "daily_pnl"):
+        require_finite(
+            frame.set_index(["trade_date", "portfolio_id"])[column], f"snapshots.{column}"
+        )
     if frame.empty:
         return pd.DataFrame(
             {
@@ -193,10 +197,9 @@ def rolling_risk_metrics(
             raise ValueError(f"{name}={value} is shorter than min_obs={min_obs}")
 
     returns = _sorted_wide(portfolio_returns, "portfolio_returns")
-    spy = spy_returns.copy()
-    spy.index = _date_index(spy.index, "spy_returns")
-    if spy.index.has_duplicates:
-        raise ValueError("spy_returns has duplicate dates")
+    require_returns(returns, "portfolio_returns")
+    spy = _sorted_wide(spy_returns.to_frame("SPY"), "spy_returns")["SPY"]
+    require_returns(spy, "spy_returns")
     spy_values = spy.reindex(returns.index).to_numpy(dtype=float)
     values = returns.to_numpy(dtype=float)
     portfolios = list(returns.columns)
@@ -205,6 +208,7 @@ def rolling_risk_metrics(
     dollar_base = None
     if total_values is not None:
         dollar_base = _sorted_wide(total_values, "total_values").reindex(columns=portfolios)
+        require_finite(dollar_base, "total_values")
 
     rf_daily = daily_risk_free(annual_risk_free)
     ends = _date_index(end_dates, "end_dates").unique().sort_values()
@@ -359,6 +363,7 @@ def _exposure_sigma(exposures: ArrayLike, position_returns: ArrayLike) -> tuple[
         raise ValueError(f"position_returns shape {r.shape} does not match {e.size} exposures")
     if not np.all(np.isfinite(e)):
         raise ValueError("exposures must be finite")
+    require_returns(r, "position_returns")
     keep = e != 0
     e, r = e[keep], r[:, keep]
     complete = np.isfinite(r).all(axis=1)
@@ -426,10 +431,17 @@ def rolling_parametric_var(
     exposures = position_exposures[["trade_date", "portfolio_id", "symbol", "exposure"]].copy()
     exposures["trade_date"] = _date_index(exposures["trade_date"], "position_exposures.trade_date")
     exposures["exposure"] = exposures["exposure"].astype(float)
-    exposures = exposures.groupby(
-        ["trade_date", "portfolio_id", "symbol"], as_index=False, sort=True
-    )["exposure"].sum()
+    require_finite(exposures["exposure"], "position_exposures.exposure")
+    # A NaN exposure (an unpriced position) is unknown, not zero: its portfolio gets no VaR.
+    exposures = (
+        exposures.assign(unknown=exposures["exposure"].isna())
+        .groupby(["trade_date", "portfolio_id", "symbol"], as_index=False, sort=True)[
+            ["exposure", "unknown"]
+        ]
+        .agg({"exposure": "sum", "unknown": "any"})
+    )
     returns = _sorted_wide(symbol_returns, "symbol_returns")
+    require_returns(returns, "symbol_returns")
     ends = exposures["trade_date"].unique() if end_dates is None else end_dates
     ends = _date_index(ends, "end_dates").unique().sort_values()
     tail = norm.pdf(z) / norm.sf(z)
@@ -453,9 +465,13 @@ def rolling_parametric_var(
             unknown = [
                 s for s, x in zip(symbols, e, strict=True) if x != 0 and s not in returns.columns
             ]
+            unpriced = group.loc[group["unknown"].to_numpy(bool), "symbol"].tolist()
             sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
             reason = None
-            if unknown:
+            if unpriced:
+                reason = f"no exposure (unpriced position) for symbols {sorted(unpriced)}"
+                sigma = np.nan
+            elif unknown:
                 reason = f"no returns for exposed symbols {sorted(unknown)}"
                 sigma = np.nan
             elif n < min_obs:

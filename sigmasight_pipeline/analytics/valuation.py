@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 
 from sigmasight_pipeline.analytics.market import close_matrix, lookup
+from sigmasight_pipeline.analytics.validation import is_price, naive_dates, unique_pivot
 
 MAX_CARRY_FORWARD_SESSIONS = 5
+FIRST_PRICED_SESSION = "first priced session: no previous price"
+POSITION_VALUE_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
+    "multiplier", "entry_date", "entry_price", "price", "price_date", "prev_price",
+    "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl",
+    "pnl_reason",
+]  # fmt: skip
 POSITION_COUNT_COLUMNS = {
     "LONG": "long_count",
     "SHORT": "short_count",
@@ -33,20 +41,25 @@ def position_values(
     market value = |q| x price x multiplier; exposure = q x price x multiplier; cost basis =
     q x entry price x multiplier; unrealized P&L = exposure - cost basis; daily P&L = q x
     multiplier x (price - previous price), with the entry price as the previous price on the
-    entry day. A missing close is carried forward up to MAX_CARRY_FORWARD_SESSIONS sessions and
-    flagged; beyond that the row is `missing` with NULL values, never a zero.
+    entry day.
+
+    Only a finite close > 0 is a price (`market.close_matrix`): a zero or negative close counts
+    as missing. A missing close is carried forward up to MAX_CARRY_FORWARD_SESSIONS sessions and
+    flagged (`carried_forward`); beyond that the row is `missing` with NULL values, never a
+    zero. After the entry day, a priced row with no previous price (the first priced session of
+    a position entered earlier, e.g. an option with no bar before) has daily P&L 0.0 and a NULL
+    `prev_price`. `pnl_reason` says why whenever a row is not a plain market-priced day (first
+    priced session, carried forward, rejected close, missing); it is None otherwise.
+    Duplicate (symbol, trade_date) prices raise a ValueError.
     """
-    columns = [
-        "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
-        "multiplier", "entry_date", "entry_price", "price", "price_date", "prev_price",
-        "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl",
-    ]  # fmt: skip
+    columns = POSITION_VALUE_COLUMNS
     if positions.empty or len(days) == 0:
         return pd.DataFrame(columns=columns)
 
     closes = close_matrix(prices, sessions)
     closes = closes.reindex(columns=positions["symbol"].unique())
     observed = closes.notna()
+    rejected = _rejected_closes(prices, closes)
     filled = closes.ffill(limit=MAX_CARRY_FORWARD_SESSIONS)
     price_dates = pd.DataFrame(
         np.where(observed, closes.index.values[:, None], np.datetime64("NaT")),
@@ -55,7 +68,7 @@ def position_values(
     ).ffill(limit=MAX_CARRY_FORWARD_SESSIONS)
     prev_filled = filled.shift(1)
 
-    day_index = pd.DatetimeIndex(days)
+    day_index = naive_dates(days, "days").sort_values()
     # Cross join positions x days, then keep the held ones (entered, not past expiry).
     grid = positions.merge(pd.DataFrame({"trade_date": day_index}), how="cross")
     entry = pd.to_datetime(grid["entry_date"])
@@ -68,8 +81,9 @@ def position_values(
     dates, symbols = grid["trade_date"], grid["symbol"]
     price = lookup(filled, dates, symbols)
     prev_price = lookup(prev_filled, dates, symbols)
-    price_date = lookup(price_dates, dates, symbols, missing=np.datetime64("NaT"))
+    price_date = pd.to_datetime(lookup(price_dates, dates, symbols, missing=np.datetime64("NaT")))
     is_observed = lookup(observed, dates, symbols, missing=False).astype(bool)
+    is_rejected = lookup(rejected, dates, symbols, missing=False).astype(bool)
 
     qty = grid["quantity"].to_numpy(float)
     mult = grid["multiplier"].to_numpy(float)
@@ -77,6 +91,33 @@ def position_values(
     entered_today = (pd.to_datetime(grid["entry_date"]) == grid["trade_date"]).to_numpy()
     # On the entry day the P&L runs from the entry price.
     prev_price = np.where(entered_today, entry_price, prev_price)
+    is_missing = np.isnan(price)
+    first_priced = ~is_missing & np.isnan(prev_price)
+
+    daily_pnl = qty * mult * (price - prev_price)
+    daily_pnl = np.where(first_priced, 0.0, daily_pnl)
+    since = pd.Series(price_date).dt.strftime("%Y-%m-%d").fillna("").to_numpy(dtype=object)
+    rejected_text = "close <= 0 is not a price"
+    n = len(grid)
+    reason = np.select(
+        [
+            is_missing & is_rejected,
+            is_missing,
+            first_priced,
+            ~is_observed & is_rejected,
+            ~is_observed,
+        ],
+        [
+            np.full(n, f"no price: {rejected_text} and no close in the "
+                       f"{MAX_CARRY_FORWARD_SESSIONS} sessions before", dtype=object),
+            np.full(n, f"no price: no close on this session or the "
+                       f"{MAX_CARRY_FORWARD_SESSIONS} before", dtype=object),
+            np.full(n, FIRST_PRICED_SESSION, dtype=object),
+            f"{rejected_text}: price carried forward from " + since,
+            "no close: price carried forward from " + since,
+        ],
+        default=None,
+    )  # fmt: skip
 
     out = pd.DataFrame(
         {
@@ -90,10 +131,10 @@ def position_values(
             "entry_date": pd.to_datetime(grid["entry_date"]),
             "entry_price": entry_price,
             "price": price,
-            "price_date": pd.to_datetime(price_date),
+            "price_date": price_date,
             "prev_price": prev_price,
             "price_source": np.where(
-                is_observed, "market", np.where(np.isnan(price), "missing", "carried_forward")
+                is_observed, "market", np.where(is_missing, "missing", "carried_forward")
             ),
         }
     )
@@ -101,8 +142,25 @@ def position_values(
     out["exposure"] = qty * price * mult
     out["cost_basis"] = qty * entry_price * mult
     out["unrealized_pnl"] = out["exposure"] - out["cost_basis"]
-    out["daily_pnl"] = qty * mult * (price - prev_price)
+    out["daily_pnl"] = daily_pnl
+    out["pnl_reason"] = reason
     return out[columns]
+
+
+def _rejected_closes(prices: pd.DataFrame, closes: pd.DataFrame) -> pd.DataFrame:
+    """Sessions x symbols (as `closes`): True where a bar exists but its close is not a price."""
+    rejected = pd.DataFrame(False, index=closes.index, columns=closes.columns)
+    if prices.empty:
+        return rejected
+    bad = prices[~is_price(prices["close"])]
+    if bad.empty:
+        return rejected
+    rows = closes.index.get_indexer(naive_dates(bad["trade_date"], "prices.trade_date"))
+    cols = closes.columns.get_indexer(pd.Index(bad["symbol"]))
+    found = (rows >= 0) & (cols >= 0)
+    values = rejected.to_numpy(copy=True)
+    values[rows[found], cols[found]] = True
+    return pd.DataFrame(values, index=closes.index, columns=closes.columns)
 
 
 def portfolio_snapshots(
@@ -185,7 +243,7 @@ def enrich_snapshots(
         keys + SNAPSHOT_GREEK_COLUMNS
     ]
     betas = (
-        factor_exposures.pivot_table(index=keys, columns="factor", values="beta", aggfunc="last")
+        unique_pivot(factor_exposures, keys, "factor", "beta", "factor_exposures")
         .rename(columns=SNAPSHOT_FACTOR_COLUMNS)
         .reindex(columns=list(SNAPSHOT_FACTOR_COLUMNS.values()))
         .reset_index()
