@@ -141,7 +141,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "portfolio_risk_metrics": pa.DataFrameSchema(
         {
-            "volatility_ann": pa.Column(float, pa.Check.in_range(0, 5), nullable=True),
+            "volatility_ann": pa.Column(float, pa.Check.ge(0), nullable=True),
             "max_drawdown": pa.Column(float, pa.Check.in_range(-1, 0), nullable=True),
             "var_95_1d": pa.Column(float, pa.Check.ge(0), nullable=True),
         },
@@ -347,6 +347,24 @@ def unvalued_positions_warning() -> RowWarning:
     return RowWarning("position_values", "positions_valued", flag)
 
 
+VOLATILITY_CAP = 5.0  # 500 % a year: possible (a tiny portfolio, a huge new position), rare
+
+
+def extreme_volatility_warning() -> RowWarning:
+    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        vol = frame["volatility_ann"]
+        return vol > VOLATILITY_CAP, "volatility " + (100 * vol).round(0).astype(str) + "%"
+
+    return RowWarning("portfolio_risk_metrics", "volatility_plausible", flag)
+
+
+VOLATILITY_PLAUSIBLE_SPEC = warning_check_spec(
+    "portfolio_risk_metrics",
+    "volatility_plausible",
+    f"Annualized volatility above {VOLATILITY_CAP:.0%} is flagged for review (warning)",
+)
+
+
 POSITIONS_VALUED_SPEC = warning_check_spec(
     "position_values",
     "positions_valued",
@@ -358,8 +376,7 @@ POSITIONS_VALUED_SPEC = warning_check_spec(
 def sql_finite(*columns: str) -> str:
     """SQL true when every column is a finite number (not NULL, NaN or +-Infinity)."""
     return " AND ".join(
-        f"({c} IS NOT NULL AND {c} NOT IN ('NaN'::float8, 'Infinity'::float8, "
-        f"'-Infinity'::float8))"
+        f"({c} IS NOT NULL AND {c} NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8))"
         for c in columns
     )
 

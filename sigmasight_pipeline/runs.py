@@ -57,6 +57,7 @@ class RunOutcome:
     partitions: int
     failed_checks: tuple[str, ...] = ()  # blocking or error-severity checks that failed
     warned_checks: tuple[str, ...] = ()  # warning checks that flagged rows
+    check_notes: tuple[str, ...] = ()  # one line per failed or warning check: what and where
 
 
 def range_tags(start: str, end: str) -> dict[str, str]:
@@ -140,7 +141,21 @@ def materialize(
         if e.severity is AssetCheckSeverity.WARN
     )
     seconds = time.perf_counter() - began
-    return RunOutcome(run_id, result.success, seconds, partitions, failed, warned)
+    notes = tuple(check_note(e) for e in evaluations)
+    return RunOutcome(run_id, result.success, seconds, partitions, failed, warned, notes)
+
+
+def check_note(evaluation) -> str:
+    """One line for a failed check: its key, how many rows failed and the first keys."""
+    meta = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+    failing = meta.get("rows_failing")
+    checked = meta.get("rows_checked")
+    keys = str(meta.get("failing_keys") or "").replace("\n", " ").replace("- ", "")
+    counts = f"{failing:,} of {checked:,} rows" if failing is not None and checked else ""
+    by = meta.get("by_check") or meta.get("reasons") or ""
+    by = str(by).replace("\n", " ").replace("- ", "")
+    parts = [p for p in (counts, by, f"e.g. {keys[:200]}" if keys and keys != "none" else "") if p]
+    return f"{evaluation.asset_check_key.to_user_string()}: " + "; ".join(parts)
 
 
 def execute_request(instance: DagsterInstance, request: RunRequest) -> RunOutcome:

@@ -161,9 +161,7 @@ def runs_terminal() -> set[DagsterRunStatus]:
     return {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-def test_killed_mid_run_resumes_and_processes_the_file_once(
-    dev: DevServer, demo_env: dict
-) -> None:
+def test_killed_mid_run_resumes_and_processes_the_file_once(dev: DevServer, demo_env: dict) -> None:
     """Everything killed (SIGKILL to webserver, daemon, code server and run worker) while the
     sensor's run works: the next start fails the dead run and retries it; the file is loaded
     once and the portfolio gets its snapshots."""

@@ -170,7 +170,8 @@ def test_a_portfolio_that_cannot_be_valued_loads_and_fails_nobody(
     """An underlying with no data at all (the synthetic NODATA ticker) and an option on it:
     the run succeeds, the rows say why, a warning check names them, others are untouched."""
     sensor.drop(f"{user}__Good.csv", _portfolio(["MSFT"]))
-    assert sensor.execute(sensor.tick().run_requests[0]).success
+    first = sensor.execute(sensor.tick().run_requests[0])
+    assert first.success, first.check_notes
     good = _load_of(sensor, user, "Good").portfolio_id
     before = _fingerprint(sensor.url, good)
 

@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
-from sigmasight_pipeline.analytics import exposures, factors
+from sigmasight_pipeline.analytics import exposures, factors, market
 from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
@@ -91,11 +91,13 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
     scope = run_scope(context)
     etfs = list(FACTOR_ETFS.values())
     symbols = [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
-    factor_wide = _wide(returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(etfs)))
+    factor_wide = market.returns_matrix(
+        returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(etfs))
+    )
 
     def chunks():
         for chunk in chunked(symbols, SYMBOLS_PER_CHUNK):
-            wide = _wide(
+            wide = market.returns_matrix(
                 returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(chunk))
             )
             index = factor_wide.index.union(wide.index)
@@ -120,13 +122,6 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
     )
     yield validator.result()
     yield capped.result()
-
-
-def _wide(long: pd.DataFrame) -> pd.DataFrame:
-    """Returns as sessions x symbols (the table's key makes (symbol, day) unique)."""
-    if long.empty:
-        return pd.DataFrame(index=pd.DatetimeIndex([], name="trade_date"))
-    return long.pivot(index="trade_date", columns="symbol", values="daily_return")
 
 
 @asset(

@@ -181,9 +181,9 @@ def portfolio_snapshots(
     Postgres sums the position rows, nothing is read into Python."""
     days = partition_days(context)
     sessions = sessions_with_lookback(days, SNAPSHOT_WINDOW - 1)
-    window_starts = [
-        sessions[max(0, i - (SNAPSHOT_WINDOW - 1))] for i in range(len(sessions))
-    ][-len(days) :]
+    window_starts = [sessions[max(0, i - (SNAPSHOT_WINDOW - 1))] for i in range(len(sessions))][
+        -len(days) :
+    ]
     scope = run_scope(context)
     select = sql.SQL(SNAPSHOT_SELECT).format(
         days=sql.Literal([d.date() for d in days]),

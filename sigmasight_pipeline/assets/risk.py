@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
-from sigmasight_pipeline.analytics import exposures, risk
+from sigmasight_pipeline.analytics import exposures, market, risk
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
@@ -19,7 +19,12 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     symbols_in,
 )
-from sigmasight_pipeline.checks import TableValidator, schema_check_spec
+from sigmasight_pipeline.checks import (
+    VOLATILITY_PLAUSIBLE_SPEC,
+    TableValidator,
+    extreme_volatility_warning,
+    schema_check_spec,
+)
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.settings import risk_free_rate
@@ -48,7 +53,7 @@ def risk_metrics_chunk(
     """
     daily = risk.portfolio_daily_returns(totals)
     wide = daily.pivot(index="trade_date", columns="portfolio_id", values="daily_return")
-    symbols = symbol_returns.pivot(index="trade_date", columns="symbol", values="daily_return")
+    symbols = market.returns_matrix(symbol_returns)
     wide = wide.reindex(wide.index.union(symbols.index)).sort_index()
     spy = symbols["SPY"] if "SPY" in symbols else pd.Series(dtype=float)
     values = totals.pivot(index="trade_date", columns="portfolio_id", values="total_value")
@@ -85,7 +90,7 @@ def risk_metrics_chunk(
         "returns": AssetIn(partition_mapping=lookback(RISK_WINDOW - 1)),
     },
     retry_policy=TRANSIENT_RETRY,
-    check_specs=[schema_check_spec("portfolio_risk_metrics")],
+    check_specs=[schema_check_spec("portfolio_risk_metrics"), VOLATILITY_PLAUSIBLE_SPEC],
 )
 def portfolio_risk_metrics(
     context: AssetExecutionContext,
@@ -125,6 +130,14 @@ def portfolio_risk_metrics(
             )
             yield risk_metrics_chunk(totals, symbol_returns, today, greeks, days)
 
-    validator = TableValidator("portfolio_risk_metrics")
-    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    validator, plausible = TableValidator("portfolio_risk_metrics"), extreme_volatility_warning()
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=scope.portfolio_filter(),
+            observers=[validator, plausible],
+            summaries=[plausible.summary],
+        )
+    )
     yield validator.result()
+    yield plausible.result()
