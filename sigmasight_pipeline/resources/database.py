@@ -86,7 +86,8 @@ def reachable_database_url() -> str:
     url = database_url()
     if is_embedded(url):
         _embedded_server_url.cache_clear()
-        return _embedded_server_url()
+        _embedded_server_url()  # (re)starts the server; `url` may name another database on it
+        return url
     try:
         with psycopg.connect(url, connect_timeout=5):
             return url

@@ -12,6 +12,7 @@ from dagster._config.config_schema import UserConfigSchema
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import DagsterPostgresStorage
+from dagster_postgres.utils import create_pg_engine
 
 from sigmasight_pipeline.resources.database import (
     PROJECT_ROOT,
@@ -68,6 +69,9 @@ def dagster_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
+STORAGE_POOL_SIZE = 4
+
+
 class SigmaSightStorage(DagsterPostgresStorage):
     """dagster-postgres storage on our database, for every process that opens the instance
     (the `dagster` CLI, webserver, daemon and run workers), with two additions:
@@ -94,9 +98,17 @@ class SigmaSightStorage(DagsterPostgresStorage):
         url = reachable_database_url()
         storage = cls(postgres_url=dagster_storage_url(url), inst_data=inst_data)
         for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
-            optimize = getattr(part, "optimize_for_webserver", None)
-            if optimize is not None:
-                optimize(statement_timeout=0, pool_recycle=3600, max_overflow=10)
+            # What dagster-postgres's optimize_for_webserver does, with a pool of several
+            # connections: storing one event can take a second connection (asset tags), and
+            # with a pool of one that connection is opened and closed for every event.
+            part._engine = create_pg_engine(  # type: ignore[attr-defined]
+                part.postgres_url,  # type: ignore[attr-defined]
+                part._token_provider,  # type: ignore[attr-defined]
+                isolation_level="AUTOCOMMIT",
+                pool_size=STORAGE_POOL_SIZE,
+                max_overflow=10,
+                pool_recycle=3600,
+            )
         return storage
 
 

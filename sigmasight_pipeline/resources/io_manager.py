@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -95,13 +95,30 @@ class WriteStats:
             self.preview = frame.head(PREVIEW_ROWS)
 
     def metadata(self) -> dict:
+        """Rows in all, rows per day (runs of days with the same count, so a 90-day range is
+        one short line), and a preview. Dagster copies a range run's output metadata to every
+        partition's materialization, so it is kept small."""
         meta: dict = {"dagster/row_count": self.rows}
         if self.rows_by_day:
-            table = "\n".join(f"| {day} | {n:,} |" for day, n in sorted(self.rows_by_day.items()))
-            meta["rows_by_day"] = MetadataValue.md("| day | rows |\n|---|---|\n" + table)
+            meta["rows_by_day"] = rows_by_day_text(self.rows_by_day)
         if self.preview is not None:
             meta["preview"] = MetadataValue.md(self.preview.to_markdown(index=False))
         return meta
+
+
+def rows_by_day_text(rows_by_day: Mapping[str, int]) -> str:
+    """'2026-07-24..2026-11-27: 76 rows/day (89 days); 2026-11-30: 75 rows'."""
+    runs: list[list] = []  # [first day, last day, rows, days]
+    for day, n in sorted(rows_by_day.items()):
+        if runs and runs[-1][2] == n:
+            runs[-1][1] = day
+            runs[-1][3] += 1
+        else:
+            runs.append([day, day, n, 1])
+    return "; ".join(
+        f"{first}: {n:,} rows" if days == 1 else f"{first}..{last}: {n:,} rows/day ({days} days)"
+        for first, last, n, days in runs
+    )
 
 
 @dataclass
@@ -215,26 +232,49 @@ class TableReader:
 # -- the Dagster pieces ---------------------------------------------------------------------
 
 
-class PostgresClient(DbClient[adbc.Connection]):
-    """One ADBC transaction per `connect`; the type handler deletes the (narrowed) slice."""
+class Transaction:
+    """An ADBC transaction opened on first use: loading an input as a lazy `TableReader` then
+    costs no connection at all."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._stack = ExitStack()
+        self._conn: adbc.Connection | None = None
+
+    @property
+    def conn(self) -> adbc.Connection:
+        if self._conn is None:
+            self._conn = self._stack.enter_context(arrow_connection(self.url))
+        return self._conn
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, *exc_info) -> bool | None:
+        return self._stack.__exit__(*exc_info)
+
+
+class PostgresClient(DbClient[Transaction]):
+    """One transaction per `connect` (opened when first used); the type handler deletes the
+    (narrowed) slice in it."""
 
     @staticmethod
     @contextmanager
     def connect(
         context: OutputContext | InputContext, table_slice: TableSlice
-    ) -> Iterator[adbc.Connection]:
-        with arrow_connection(_url(context)) as conn:
-            yield conn
+    ) -> Iterator[Transaction]:
+        with Transaction(_url(context)) as transaction:
+            yield transaction
 
     @staticmethod
     def ensure_schema_exists(
-        context: OutputContext, table_slice: TableSlice, connection: adbc.Connection
+        context: OutputContext, table_slice: TableSlice, connection: Transaction
     ) -> None:
         table_columns(_url(context), table_slice.schema, table_slice.table)
 
     @staticmethod
     def delete_table_slice(
-        context: OutputContext, table_slice: TableSlice, connection: adbc.Connection
+        context: OutputContext, table_slice: TableSlice, connection: Transaction
     ) -> None:
         """Nothing here: the type handler deletes, in the same transaction, exactly the rows
         the write replaces (the partition range narrowed to the run's portfolios or symbols)."""
@@ -311,15 +351,15 @@ class TableWriteHandler(DbTypeHandler[TableWrite]):
         context: OutputContext,
         table_slice: TableSlice,
         obj: TableWrite,
-        connection: adbc.Connection,
+        connection: Transaction,
     ):
-        metadata = write_table_slice(connection, _url(context), table_slice, obj).metadata()
+        metadata = write_table_slice(connection.conn, _url(context), table_slice, obj).metadata()
         for summary in obj.summaries:
             metadata.update(summary())
         return metadata
 
     def load_input(
-        self, context: InputContext, table_slice: TableSlice, connection: adbc.Connection
+        self, context: InputContext, table_slice: TableSlice, connection: Transaction
     ) -> TableReader:
         return TableReader(
             _url(context), table_slice.schema, table_slice.table, _slice_where(table_slice)
@@ -338,12 +378,13 @@ class DataFrameHandler(DbTypeHandler[pd.DataFrame]):
         context: OutputContext,
         table_slice: TableSlice,
         obj: pd.DataFrame,
-        connection: adbc.Connection,
+        connection: Transaction,
     ):
-        return write_table_slice(connection, _url(context), table_slice, TableWrite(obj)).metadata()
+        write = TableWrite(obj)
+        return write_table_slice(connection.conn, _url(context), table_slice, write).metadata()
 
     def load_input(
-        self, context: InputContext, table_slice: TableSlice, connection: adbc.Connection
+        self, context: InputContext, table_slice: TableSlice, connection: Transaction
     ) -> pd.DataFrame:
         reader = TableReader(
             _url(context), table_slice.schema, table_slice.table, _slice_where(table_slice)

@@ -11,8 +11,11 @@ ADBC's parameter binding takes Arrow arrays, not Python lists.
 
 from __future__ import annotations
 
+import atexit
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 
 import adbc_driver_postgresql.dbapi as adbc
@@ -71,16 +74,47 @@ def _frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     return frame
 
 
+_readers: dict[tuple[str, int, int], adbc.Connection] = {}
+_readers_lock = threading.Lock()
+
+
+@contextmanager
+def _reader(url: str) -> Iterator[adbc.Connection]:
+    """This thread's autocommit connection for reads (an ADBC connect costs tens of ms: it
+    loads the server's type catalog), reopened if the server dropped it."""
+    key = (url, os.getpid(), threading.get_ident())
+    with _readers_lock:
+        conn = _readers.pop(key, None)
+    if conn is None:
+        conn = adbc.connect(url, autocommit=True)
+    try:
+        yield conn
+    except adbc.OperationalError:
+        conn.close()  # a broken connection is not reused
+        raise
+    with _readers_lock:
+        _readers[key] = conn
+
+
+@atexit.register
+def _close_readers() -> None:
+    with _readers_lock:
+        for conn in _readers.values():
+            with suppress(Exception):
+                conn.close()
+        _readers.clear()
+
+
 def query_frame(url: str, query: str | sql.Composable) -> pd.DataFrame:
     """The whole result of a query as one DataFrame (use `query_batches` for large ones)."""
-    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+    with _reader(url) as conn, conn.cursor() as cursor:
         cursor.execute(render(query))
         return _frame(cursor.fetch_arrow_table())
 
 
 def query_batches(url: str, query: str | sql.Composable) -> Iterator[pd.DataFrame]:
     """The result of a query as DataFrames of one Arrow record batch each (streamed)."""
-    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+    with _reader(url) as conn, conn.cursor() as cursor:
         cursor.execute(render(query))
         for batch in cursor.fetch_record_batch():
             yield _frame(batch)
@@ -88,7 +122,7 @@ def query_batches(url: str, query: str | sql.Composable) -> Iterator[pd.DataFram
 
 @lru_cache(maxsize=256)
 def _column_types(url: str, schema: str, table: str) -> dict[str, str]:
-    with arrow_connection(url, autocommit=True) as conn, conn.cursor() as cursor:
+    with _reader(url) as conn, conn.cursor() as cursor:
         cursor.execute(
             render(
                 sql.SQL(
