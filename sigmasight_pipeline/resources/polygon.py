@@ -356,9 +356,10 @@ class PolygonMarketData(PolygonReferenceData):
     `database_url` (None: DATABASE_URL or the embedded server, at first use) holds the shared
     rate limiter's log and the reference-data caches. The rate is `requests_per_minute`
     (Polygon's free tier: 5) per `rate_window_seconds`, shared by every process using the same
-    key. `sleep`, `clock`, `jitter` and `backoff_base` are there so tests run fast; the
-    defaults are 2 s base, 300 s cap on our backoff, 0-1 s jitter, 8 retries and
-    `max_call_seconds` (2 h) per request.
+    key, with `rate_margin_seconds` (default window / 60) of slack for arrival jitter.
+    `sleep`, `clock`, `jitter` and `backoff_base` are there so tests run fast; the defaults
+    are 2 s base, 300 s cap on our backoff, 0-1 s jitter, 8 retries and `max_call_seconds`
+    (2 h) per request.
     """
 
     name = "polygon"
@@ -371,6 +372,7 @@ class PolygonMarketData(PolygonReferenceData):
         base_url: str | None = None,
         requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
         rate_window_seconds: float = 60.0,
+        rate_margin_seconds: float | None = None,
         limiter: RateLimiter | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
@@ -388,7 +390,11 @@ class PolygonMarketData(PolygonReferenceData):
             raise ValueError("PolygonMarketData needs a non-empty api_key (POLYGON_API_KEY)")
         key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:12]
         self.limiter = limiter or SharedRateLimiter.per_minute(
-            database_url, f"polygon:{key_id}", requests_per_minute, rate_window_seconds
+            database_url,
+            f"polygon:{key_id}",
+            requests_per_minute,
+            rate_window_seconds,
+            margin_seconds=rate_margin_seconds,
         )
         self.policy = RetryPolicy(
             max_retries=max_retries,
