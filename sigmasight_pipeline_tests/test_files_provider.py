@@ -142,6 +142,9 @@ def test_the_unreadable_date_is_only_a_warning_when_no_wanted_day_lacks_a_row(fo
         result = market.fetch_bars(wanted(["SPY"], days))
     assert result.issues.empty and len(result.bars) == len(days)
     assert any("SPY.csv line 7: date '06/31/2025'" in m for m in caplog.messages)
+    # Days after the file's last readable date cannot be the unreadable row (in the middle).
+    later = market.fetch_bars(wanted(["SPY"], [date(2025, 8, 1), date(2025, 8, 4)]))
+    assert later.bars.empty and later.issues.empty
 
 
 def test_unusable_files_fail_with_the_reason(folder):

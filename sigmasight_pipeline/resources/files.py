@@ -9,10 +9,11 @@ their OCC name, e.g. `AAPL250620C00150000.csv`; class shares may be spelled `BRK
 
 What `fetch_bars` reports: a held stock or ETF with no file is "failed" (the detail names the
 missing path; it is looked for again next run); an option with no file is simply absent (the
-pipeline model-prices it). A row with a close <= 0 or not a number, two different rows for one
-date, or a date that cannot be read is "rejected", naming the file, line (CSV) or row
-(Parquet) and field. Each file is read once per process (re-read if it changes); only the
-wanted dates are returned.
+pipeline model-prices it). A row with a close <= 0 or not a number, or two different rows for
+one date, is "rejected", naming the file, line (CSV) or row (Parquet) and field. A row whose
+date cannot be read makes every wanted day the file lacks between the readable dates around it
+"rejected" (it may be that day's bar). Each file is read once per process (re-read if it
+changes); only the wanted dates are returned.
 """
 
 from __future__ import annotations
@@ -67,13 +68,15 @@ class MarketFile:
     `rows`: usable rows, `trade_date` (date), `close`, `open`, `high`, `low`, `volume` (float)
     and `origin` ("<path> line N" for CSV, "<path> row N" for Parquet). `unpriced`: rows with a
     date but a close that is not a number (`trade_date`, `origin`, `problem`). `undated`: rows
-    whose date cannot be read (`origin`, `problem`).
+    whose date cannot be read (`origin`, `problem`); they may stand for any day from
+    `undated_span[0]` to `undated_span[1]` (the readable dates around them; None: open end).
     """
 
     path: Path
     rows: pd.DataFrame
     unpriced: pd.DataFrame
     undated: pd.DataFrame
+    undated_span: tuple[date | None, date | None] = (None, None)
 
 
 def read_market_file(path: Path) -> MarketFile:
@@ -106,6 +109,15 @@ def read_market_file(path: Path) -> MarketFile:
     close_text = raw["close"].map(_text).str.strip()
     not_a_number = frame["close"].isna() & close_text.ne("") & close_text.str.lower().ne("nan")
     unpriced = not_a_number & ~undated
+    dated = np.flatnonzero(~undated.to_numpy())
+    lost = np.flatnonzero(undated.to_numpy())
+    span: tuple[date | None, date | None] = (None, None)
+    if len(dated) and len(lost):
+        known = frame["trade_date"][~undated]
+        span = (
+            None if lost[0] < dated[0] else known.min().date(),
+            None if lost[-1] > dated[-1] else known.max().date(),
+        )
     frame["trade_date"] = frame["trade_date"].dt.date
     return MarketFile(
         path,
@@ -125,6 +137,7 @@ def read_market_file(path: Path) -> MarketFile:
                 ],
             }
         ),
+        undated_span=span,
     )
 
 
@@ -218,7 +231,14 @@ class FilesMarketData:
             if not found.undated.empty:
                 # A row without a readable date may be any day the file lacks: flag those.
                 dated = set(found.rows["trade_date"]) | set(found.unpriced["trade_date"])
-                lacking = mine[~mine["trade_date"].isin(dated)]
+                first, last = found.undated_span
+                day = mine["trade_date"]
+                near = ~day.isin(dated)
+                if first is not None:
+                    near &= day >= first
+                if last is not None:
+                    near &= day <= last
+                lacking = mine[near]
                 detail = "no bar for the day, and " + "; ".join(
                     f"{o}: {p}" for o, p in found.undated.itertuples(index=False)
                 )
