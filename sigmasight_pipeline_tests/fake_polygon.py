@@ -14,10 +14,11 @@ for options: the server strips `O:`), stamped like Polygon: range bars at the se
 midnight, grouped bars at its 16:00 close. Bad data is planted per test: `bad_close` (zero,
 negative, NaN, infinite or missing closes), `conflicting_bar` (a second, different bar for the
 same day), `empty_days` (sessions with no bars at all), `delisted` (no bars after a day),
-`options_forbidden` (every `O:` request answered 403 NOT_AUTHORIZED), `split_events` and
-`details`. Faults are queued per test (`fail`, `soft_error`, `slow`, `malformed`) and consumed
-by the next matching requests; `fail(429, retry_after="3600")` is a long Retry-After. Every
-request is recorded with its `time.monotonic()` arrival time, path, query and answered status.
+`options_forbidden` (every `O:` request answered 403 NOT_AUTHORIZED), `split_events`,
+`details` and `today` (short interest served only once published). Faults are queued per test
+(`fail`, `soft_error`, `slow`, `malformed`) and consumed by the next matching requests;
+`fail(429, retry_after="3600")` is a long Retry-After. Every request is recorded with its
+`time.monotonic()` arrival time, path, query and answered status.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import numpy as np
 import pandas as pd
 
 from sigmasight_pipeline.calendar import sessions
@@ -166,6 +168,7 @@ class FakePolygon:
         self.options_forbidden = False
         self.split_events: list[tuple[str, date, float, float]] = []
         self.details: dict[str, dict[str, Any] | None] = {}
+        self.today: date | None = None  # set: serve only short interest published by then
         self.log: list[Recorded] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -438,6 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if not ticker or ticker.upper() in fake.unknown
                 else fake.short_interest_source(ticker, start, end)
             )
+            if fake.today is not None:  # FINRA publishes on the 7th business day after
+                records = [
+                    r
+                    for r in records
+                    if pd.Timestamp(np.busday_offset(r.settlement_date, 7)).date() <= fake.today
+                ]
             results = [
                 {
                     "ticker": r.ticker,

@@ -13,7 +13,7 @@ import random
 import socket
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
@@ -645,6 +645,36 @@ def test_short_interest_is_fetched_once_per_settlement(polygon, fake_polygon):
     fake.log.clear()
     p.short_interest(["AAPL", "MSFT"], DAYS)
     assert fake.requests == []
+
+
+def test_short_interest_is_asked_once_per_published_settlement(polygon, fake_polygon):
+    """Day by day: a settlement is asked for once it can be published (8 business days after
+    it), then never again; a symbol with no data is final once asked late enough."""
+    fake = fake_polygon
+    fake.unknown = {"ZZZZ"}
+    days = [d for d in DAYS if d <= date(2025, 6, 30)][-20:]
+    clock = {"now": datetime(2025, 7, 1, 22, tzinfo=UTC)}
+    p = polygon(now=lambda: clock["now"])
+
+    def asked(when: datetime) -> list[str]:
+        clock["now"] = when
+        fake.today = when.date()
+        fake.log.clear()
+        p.short_interest(["AAPL", "ZZZZ"], days)
+        return sorted(r.query["ticker"] for r in fake.requests if "short" in r.path)
+
+    assert asked(datetime(2025, 7, 1, 22, tzinfo=UTC)) == ["AAPL", "ZZZZ"]
+    assert asked(datetime(2025, 7, 2, 8, tzinfo=UTC)) == []  # within 12 h: nothing
+    assert asked(datetime(2025, 7, 2, 22, tzinfo=UTC)) == ["ZZZZ"]  # may still be published
+    assert asked(datetime(2025, 7, 8, 22, tzinfo=UTC)) == ["ZZZZ"]
+    assert asked(datetime(2025, 7, 9, 22, tzinfo=UTC)) == []  # ZZZZ final: none for June 13
+    # The June 30 settlement is published on July 10 (7th business day): asked once, then kept.
+    assert asked(datetime(2025, 7, 11, 22, tzinfo=UTC)) == ["AAPL", "ZZZZ"]
+    assert asked(datetime(2025, 7, 14, 22, tzinfo=UTC)) == ["ZZZZ"]
+    si = p.short_interest(["AAPL"], days)
+    assert si["trade_date"].max() == date(2025, 6, 30)
+    latest = fake.expected_short_interest("AAPL", date(2025, 6, 30), date(2025, 6, 30))[0]
+    assert si["days_to_cover"].iloc[-1] == latest.days_to_cover
 
 
 def test_short_interest_retries_name_the_ticker_and_failures_are_asked_again(

@@ -4,9 +4,9 @@ spent once: short interest per settlement date, free float, sector/industry and 
 Each cache is keyed by provider name. The rules deciding when a cached answer is final:
 
 * Short interest: FINRA settles mid-month (the last session on or before the 15th) and at month
-  end (the month's last session), and publishes about a week later. A settlement is asked for
-  once it can be published (PUBLISHED_AFTER); once asked for after it is surely published
-  (SURELY_PUBLISHED_AFTER) it is final whether or not the provider had it. A symbol is asked
+  end (the month's last session), and publishes on the 7th business day after. A settlement is
+  asked for from PUBLISHED_AFTER business days after it; once asked for SURELY_PUBLISHED_AFTER
+  business days after it, it is final whether or not the provider had it. A symbol is asked
   again only when one of its needed settlements is due and neither stored nor final, and at
   most once per RECHECK_AFTER.
 * Free float and sector/industry: a found value is fresh for FOUND_MAX_AGE, an answered "none"
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -30,8 +31,8 @@ from sigmasight_pipeline.resources.market_data import (
     MarketDataError,
 )
 
-PUBLISHED_AFTER = timedelta(days=7)
-SURELY_PUBLISHED_AFTER = timedelta(days=21)
+PUBLISHED_AFTER = 8  # business days after the settlement date (FINRA publishes on the 7th)
+SURELY_PUBLISHED_AFTER = 15
 SETTLEMENT_MATCH = timedelta(days=10)  # a record this close before a settlement date is it
 RECHECK_AFTER = timedelta(hours=12)
 FOUND_MAX_AGE = timedelta(days=30)
@@ -86,7 +87,11 @@ class ProviderCache:
         union with what was asked before, so one check row keeps describing one range)."""
         if not symbols:
             return {}
-        due = [s for s in expected_settlements(start, end) if s + PUBLISHED_AFTER <= now.date()]
+        due = [
+            s
+            for s in expected_settlements(start, end)
+            if business_days_after(s, PUBLISHED_AFTER) <= now.date()
+        ]
         checks = {
             symbol: Check(f, t, at)
             for symbol, f, t, at in self._query(
@@ -266,9 +271,14 @@ def _needs_asking(settled: date, check: Check | None, have: list[date], now: dat
         return False  # stored
     if check is None or not check.checked_from <= settled <= check.checked_to:
         return True  # never asked
-    if check.checked_at.date() >= settled + SURELY_PUBLISHED_AFTER:
+    if check.checked_at.date() >= business_days_after(settled, SURELY_PUBLISHED_AFTER):
         return False  # asked after it was surely published: the provider has none
     return now - check.checked_at >= RECHECK_AFTER
+
+
+def business_days_after(day: date, count: int) -> date:
+    """The weekday `count` weekdays after `day` (holidays not skipped: a day early at most)."""
+    return pd.Timestamp(np.busday_offset(day, count, roll="forward")).date()
 
 
 def _fresh(found: object, checked_at: datetime, now: datetime) -> bool:
