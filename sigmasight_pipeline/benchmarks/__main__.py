@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
 
-MODULES = ("greeks", "factors", "backfill", "intake", "api")
+MODULES = ("greeks", "factors", "backfill", "intake", "api", "market_data")
 
 
 def _fmt(value) -> str:

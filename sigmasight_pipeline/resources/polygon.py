@@ -2,31 +2,35 @@
 
 All HTTP goes through the official client (`massive`, the renamed `polygon-api-client`). The
 client builds URLs, query parameters, auth headers, pagination (`next_url`) and models; this
-module swaps the client's urllib3 pool for `GuardedPool`, a thin wrapper that sends each HTTP
-request through a `TokenBucket` and retries it on 429, 5xx, timeouts, connection errors and
-malformed JSON with capped exponential backoff plus jitter, honouring `Retry-After`. The
-client's own urllib3 retries are switched off, so these are the only retries, and retries of
-a paginated call retry the failing page only.
+module swaps the client's urllib3 pool for `GuardedPool`, which sends each HTTP request through
+the shared rate limiter (`rate_limit.SharedRateLimiter`, one budget for every process using the
+same key) and retries 429, 5xx, timeouts, connection errors, malformed JSON and a 200 whose
+body says `"status": "ERROR"` (`rate_limit.RetryPolicy`: capped exponential backoff with
+jitter, a server's Retry-After honoured in full, a bound on the time per request). The
+client's own urllib3 retries are off, so these are the only retries; a paginated call retries
+the failing page only.
 
 Calls are planned (`plan_calls`): one grouped-daily call covers every stock and ETF on one day,
 one per-ticker range call covers a ticker's whole span; the planner takes a minimum mix of both
 (a minimum vertex cover of the bipartite ticker-day graph). Options are always range calls on
-`O:` + OCC. Only the wanted (symbol, day) pairs are returned.
+`O:` + OCC. A failed call marks its pairs "failed" and the fetch goes on; a bad key (401) or a
+plan that excludes stock bars (403) stops it with a one-line `fatal`; options outside the plan
+(403) are "failed" and the stock calls still run. Reference data (short interest, free float,
+sector/industry, splits) lives in `polygon_reference`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import math
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -40,9 +44,24 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from sigmasight_pipeline.analytics.instruments import is_option_symbol, parse_occ
 from sigmasight_pipeline.resources.market_data import (
     BAR_COLUMNS,
-    SECURITY_INFO_COLUMNS,
-    SHORT_INTEREST_COLUMNS,
+    FAILED,
+    BarsResult,
     MarketDataError,
+    concat_issues,
+    empty_frame,
+    issues_for,
+    normalize_wanted,
+    screen_bars,
+)
+from sigmasight_pipeline.resources.polygon_reference import PolygonReferenceData
+from sigmasight_pipeline.resources.provider_cache import ProviderCache, utc_now
+from sigmasight_pipeline.resources.rate_limit import (
+    RateLimiter,
+    Retryable,
+    RetryPolicy,
+    SharedRateLimiter,
+    backoff_delay,
+    parse_retry_after,
 )
 
 __all__ = [
@@ -51,7 +70,6 @@ __all__ = [
     "GuardedPool",
     "PolygonHTTPError",
     "PolygonMarketData",
-    "TokenBucket",
     "backoff_delay",
     "bars_from_aggs",
     "parse_retry_after",
@@ -64,130 +82,72 @@ logger = logging.getLogger(__name__)
 SOURCE = "polygon"
 TIMEZONE = "America/New_York"
 DEFAULT_REQUESTS_PER_MINUTE = 5.0  # Polygon's free tier
+DEFAULT_MAX_CALL_SECONDS = 7200.0  # long enough to honour a one-hour Retry-After
 RETRY_STATUSES = frozenset({408, 429, 499, 500, 502, 503, 504})
-# FINRA settles short interest twice a month; look back far enough to find the settlement
-# in force on the first wanted day.
-SETTLEMENT_LOOKBACK_DAYS = 45
-FLOAT_BATCH = 100
+OTHER_PROVIDERS = "SIGMASIGHT_MARKET_DATA=files or yfinance"
 
 
-# -- rate limiting and backoff -------------------------------------------------------------
+# -- the guarded HTTP pool -----------------------------------------------------------------
+
+_current = threading.local()
 
 
-class TokenBucket:
-    """A thread-safe token bucket: `acquire()` blocks until a request may be sent.
-
-    Refills `rate_per_minute / 60` tokens a second up to `capacity`. The default capacity of
-    1 spaces requests evenly (60 / rate seconds apart), which guarantees at most
-    `rate_per_minute` requests in any 60-second window; a larger capacity allows bursts of
-    that size (and up to `capacity - 1` extra requests in a window). Waiters reserve their slot
-    under the lock and sleep outside it, so they are served in arrival order.
-    """
-
-    def __init__(
-        self,
-        rate_per_minute: float,
-        capacity: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not rate_per_minute > 0:
-            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute!r}")
-        if capacity is not None and capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity!r}")
-        self.rate_per_minute = float(rate_per_minute)
-        self.capacity = float(capacity or 1)
-        self._per_second = self.rate_per_minute / 60.0
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-        self._tokens = self.capacity
-        self._last = clock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping until it is available; returns the seconds waited."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self._per_second)
-            self._last = now
-            self._tokens -= 1.0
-            wait = -self._tokens / self._per_second if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float = 2.0,
-    cap: float = 300.0,
-    jitter: float = 1.0,
-    retry_after: float | None = None,
-    rng: Callable[[], float] = random.random,
-) -> float:
-    """Seconds before retry number `attempt` (0-based): `base * 2**attempt` plus up to `jitter`
-    seconds of random jitter, at least `retry_after`, and never more than `cap`."""
-    delay = base * 2.0 ** min(attempt, 64) + jitter * rng()
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return min(delay, cap)
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """A `Retry-After` header as seconds (delta-seconds or an HTTP date); None if absent/bad."""
-    if value is None or not value.strip():
-        return None
+@contextmanager
+def naming(what: str, max_retries: int | None = None) -> Iterator[None]:
+    """Name the Polygon call the requests in this block belong to (for retry log lines and
+    errors), optionally with fewer retries than the policy's."""
+    previous = getattr(_current, "what", None), getattr(_current, "max_retries", None)
+    _current.what, _current.max_retries = what, max_retries
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
+        yield
+    finally:
+        _current.what, _current.max_retries = previous
 
 
 class PolygonHTTPError(MarketDataError):
     """Polygon answered with a status that is not worth retrying (401, 403, 404, ...)."""
 
     def __init__(self, status: int, where: str, body: str) -> None:
-        super().__init__(f"HTTP {status} for {where}: {body[:300]}")
         self.status = status
+        self.polygon_status, self.reason = _reason(body)
+        super().__init__(f"{where}: {self.short}")
+
+    @property
+    def short(self) -> str:
+        """`HTTP 403 NOT_AUTHORIZED: You are not entitled to this data...`"""
+        label = f"HTTP {self.status}"
+        if self.polygon_status and self.polygon_status not in ("ERROR", "OK"):
+            label += f" {self.polygon_status}"
+        return f"{label}: {self.reason}" if self.reason else label
+
+
+def _reason(body: str) -> tuple[str | None, str]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, " ".join(body.split())[:200]
+    if not isinstance(data, dict):
+        return None, " ".join(body.split())[:200]
+    message = data.get("message") or data.get("error") or ""
+    return data.get("status"), " ".join(str(message).split())[:200]
 
 
 class GuardedPool:
     """Stands in for the massive client's urllib3 `PoolManager`.
 
-    Every HTTP request (first tries and retries alike) takes a token from the bucket first.
-    Retryable failures (RETRY_STATUSES, urllib3 timeouts and connection errors, a 200 whose
-    body is not JSON) are retried up to `max_retries` times after `backoff_delay`; then, or on
-    any other non-200 status, a MarketDataError is raised (which the client lets through).
+    Every HTTP request (first tries and retries alike) takes a slot from `limiter` first
+    (inside `policy.run`). Retryable failures (RETRY_STATUSES, urllib3 timeouts and connection
+    errors, a 200 whose body is not JSON or says `"status": "ERROR"`) are retried by `policy`;
+    then, or on any other non-200 status, a MarketDataError is raised (which the client lets
+    through). Log lines name the call (see `naming`).
     """
 
     def __init__(
-        self,
-        pool: urllib3.PoolManager,
-        bucket: TokenBucket,
-        *,
-        max_retries: int = 8,
-        backoff_base: float = 2.0,
-        backoff_cap: float = 300.0,
-        jitter: float = 1.0,
-        sleep: Callable[[float], None] = time.sleep,
-        rng: Callable[[], float] = random.random,
+        self, pool: urllib3.PoolManager, limiter: RateLimiter, policy: RetryPolicy
     ) -> None:
         self.pool = pool
-        self.bucket = bucket
-        self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.jitter = jitter
-        self._sleep = sleep
-        self._rng = rng
+        self.limiter = limiter
+        self.policy = policy
 
     def request(
         self,
@@ -197,50 +157,36 @@ class GuardedPool:
         headers: dict[str, str] | None = None,
         **kw: Any,
     ) -> urllib3.BaseHTTPResponse:
-        """Send one request through the bucket, retrying retryable failures."""
-        where = urllib3.util.parse_url(url).path or url
+        """Send one request through the limiter, retrying retryable failures."""
+        path = urllib3.util.parse_url(url).path or url
+        what = f"Polygon {getattr(_current, 'what', None) or path}"
         kw["retries"] = False  # ours are the only retries
-        attempt = 0
-        while True:
-            self.bucket.acquire()
-            retry_after: float | None = None
+
+        def attempt() -> urllib3.BaseHTTPResponse:
             try:
                 resp = self.pool.request(method, url, fields=fields, headers=headers, **kw)
             except urllib3.exceptions.HTTPError as exc:  # timeouts, refused/reset connections
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status == 200:
-                    if _is_json(resp.data):
-                        return resp
-                    problem = "malformed JSON in a 200 response"
-                elif resp.status in RETRY_STATUSES:
-                    problem = f"HTTP {resp.status}"
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                else:
-                    raise PolygonHTTPError(resp.status, where, _text(resp.data))
-            if attempt >= self.max_retries:
-                raise MarketDataError(
-                    f"{where}: giving up after {attempt + 1} attempts; last error: {problem}"
-                )
-            delay = backoff_delay(
-                attempt,
-                base=self.backoff_base,
-                cap=self.backoff_cap,
-                jitter=self.jitter,
-                retry_after=retry_after,
-                rng=self._rng,
-            )
-            logger.warning(
-                "Polygon %s: %s; retry %d/%d in %.2fs%s",
-                where,
-                problem,
-                attempt + 1,
-                self.max_retries,
-                delay,
-                "" if retry_after is None else f" (Retry-After {retry_after:g}s)",
-            )
-            self._sleep(delay)
-            attempt += 1
+                raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+            if resp.status == 200:
+                body = _json(resp.data)
+                if body is None:
+                    raise Retryable("malformed JSON in a 200 response")
+                if isinstance(body, dict) and body.get("status") == "ERROR":
+                    message = body.get("error") or body.get("message") or "no message"
+                    raise Retryable(f'a 200 with "status": "ERROR": {message}')
+                return resp
+            if resp.status in RETRY_STATUSES:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raise Retryable(f"HTTP {resp.status}", retry_after)
+            raise PolygonHTTPError(resp.status, what, _text(resp.data))
+
+        return self.policy.run(
+            attempt,
+            what=what,
+            limiter=self.limiter,
+            log=logger,
+            max_retries=getattr(_current, "max_retries", None),
+        )
 
     def __getattr__(self, name: str) -> Any:  # anything else: the real pool's
         if name == "pool":
@@ -248,12 +194,11 @@ class GuardedPool:
         return getattr(self.pool, name)
 
 
-def _is_json(data: bytes) -> bool:
+def _json(data: bytes) -> Any:
     try:
-        json.loads(data)
+        return json.loads(data)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        return False
-    return True
+        return None
 
 
 def _text(data: bytes | None) -> str:
@@ -283,27 +228,24 @@ class Call:
             return f"grouped daily bars for {self.start} ({len(self.symbols)} symbols)"
         return f"daily bars for {self.ticker} from {self.start} to {self.end}"
 
+    @property
+    def is_option(self) -> bool:
+        return self.kind == "range" and is_option_symbol(self.symbols[0])
+
+    def covers(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        """The wanted pairs this call answers for."""
+        if self.kind == "grouped":
+            mask = pairs["trade_date"].eq(self.start) & pairs["symbol"].isin(self.symbols)
+        else:
+            mask = pairs["symbol"].eq(self.symbols[0])
+        return pairs[mask]
+
 
 def polygon_ticker(symbol: str) -> str:
     """Polygon's ticker: `O:` + OCC for options, `BRK.B` style class shares for stocks."""
     if is_option_symbol(symbol):
         return parse_occ(symbol).polygon_ticker
     return symbol.strip().upper().replace("-", ".")
-
-
-def _normalize_wanted(wanted: pd.DataFrame) -> pd.DataFrame:
-    missing = {"symbol", "trade_date"} - set(wanted.columns)
-    if missing:
-        raise ValueError(f"wanted needs columns symbol and trade_date; missing {sorted(missing)}")
-    if wanted.empty:
-        return pd.DataFrame({"symbol": pd.Series(dtype=object), "trade_date": []})
-    out = pd.DataFrame(
-        {
-            "symbol": wanted["symbol"].astype(str).to_numpy(dtype=object),
-            "trade_date": pd.to_datetime(wanted["trade_date"]).dt.date.to_numpy(dtype=object),
-        }
-    )
-    return out.drop_duplicates(ignore_index=True)
 
 
 def plan_calls(wanted: pd.DataFrame) -> list[Call]:
@@ -315,7 +257,7 @@ def plan_calls(wanted: pd.DataFrame) -> list[Call]:
     Ties favour range calls (small responses). Options: one range call per contract. Range
     calls span the ticker's first to last wanted day. Grouped calls first, by day; then ranges.
     """
-    pairs = _normalize_wanted(wanted)
+    pairs = normalize_wanted(wanted)
     if pairs.empty:
         return []
     option = pairs["symbol"].map(is_option_symbol).to_numpy(dtype=bool)
@@ -385,7 +327,7 @@ def bars_from_aggs(symbol: str, aggs: Sequence[Any]) -> pd.DataFrame:
     """BAR_COLUMNS from massive `Agg`s of one ticker; `timestamp` is epoch ms of the session's
     New York midnight, so the session is its America/New_York date (never the UTC date)."""
     if not aggs:
-        return _empty(BAR_COLUMNS)
+        return empty_frame(BAR_COLUMNS)
     ts = pd.to_datetime(pd.Series([a.timestamp for a in aggs], dtype="int64"), unit="ms", utc=True)
     return pd.DataFrame(
         {
@@ -400,25 +342,24 @@ def bars_from_aggs(symbol: str, aggs: Sequence[Any]) -> pd.DataFrame:
 
 def _ohlcv(aggs: Sequence[Any]) -> dict[str, np.ndarray]:
     def column(name: str) -> np.ndarray:
-        return np.array([getattr(a, name) for a in aggs], dtype=float)
+        return np.array([getattr(a, name) for a in aggs], dtype=float)  # None -> NaN
 
     return {c: column(c) for c in ("open", "high", "low", "close", "volume")}
-
-
-def _empty(columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
 # -- the provider --------------------------------------------------------------------------
 
 
-class PolygonMarketData:
+class PolygonMarketData(PolygonReferenceData):
     """MarketDataProvider backed by Polygon's REST API through the official `massive` client.
 
-    `base_url` None means the client's default host. `sleep`, `jitter` and `backoff_base` are
-    there so tests can run fast; the defaults follow the PRD (2 s base, 300 s cap, 0-1 s
-    jitter, 5 requests/minute). Sector/industry come from yfinance, each lookup bounded by
-    `info_timeout` seconds.
+    `database_url` (None: DATABASE_URL or the embedded server, at first use) holds the shared
+    rate limiter's log and the reference-data caches. The rate is `requests_per_minute`
+    (Polygon's free tier: 5) per `rate_window_seconds`, shared by every process using the same
+    key, with `rate_margin_seconds` (default window / 60) of slack for arrival jitter.
+    `sleep`, `clock`, `jitter` and `backoff_base` are there so tests run fast; the defaults
+    are 2 s base, 300 s cap on our backoff, 0-1 s jitter, 8 retries and `max_call_seconds`
+    (2 h) per request.
     """
 
     name = "polygon"
@@ -427,23 +368,45 @@ class PolygonMarketData:
         self,
         api_key: str,
         *,
+        database_url: str | None = None,
         base_url: str | None = None,
         requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE,
-        bucket_capacity: int | None = None,
+        rate_window_seconds: float = 60.0,
+        rate_margin_seconds: float | None = None,
+        limiter: RateLimiter | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
         max_retries: int = 8,
         backoff_base: float = 2.0,
         backoff_cap: float = 300.0,
         jitter: float = 1.0,
+        max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
-        info_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = utc_now,
         fetch_float: bool = True,
     ) -> None:
         if not api_key or not api_key.strip():
             raise ValueError("PolygonMarketData needs a non-empty api_key (POLYGON_API_KEY)")
-        self.bucket = TokenBucket(requests_per_minute, bucket_capacity)
-        self.info_timeout = info_timeout
+        key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:12]
+        self.limiter = limiter or SharedRateLimiter.per_minute(
+            database_url,
+            f"polygon:{key_id}",
+            requests_per_minute,
+            rate_window_seconds,
+            margin_seconds=rate_margin_seconds,
+        )
+        self.policy = RetryPolicy(
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            jitter=jitter,
+            max_call_seconds=max_call_seconds,
+            sleep=sleep,
+            clock=clock,
+        )
+        self.cache = ProviderCache(database_url, self.name)
+        self.now = now
         self.fetch_float = fetch_float
         options: dict[str, Any] = {
             "api_key": api_key.strip(),
@@ -457,22 +420,15 @@ class PolygonMarketData:
         if base_url:
             options["base"] = base_url.rstrip("/")
         self.client = RESTClient(**options)
-        guard = {
-            "max_retries": max_retries,
-            "backoff_base": backoff_base,
-            "backoff_cap": backoff_cap,
-            "jitter": jitter,
-            "sleep": sleep,
-        }
         # The client sends every request through `self.client.request(...)` (BaseClient._get).
-        self.client.client = GuardedPool(self.client.client, self.bucket, **guard)
-        self.client.vx.client = GuardedPool(self.client.vx.client, self.bucket, **guard)
-        self._info_cache: dict[str, tuple[str | None, str | None]] = {}
+        self.client.client = GuardedPool(self.client.client, self.limiter, self.policy)
+        self.client.vx.client = GuardedPool(self.client.vx.client, self.limiter, self.policy)
+        self._info_memo: dict[str, tuple[str | None, str | None]] = {}
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PolygonMarketData:
-        """Configured from POLYGON_API_KEY (required), POLYGON_REQUESTS_PER_MINUTE (default 5)
-        and POLYGON_BASE_URL (default: the client's host)."""
+        """Configured from POLYGON_API_KEY (required), POLYGON_REQUESTS_PER_MINUTE (default 5),
+        POLYGON_MAX_CALL_SECONDS (default 7200) and POLYGON_BASE_URL (default: the client's)."""
         key = os.environ.get("POLYGON_API_KEY", "").strip()
         if not key:
             raise ValueError(
@@ -480,37 +436,76 @@ class PolygonMarketData:
                 "Polygon/Massive API key (the free tier allows 5 requests/minute). Set it, or "
                 "use SIGMASIGHT_MARKET_DATA=synthetic to run offline."
             )
-        raw_rate = os.environ.get("POLYGON_REQUESTS_PER_MINUTE", "").strip()
         settings: dict[str, Any] = {"base_url": os.environ.get("POLYGON_BASE_URL") or None}
-        if raw_rate:
-            try:
-                settings["requests_per_minute"] = float(raw_rate)
-            except ValueError as exc:
-                raise ValueError(
-                    f"POLYGON_REQUESTS_PER_MINUTE={raw_rate!r} is not a number"
-                ) from exc
+        for variable, name in (
+            ("POLYGON_REQUESTS_PER_MINUTE", "requests_per_minute"),
+            ("POLYGON_MAX_CALL_SECONDS", "max_call_seconds"),
+        ):
+            raw = os.environ.get(variable, "").strip()
+            if raw:
+                try:
+                    settings[name] = float(raw)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}={raw!r} is not a number") from exc
         settings.update(overrides)
         return cls(key, **settings)
 
     # -- bars ------------------------------------------------------------------------------
 
     def plan(self, wanted: pd.DataFrame) -> list[Call]:
-        """The calls `daily_bars(wanted)` would make (see `plan_calls`)."""
+        """The calls `fetch_bars(wanted)` would make (see `plan_calls`)."""
         return plan_calls(wanted)
 
     def daily_bars(self, wanted: pd.DataFrame) -> pd.DataFrame:
-        """Adjusted daily bars for exactly the wanted pairs Polygon has (BAR_COLUMNS)."""
-        pairs = _normalize_wanted(wanted)
-        frames = [self._fetch(call) for call in plan_calls(pairs)]
+        return self.fetch_bars(wanted).bars
+
+    def fetch_bars(self, wanted: pd.DataFrame) -> BarsResult:
+        """Adjusted daily bars for the wanted pairs; failures and bad bars as issues."""
+        pairs = normalize_wanted(wanted)
+        frames: list[pd.DataFrame] = []
+        failed: list[pd.DataFrame] = []
+        fatal: str | None = None
+        options_refused: str | None = None
+        for call in plan_calls(pairs):
+            skip = fatal or (options_refused if call.is_option else None)
+            if skip:
+                failed.append(issues_for(call.covers(pairs), FAILED, skip))
+                continue
+            try:
+                frames.append(self._fetch(call))
+            except PolygonHTTPError as exc:
+                if exc.status == 401:
+                    fatal = (
+                        f"Polygon rejected POLYGON_API_KEY ({exc.short}): check the key "
+                        "(POLYGON_API_KEY) at polygon.io/dashboard"
+                    )
+                    detail = fatal
+                elif exc.status == 403 and call.is_option:
+                    options_refused = (
+                        f"options bars are not in POLYGON_API_KEY's plan ({exc.short}); "
+                        "upgrade the Polygon plan to fetch them"
+                    )
+                    detail = options_refused
+                elif exc.status == 403:
+                    fatal = (
+                        f"Polygon refused {call.describe()} for POLYGON_API_KEY's plan "
+                        f"({exc.short}): upgrade the plan or use {OTHER_PROVIDERS}"
+                    )
+                    detail = fatal
+                else:
+                    detail = str(exc)
+                failed.append(issues_for(call.covers(pairs), FAILED, detail))
+            except MarketDataError as exc:
+                failed.append(issues_for(call.covers(pairs), FAILED, str(exc)))
+        if fatal:
+            logger.error("%s", fatal)
         frames = [f for f in frames if not f.empty]
-        if not frames:
-            return _empty(BAR_COLUMNS)
-        bars = pd.concat(frames, ignore_index=True).dropna(subset=["close"])
-        bars = bars.merge(pairs, on=["symbol", "trade_date"], how="inner")
-        bars = bars.drop_duplicates(["symbol", "trade_date"], ignore_index=True)
-        return bars.sort_values(["symbol", "trade_date"], ignore_index=True)[BAR_COLUMNS]
+        raw = pd.concat(frames, ignore_index=True) if frames else empty_frame(BAR_COLUMNS)
+        bars, rejected = screen_bars(pairs, raw)
+        return BarsResult(bars, concat_issues([*failed, rejected]), fatal)
 
     def _fetch(self, call: Call) -> pd.DataFrame:
+        """Raw bars (BAR_COLUMNS + origin) of one planned call."""
         if call.kind == "grouped":
             aggs = self._run(
                 call.describe(),
@@ -521,9 +516,9 @@ class PolygonMarketData:
                 by_ticker.setdefault(polygon_ticker(symbol), []).append(symbol)
             rows = [(s, a) for a in aggs for s in by_ticker.get(a.ticker or "", ())]
             if not rows:
-                return _empty(BAR_COLUMNS)
+                return empty_frame(BAR_COLUMNS)
             # The requested day is the session; Polygon stamps grouped bars at the close.
-            return pd.DataFrame(
+            frame = pd.DataFrame(
                 {
                     "symbol": [s for s, _ in rows],
                     "trade_date": call.start,
@@ -532,182 +527,31 @@ class PolygonMarketData:
                 },
                 columns=BAR_COLUMNS,
             )
-        aggs = self._run(
-            call.describe(),
-            lambda: list(
-                self.client.list_aggs(
-                    call.ticker or "",
-                    1,
-                    "day",
-                    call.start.isoformat(),
-                    call.end.isoformat(),
-                    adjusted=True,
-                    sort="asc",
-                    limit=50000,
-                )
-            ),
-        )
-        return bars_from_aggs(call.symbols[0], aggs)
-
-    @staticmethod
-    def _run(what: str, fetch: Callable[[], Any]) -> Any:
-        """Run one client call; any failure becomes a MarketDataError naming the call."""
-        try:
-            return fetch()
-        except (MarketDataError, BadResponse) as exc:  # BadResponse: a non-200 past the guard
-            raise MarketDataError(f"Polygon {what}: {exc}") from exc
-
-    # -- short interest --------------------------------------------------------------------
-
-    def short_interest(self, symbols: Sequence[str], days: Sequence[date]) -> pd.DataFrame:
-        """Short interest as of each day: the latest settlement on or before it.
-
-        One short-interest call per stock (options are skipped). `days_to_cover` is Polygon's;
-        `short_interest_pct_float` is 100 * short interest / free float, with the free float
-        from Polygon's float endpoint (the current figure, not as of the day); NaN when that
-        endpoint is unavailable (e.g. not in the plan). Days before the first settlement found
-        and stocks without data are absent.
-        """
-        stocks = [s for s in dict.fromkeys(symbols) if not is_option_symbol(s)]
-        day_list = sorted({pd.Timestamp(d).date() for d in days})
-        if not stocks or not day_list:
-            return _empty(SHORT_INTEREST_COLUMNS)
-        first = (day_list[0] - timedelta(days=SETTLEMENT_LOOKBACK_DAYS)).isoformat()
-        last = day_list[-1].isoformat()
-        records = []
-        for symbol in stocks:
-            ticker = polygon_ticker(symbol)
-            results = self._run(
-                f"short interest for {ticker} from {first} to {last}",
-                lambda ticker=ticker: list(
-                    self.client.list_short_interest(
-                        ticker=ticker,
-                        settlement_date_gte=first,
-                        settlement_date_lte=last,
-                        limit=1000,
+        else:
+            aggs = self._run(
+                call.describe(),
+                lambda: list(
+                    self.client.list_aggs(
+                        call.ticker or "",
+                        1,
+                        "day",
+                        call.start.isoformat(),
+                        call.end.isoformat(),
+                        adjusted=True,
+                        sort="asc",
+                        limit=50000,
                     )
                 ),
             )
-            records += [
-                (symbol, r.settlement_date, r.short_interest, r.days_to_cover)
-                for r in results
-                if r.settlement_date
-            ]
-        if not records:
-            return _empty(SHORT_INTEREST_COLUMNS)
-        settled = pd.DataFrame(
-            records, columns=["symbol", "settlement", "short_interest", "days_to_cover"]
-        )
-        settled["settlement"] = pd.to_datetime(settled["settlement"])
-        settled = settled.sort_values("settlement", kind="stable")
-        settled = settled.drop_duplicates(["symbol", "settlement"], keep="last")
-        grid = pd.DataFrame(
-            [(s, d) for s in settled["symbol"].unique() for d in day_list],
-            columns=["symbol", "trade_date"],
-        )
-        grid["day"] = pd.to_datetime(grid["trade_date"])
-        asof = pd.merge_asof(
-            grid.sort_values("day"),
-            settled,
-            left_on="day",
-            right_on="settlement",
-            by="symbol",
-            direction="backward",
-        ).dropna(subset=["settlement"])
-        free_float = self._free_float(list(asof["symbol"].unique())) if self.fetch_float else {}
-        shares = asof["symbol"].map(free_float).astype(float)
-        asof["short_interest_pct_float"] = 100.0 * asof["short_interest"].astype(float) / shares
-        asof["days_to_cover"] = asof["days_to_cover"].astype(float)
-        out = asof.sort_values(["symbol", "day"], ignore_index=True)
-        return out[SHORT_INTEREST_COLUMNS]
+            frame = bars_from_aggs(call.symbols[0], aggs)
+        return frame.assign(origin=f"Polygon {call.describe()}")
 
-    def _free_float(self, symbols: list[str]) -> dict[str, float]:
-        """Free float shares by symbol; {} (and a warning) if the endpoint is unavailable."""
-        by_ticker = {polygon_ticker(s): s for s in symbols}
-        tickers = sorted(by_ticker)
-        out: dict[str, float] = {}
-        for i in range(0, len(tickers), FLOAT_BATCH):
-            batch = tickers[i : i + FLOAT_BATCH]
+    @staticmethod
+    def _run(what: str, fetch: Callable[[], Any], max_retries: int | None = None) -> Any:
+        """Run one client call named `what` (retry log lines and errors name it). Raises
+        MarketDataError (PolygonHTTPError, with its status, for a non-retryable answer)."""
+        with naming(what, max_retries):
             try:
-                rows = self._run(
-                    f"free float for {len(batch)} tickers",
-                    lambda batch=batch: list(
-                        self.client.list_stocks_floats(ticker_any_of=",".join(batch), limit=5000)
-                    ),
-                )
-            except MarketDataError as exc:
-                logger.warning("No free float, so no short interest %% of float: %s", exc)
-                return out
-            latest: dict[str, tuple[str, float]] = {}
-            for r in rows:
-                if r.ticker in by_ticker and r.free_float:
-                    seen = latest.get(r.ticker)
-                    if seen is None or (r.effective_date or "") >= seen[0]:
-                        latest[r.ticker] = (r.effective_date or "", float(r.free_float))
-            out.update({by_ticker[t]: shares for t, (_, shares) in latest.items()})
-        return out
-
-    # -- reference data --------------------------------------------------------------------
-
-    def security_info(self, symbols: Sequence[str]) -> pd.DataFrame:
-        """Sector and industry from yfinance; failures are logged and leave None, never raise.
-
-        Options get None. Each lookup runs in a daemon thread bounded by `info_timeout`; after
-        one lookup times out the rest are skipped, so a dead network costs one timeout at most.
-        Successful lookups are cached for the provider's lifetime.
-        """
-        rows = []
-        gave_up = False
-        for symbol in dict.fromkeys(symbols):
-            if is_option_symbol(symbol):
-                rows.append((symbol, None, None))
-                continue
-            if symbol not in self._info_cache and not gave_up:
-                found, timed_out = _yfinance_sector_industry(symbol, self.info_timeout)
-                if found is not None:
-                    self._info_cache[symbol] = found
-                if timed_out:
-                    gave_up = True
-                    logger.warning("yfinance timed out; skipping sector/industry lookups")
-            sector, industry = self._info_cache.get(symbol, (None, None))
-            rows.append((symbol, sector, industry))
-        return pd.DataFrame(rows, columns=SECURITY_INFO_COLUMNS)
-
-
-def _yfinance_sector_industry(
-    symbol: str, timeout: float
-) -> tuple[tuple[str | None, str | None] | None, bool]:
-    """((sector, industry) or None on failure, whether the lookup timed out)."""
-    result: dict[str, Any] = {}
-
-    def lookup() -> None:
-        try:
-            import yfinance as yf
-
-            info = yf.Ticker(symbol.replace(".", "-")).info or {}
-            result["value"] = (_clean(info.get("sector")), _clean(info.get("industry")))
-        except Exception as exc:  # anything yfinance or the network throws
-            result["error"] = exc
-
-    worker = threading.Thread(target=lookup, name=f"yfinance-{symbol}", daemon=True)
-    started = time.monotonic()
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        logger.warning("yfinance sector/industry for %s: no answer within %.1fs", symbol, timeout)
-        return None, True
-    if "error" in result:
-        error = result["error"]
-        logger.warning(
-            "yfinance sector/industry for %s failed after %.1fs: %s: %s",
-            symbol,
-            time.monotonic() - started,
-            type(error).__name__,
-            error,
-        )
-        return None, False
-    return result["value"], False
-
-
-def _clean(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
+                return fetch()
+            except BadResponse as exc:  # a non-200 the guard let through (none expected)
+                raise MarketDataError(f"Polygon {what}: {exc}") from exc

@@ -21,7 +21,9 @@ The world:
 * Options (OCC symbols): Black-Scholes (`analytics.greeks.bs_price`) on the synthetic
   underlying with rate SYNTHETIC_RATE and a per-underlying implied vol (`implied_vol_for`),
   t = calendar days to expiry / 365; intrinsic on expiry day, no bar after it. Open/high/low
-  are priced off the underlying's open/high/low, so an option price may be 0 (worthless).
+  are priced off the underlying's open/high/low. A close of 0 (a worthless option) is not a
+  market price: `fetch_bars` reports it as a "rejected" issue, like any provider.
+* No splits: every price path is continuous, so `splits` is always empty.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from sigmasight_pipeline.resources.market_data import (
     FACTOR_ETFS,
     SECURITY_INFO_COLUMNS,
     SHORT_INTEREST_COLUMNS,
+    SPLIT_COLUMNS,
+    BarsResult,
+    normalize_wanted,
+    screen_bars,
 )
 
 __all__ = [
@@ -310,8 +316,20 @@ class SyntheticMarket:
 
     # -- bars ------------------------------------------------------------------------------
 
+    def fetch_bars(self, wanted: pd.DataFrame) -> BarsResult:
+        """Bars for the wanted pairs that exist; a close <= 0 (a worthless option) is an issue
+        "rejected" (the synthetic market never fails a call)."""
+        raw = self._bars(normalize_wanted(wanted))  # only wanted pairs, once each
+        bars, issues = screen_bars(None, raw.assign(origin="synthetic"))
+        return BarsResult(bars, issues)
+
     def daily_bars(self, wanted: pd.DataFrame) -> pd.DataFrame:
-        """OHLCV bars for the (symbol, trade_date) pairs of `wanted` that exist (BAR_COLUMNS)."""
+        """`fetch_bars(wanted).bars`: valid bars sorted by symbol and trade_date."""
+        return self.fetch_bars(wanted).bars
+
+    def _bars(self, wanted: pd.DataFrame) -> pd.DataFrame:
+        """OHLCV bars for the (symbol, trade_date) pairs of `wanted` that exist (BAR_COLUMNS),
+        in `wanted` order, unscreened."""
         n = len(wanted)
         if n == 0:
             return _empty(BAR_COLUMNS)
@@ -487,6 +505,10 @@ class SyntheticMarket:
         if not frames:
             return _empty(SHORT_INTEREST_COLUMNS)
         return pd.concat(frames, ignore_index=True)[SHORT_INTEREST_COLUMNS]
+
+    def splits(self, symbols: Sequence[str], start: date, end: date) -> pd.DataFrame:
+        """No synthetic ticker ever splits: always empty (SPLIT_COLUMNS)."""
+        return _empty(SPLIT_COLUMNS)
 
     # -- ground truth for tests ------------------------------------------------------------
 
