@@ -471,3 +471,57 @@ PORTFOLIO_FACTOR_RULES = SqlRules(
     "portfolio_factor_exposures",
     {"coverage in [0, 1]": "coverage IS NULL OR (coverage >= 0 AND coverage <= 1 + 1e-9)"},
 )
+
+
+PRICES_COMPLETE_SPEC = warning_check_spec(
+    "prices",
+    "prices_complete",
+    "Every held symbol, option underlying and factor ETF has a price on every session of the "
+    "run; what has none is named with its reason (failed, rejected, no_data, not_published)",
+)
+
+
+def prices_complete_result(
+    issues: pd.DataFrame, wanted: pd.DataFrame, days: pd.DatetimeIndex
+) -> AssetCheckResult:
+    """The `prices_complete` warning from the run's price issues (see analytics/quality.py)."""
+    named = []
+    reasons: Counter = Counter()
+    if len(issues):
+        frame = issues.assign(day=pd.to_datetime(issues["trade_date"]).dt.strftime("%Y-%m-%d"))
+        reasons.update(frame["kind"].value_counts().to_dict())
+        for (symbol, kind), group in frame.groupby(["symbol", "kind"], sort=True):
+            named.append(
+                f"{symbol}: {len(group)} session(s) {group['day'].min()}..{group['day'].max()}"
+                f" ({kind})"
+            )
+            if len(named) >= SHOWN_KEYS:
+                break
+    return AssetCheckResult(
+        check_name="prices_complete",
+        asset_key="prices",
+        passed=issues.empty,
+        severity=AssetCheckSeverity.WARN,
+        metadata=check_metadata(
+            len(wanted),
+            len(issues),
+            named,
+            {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"},
+            {"reasons": dict(reasons)} if reasons else {},
+        ),
+    )
+
+
+RETURNS_PLAUSIBLE_SPEC = warning_check_spec(
+    "returns",
+    "returns_plausible",
+    "Daily moves beyond 40 % are named: explained by a split on record (closes not "
+    "split-adjusted) or not explained at all (warning)",
+)
+
+
+def flagged_returns_warning() -> RowWarning:
+    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        return frame["flag"].notna(), frame["flag"].fillna("").astype(str)
+
+    return RowWarning("returns", "returns_plausible", flag)

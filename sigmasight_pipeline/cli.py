@@ -50,17 +50,22 @@ def _run_backfill(days: int, end: str | None) -> bool:
 
     plan = runs.BackfillPlan.ending(_end_session(end), days)
     outcomes = runs.backfill(dagster_instance(), plan, _say)
+    problems = [line for outcome in outcomes for line in outcome.problems]
+    if problems:
+        _say("\nWHAT WENT WRONG (one line per cause):")
+        for line in problems:
+            _say(f"  {line}")
     for outcome in outcomes:
         state = "succeeded" if outcome.success else "FAILED"
         _say(
             f"run {outcome.run_id[:8]} {state}: {outcome.partitions} sessions in "
             f"{outcome.seconds:.1f} s"
         )
-        for check in outcome.failed_checks:
-            _say(f"  check failed: {check} (details in the Dagster UI)")
+        for note in outcome.check_notes:
+            _say(f"  check: {note}")
     ok = all(o.success for o in outcomes)
     if not ok:
-        _say("see the failed run in the Dagster UI (`make dev`) for the step's error")
+        _say("the failed run's events and logs are in the Dagster UI (`make dev`)")
     return ok
 
 

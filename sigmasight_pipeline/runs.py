@@ -25,7 +25,9 @@ from sigmasight_pipeline.settings import BACKFILL_DAYS
 # volatilities need 60 returns, which need 61 closes.
 LOOKBACK_SESSIONS = 61
 # Symbol-level assets: run over the window and its lookback before the portfolio assets.
-MARKET_ASSETS = ("securities", "prices", "returns", "short_interest", "factor_betas")
+MARKET_ASSETS = (
+    "securities", "prices", "price_issues", "returns", "short_interest", "factor_betas",
+)  # fmt: skip
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -58,6 +60,7 @@ class RunOutcome:
     failed_checks: tuple[str, ...] = ()  # blocking or error-severity checks that failed
     warned_checks: tuple[str, ...] = ()  # warning checks that flagged rows
     check_notes: tuple[str, ...] = ()  # one line per failed or warning check: what and where
+    problems: tuple[str, ...] = ()  # one line per cause: failed steps, missing market data
 
 
 def range_tags(start: str, end: str) -> dict[str, str]:
@@ -122,7 +125,8 @@ def materialize(
             tags=run_tags,
             run_id=run_id,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            # Failures are summarized in one line each (`problems`), not as stack traces.
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         )
     finally:
         stop.set()
@@ -142,7 +146,37 @@ def materialize(
     )
     seconds = time.perf_counter() - began
     notes = tuple(check_note(e) for e in evaluations)
-    return RunOutcome(run_id, result.success, seconds, partitions, failed, warned, notes)
+    problems = tuple(run_problems(instance, run_id))
+    return RunOutcome(run_id, result.success, seconds, partitions, failed, warned, notes, problems)
+
+
+def run_problems(instance: DagsterInstance, run_id: str) -> list[str]:
+    """One line per cause of trouble in a run: each failed step's error (its first line) and
+    what the market data run could not price (the prices asset's `outcome`)."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        error = event.step_failure_data.error if event and event.step_failure_data else None
+        cause = error
+        while cause is not None and cause.cause is not None and not _user_message(cause):
+            cause = cause.cause
+        message = _user_message(cause) if cause is not None else ""
+        lines.append(f"step {entry.step_key} failed: {message or 'see the run in the UI'}")
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        materialization = entry.asset_materialization
+        if materialization is None or materialization.asset_key != AssetKey("prices"):
+            continue
+        outcome = materialization.metadata.get("outcome")
+        text = str(getattr(outcome, "value", outcome) or "")
+        lines += [line.removeprefix("- ") for line in text.splitlines() if line != "complete"]
+        break  # every partition of a range run carries the same outcome
+    return lines
+
+
+def _user_message(error) -> str:
+    """The first line of an error's message, without Dagster's wrapper text."""
+    text = (error.message or "").strip().splitlines()
+    return text[0].strip() if text else ""
 
 
 def check_note(evaluation) -> str:

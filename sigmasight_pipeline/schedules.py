@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -11,10 +12,16 @@ from dagster import (
     define_asset_job,
     schedule,
 )
+from psycopg import sql
 
 from sigmasight_pipeline import calendar
 from sigmasight_pipeline.assets.common import positions_spec
+from sigmasight_pipeline.resources.database import database_url
+from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.runs import BackfillPlan, range_tags
+
+# The daily run also fetches again any of the previous sessions that were not yet published.
+REFETCH_SESSIONS = 5
 
 PIPELINE_ASSETS = AssetSelection.all() - AssetSelection.assets(positions_spec.key)
 
@@ -32,12 +39,31 @@ daily_update_job = define_asset_job(
     default_status=DefaultScheduleStatus.RUNNING,
 )
 def daily_after_close(context: ScheduleEvaluationContext):
-    """Trading day D at 18:00 New York, after the close; skipped on exchange holidays."""
+    """Trading day D at 18:00 New York, after the close; skipped on exchange holidays. Any of
+    the 5 sessions before D that had no bars at all when it ran is run again with D."""
     day = context.scheduled_execution_time.date()
     if not calendar.is_session(day):
         return SkipReason(f"{day} is not an NYSE trading day")
     key = day.isoformat()
+    unpublished = unpublished_sessions(database_url(), day)
+    if unpublished:
+        # Sessions the provider had not published when they ran are fetched again with today.
+        first = unpublished[0]
+        return RunRequest(run_key=f"daily-{key}-from-{first}", tags=range_tags(first, key))
     return RunRequest(run_key=f"daily-{key}", partition_key=key)
+
+
+def unpublished_sessions(url: str, day, sessions: int = REFETCH_SESSIONS) -> list[str]:
+    """The sessions among the `sessions` before `day` that had no bars at all when they ran."""
+    recent = calendar.previous_sessions(day, sessions)
+    frame = query_frame(
+        url,
+        sql.SQL(
+            "SELECT DISTINCT trade_date FROM sigmasight.price_issues "
+            "WHERE kind = 'not_published' AND trade_date BETWEEN {} AND {} ORDER BY 1"
+        ).format(sql.Literal(recent[0].date()), sql.Literal(recent[-1].date())),
+    )
+    return [f"{d:%Y-%m-%d}" for d in pd.to_datetime(frame["trade_date"])]
 
 
 @schedule(
