@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from dagster import DagsterEventType
 
 from sigmasight_pipeline import calendar, runs
 from sigmasight_pipeline.analytics.greeks import bs_greeks
-from sigmasight_pipeline.checks import SCHEMAS, validate
+from sigmasight_pipeline.checks import SCHEMAS, TableValidator
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.io_manager import read_frame
 from sigmasight_pipeline.resources.synthetic import SYNTHETIC_RATE, SyntheticMarket, implied_vol_for
+from sigmasight_pipeline.scope import Scope
 
 
 def table(db_url: str, query: str, params=None) -> pd.DataFrame:
@@ -236,19 +238,88 @@ def test_every_partitioned_asset_backfills_in_one_run(asset):
     assert node.partitions_def == calendar.trading_day_partitions()
 
 
+def validate(name: str, *chunks: pd.DataFrame):
+    validator = TableValidator(name)
+    for chunk in chunks:
+        validator(chunk)
+    return validator.result()
+
+
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
 def test_schema_checks_pass_on_the_tables_and_catch_bad_rows(db_url, demo_backfill, name):
     frame = table(db_url, f"SELECT * FROM sigmasight.{name}")
-    assert validate(name, frame).passed
+    good = validate(name, frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :])
+    assert good.passed and good.metadata["rows_checked"].value == len(frame)
     duplicated = pd.concat([frame, frame.head(1)], ignore_index=True)
-    result = validate(name, duplicated)
-    assert not result.passed and result.metadata["failures"].value >= 2
+    bad = validate(name, duplicated)
+    assert not bad.passed and bad.metadata["rows_failing"].value == 2
+    assert "failing_keys" in bad.metadata
 
 
 def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
     frame = table(db_url, "SELECT * FROM sigmasight.position_greeks LIMIT 20")
     frame.loc[3, "delta"] = np.nan
-    assert not validate("position_greeks", frame).passed
+    result = validate("position_greeks", frame)
+    assert not result.passed and result.metadata["rows_failing"].value == 1
+    assert f"position_id={frame.loc[3, 'position_id']}" in result.metadata["failing_keys"].value
+
+
+def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backfill):
+    """One partition of one portfolio: every check counts exactly the rows written."""
+    plan, _ = demo_backfill
+    day = plan.key(plan.window[-1])
+    outcome = runs.materialize(
+        dagster_instance,
+        ["position_values", "portfolio_snapshots"],
+        day,
+        day,
+        tags=Scope.of([2]).tags(),
+    )
+    assert outcome.success, outcome.problems
+    written = table(
+        db_url,
+        "SELECT count(*) AS n FROM sigmasight.position_values WHERE trade_date = %s "
+        "AND portfolio_id = 2",
+        (plan.window[-1].date(),),
+    )["n"].iloc[0]
+    checks = {}
+    for entry in dagster_instance.all_logs(
+        outcome.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+    ):
+        evaluation = entry.dagster_event.event_specific_data
+        checks[f"{evaluation.check_name}@{evaluation.asset_key.to_user_string()}"] = (
+            evaluation.metadata
+        )
+    assert checks["schema@position_values"]["rows_checked"].value == written == 10
+    assert checks["schema@portfolio_snapshots"]["rows_checked"].value == 1
+    assert checks["schema@portfolio_snapshots"]["partitions"].value == f"{day}..{day}"
+
+
+def test_a_scoped_run_replaces_only_its_portfolios_rows(db_url, dagster_instance, demo_backfill):
+    plan, _ = demo_backfill
+    day = plan.key(plan.window[-2])
+    query = (
+        "SELECT * FROM sigmasight.position_values WHERE trade_date = %s ORDER BY position_id"
+    )
+    before = table(db_url, query, (plan.window[-2].date(),))
+    with connect(db_url) as conn:  # a stray row of portfolio 3 that only a rewrite removes
+        conn.execute(
+            "UPDATE sigmasight.position_values SET daily_pnl = daily_pnl + 1 "
+            "WHERE trade_date = %s AND portfolio_id IN (1, 3)",
+            (plan.window[-2].date(),),
+        )
+        conn.commit()
+    outcome = runs.materialize(
+        dagster_instance, ["position_values"], day, day, tags=Scope.of([1]).tags()
+    )
+    assert outcome.success
+    after = table(db_url, query, (plan.window[-2].date(),))
+    mine = after["portfolio_id"].eq(1)
+    pd.testing.assert_frame_equal(after[mine], before[before["portfolio_id"].eq(1)])
+    touched = after[after["portfolio_id"].eq(3)]
+    untouched = before[before["portfolio_id"].eq(3)]
+    np.testing.assert_allclose(touched["daily_pnl"], untouched["daily_pnl"] + 1)
+    runs.materialize(dagster_instance, ["position_values"], day, day, tags=Scope.of([3]).tags())
 
 
 def test_all_null_columns_load_with_their_sql_types(db_url):
