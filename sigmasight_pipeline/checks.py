@@ -481,35 +481,46 @@ PRICES_COMPLETE_SPEC = warning_check_spec(
 )
 
 
-def prices_complete_result(
-    issues: pd.DataFrame, wanted: pd.DataFrame, days: pd.DatetimeIndex
-) -> AssetCheckResult:
-    """The `prices_complete` warning from the run's price issues (see analytics/quality.py)."""
-    named = []
-    reasons: Counter = Counter()
-    if len(issues):
+class PricesComplete:
+    """The `prices_complete` warning, counted over the chunks of a prices run: pairs wanted,
+    pairs without a market price, and the first symbols named with their reason."""
+
+    def __init__(self, days: pd.DatetimeIndex) -> None:
+        self.days = {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"}
+        self.wanted = 0
+        self.failing = 0
+        self.reasons: Counter = Counter()
+        self.named: list[str] = []
+
+    def __call__(self, issues: pd.DataFrame, wanted: int) -> None:
+        self.wanted += wanted
+        self.failing += len(issues)
+        if issues.empty:
+            return
         frame = issues.assign(day=pd.to_datetime(issues["trade_date"]).dt.strftime("%Y-%m-%d"))
-        reasons.update(frame["kind"].value_counts().to_dict())
+        self.reasons.update(frame["kind"].value_counts().to_dict())
         for (symbol, kind), group in frame.groupby(["symbol", "kind"], sort=True):
-            named.append(
+            if len(self.named) >= SHOWN_KEYS:
+                break
+            self.named.append(
                 f"{symbol}: {len(group)} session(s) {group['day'].min()}..{group['day'].max()}"
                 f" ({kind})"
             )
-            if len(named) >= SHOWN_KEYS:
-                break
-    return AssetCheckResult(
-        check_name="prices_complete",
-        asset_key="prices",
-        passed=issues.empty,
-        severity=AssetCheckSeverity.WARN,
-        metadata=check_metadata(
-            len(wanted),
-            len(issues),
-            named,
-            {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"},
-            {"reasons": dict(reasons)} if reasons else {},
-        ),
-    )
+
+    def result(self) -> AssetCheckResult:
+        return AssetCheckResult(
+            check_name="prices_complete",
+            asset_key="prices",
+            passed=self.failing == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata=check_metadata(
+                self.wanted,
+                self.failing,
+                self.named,
+                self.days,
+                {"reasons": dict(self.reasons)} if self.reasons else {},
+            ),
+        )
 
 
 RETURNS_PLAUSIBLE_SPEC = warning_check_spec(

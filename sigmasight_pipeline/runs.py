@@ -26,7 +26,7 @@ from sigmasight_pipeline.settings import BACKFILL_DAYS
 LOOKBACK_SESSIONS = 61
 # Symbol-level assets: run over the window and its lookback before the portfolio assets.
 MARKET_ASSETS = (
-    "securities", "prices", "price_issues", "returns", "short_interest", "factor_betas",
+    "securities", "prices", "returns", "short_interest", "factor_betas",
 )  # fmt: skip
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -127,7 +127,7 @@ def env(
     user = f"intake_{uuid.uuid4().hex[:10]}"
     with transaction(db_url) as conn:
         create_user(conn, user, "secret")
-    cursor = sensors.SensorState(last_load_id=intake.latest_load_id(db_url)).to_cursor()
+    cursor = sensors.make_cursor(intake.latest_load_id(db_url))
     yield Env(request.param, db_url, dagster_instance, folders, user, capsys, cursor)
     with transaction(db_url) as conn:  # cascades to portfolios, positions, tags, loads
         conn.execute("DELETE FROM sigmasight.users WHERE username = %s", (user,))
@@ -315,7 +315,7 @@ def test_rejected_replacement_keeps_the_previous_positions(env: Env) -> None:
     assert positions(env.url, env.user, "Growth") == V1_POSITIONS
     assert len(user_loads(env.url, env.user)) == 1
     assert len(env.files("processed")) == 1 and len(env.files("rejected")) == 2
-    if env.mode == "sensor":  # (the first load's pending history run is asked again)
+    if env.mode == "sensor":
         assert tick.new == []
     else:
         assert tick.code == 1
@@ -381,7 +381,7 @@ def test_two_files_at_once(env: Env) -> None:
     assert positions(env.url, env.user, "Two") == V2_POSITIONS
     loads = user_loads(env.url, env.user)
     assert len(loads) == 2 and len(env.files("processed")) == 2 and env.files("inbox") == []
-    if env.mode == "sensor":  # one backfill covers both: every run computes every portfolio
+    if env.mode == "sensor":  # one run covers both portfolios
         (request,) = tick.requests
         assert request.tags[sensors.LOADS_TAG] == ",".join(str(load.id) for load in loads)
         assert len(tick.result.asset_events) == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -192,6 +192,12 @@ def describe_missing(missing: pd.DataFrame, limit: int = 20) -> str:
 
 def empty_bars() -> pd.DataFrame:
     return pd.DataFrame(columns=BAR_COLUMNS)
+
+
+def stack(frames: Iterable[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """The non-empty frames' `columns` one under the other (an empty frame if none)."""
+    parts = [f[list(columns)] for f in frames if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
 
 
 def model_option_bars(

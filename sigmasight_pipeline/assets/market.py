@@ -1,16 +1,9 @@
 """Market data assets: securities, prices and returns (symbol level, shared by all portfolios)."""
 
+from dataclasses import dataclass, field
+
 import pandas as pd
-from dagster import (
-    AssetExecutionContext,
-    AssetIn,
-    AssetOut,
-    Failure,
-    MetadataValue,
-    Output,
-    asset,
-    multi_asset,
-)
+from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Output, asset
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import market, quality
@@ -35,14 +28,19 @@ from sigmasight_pipeline.assets.common import (
 from sigmasight_pipeline.checks import (
     PRICES_COMPLETE_SPEC,
     RETURNS_PLAUSIBLE_SPEC,
+    PricesComplete,
     TableValidator,
     flagged_returns_warning,
-    prices_complete_result,
     schema_check_spec,
 )
 from sigmasight_pipeline.resources.database import PostgresResource
-from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
-from sigmasight_pipeline.resources.market_data import MarketDataResource
+from sigmasight_pipeline.resources.io_manager import (
+    CompanionRows,
+    TableReader,
+    TableWrite,
+    chunked,
+)
+from sigmasight_pipeline.resources.market_data import ISSUE_COLUMNS, MarketDataResource
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.settings import risk_free_rate
 
@@ -91,30 +89,41 @@ def securities(
 
 
 PRICE_COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "volume", "source"]
+OPTIONS_PER_CHUNK = 2_000
 
 
-@multi_asset(
-    outs={
-        "prices": AssetOut(
-            metadata=PARTITIONED,
-            kinds={"postgres", "pandas"},
-            description=(
-                "Daily OHLCV for every security on each trading day: market bars from the "
-                "provider, and Black-Scholes prices (source `model`) for options with no bar."
-            ),
-        ),
-        "price_issues": AssetOut(
-            metadata=PARTITIONED,
-            kinds={"postgres", "pandas"},
-            description=(
-                "Every wanted (symbol, session) without a price, and why: failed (provider "
-                "error, fetched again next run), rejected (bad bar), no_data, not_published."
-            ),
-        ),
-    },
+@dataclass
+class PriceFetch:
+    """What one prices run found, over its chunks: counts, the provider's stop, the check."""
+
+    days: pd.DatetimeIndex
+    stored: int = 0
+    fetched: int = 0
+    model_priced: int = 0
+    fatal: str | None = None
+    outcome: quality.IssueSummary = field(default_factory=quality.IssueSummary)
+    complete: PricesComplete = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.complete = PricesComplete(self.days)
+
+    def metadata(self) -> dict:
+        lines = self.outcome.lines(self.fatal)
+        return {
+            "already_stored": self.stored,
+            "fetched": self.fetched,
+            "model_priced": self.model_priced,
+            "without_market_price": self.complete.failing,
+            "outcome": MetadataValue.md("\n".join(f"- {x}" for x in lines) or "complete"),
+        }
+
+
+@asset(
     partitions_def=TRADING_DAYS,
     backfill_policy=SINGLE_RUN,
+    metadata=PARTITIONED,
     group_name=MARKET_GROUP,
+    kinds={"postgres", "pandas"},
     pool=MARKET_DATA_API_POOL,
     retry_policy=TRANSIENT_RETRY,
     check_specs=[schema_check_spec("prices"), PRICES_COMPLETE_SPEC],
@@ -125,75 +134,119 @@ def prices(
     database: PostgresResource,
     market_data: MarketDataResource,
 ):
-    """Prices of every security on each session. A (symbol, day) already stored as a market
-    bar is kept and never fetched again; only what is missing (or failed last time) is asked
-    of the provider. Bad bars are rejected at the edge, and every pair left without a price is
-    an issue with its reason; a provider that stops (bad key, plan) keeps what it fetched."""
+    """Prices of every security on each session: market bars from the provider, and
+    Black-Scholes prices (source `model`) for options with no bar. A (symbol, day) already
+    stored as a market bar is never fetched again, nor one the provider answered has no data
+    or sent a bad bar for; what failed or was not yet published is asked again. Every pair
+    without a market price is written to `price_issues` with its reason, in the same
+    transaction. A provider that stops (bad key, plan) keeps what it fetched. Stocks and ETFs
+    are fetched together (so the provider can plan its calls), options in chunks."""
     url = database.url()
     days = partition_days(context)
     symbols = scope_symbols(url, run_scope(context))
     if symbols is not None:
         securities = securities[securities["symbol"].isin(symbols)]
-    wanted = market.wanted_pairs(securities, days)
-    day_range = sql.SQL("trade_date BETWEEN {} AND {}").format(
-        sql.Literal(days[0].date()), sql.Literal(days[-1].date())
+    provider = market_data.get_provider()
+    run = PriceFetch(days)
+    is_option = securities["security_type"].eq("OPTION")
+    stock_bars: list[pd.DataFrame] = []  # this run's stock closes, for the option model
+
+    def chunks():
+        groups = [securities[~is_option]] + [
+            securities[is_option].iloc[i : i + OPTIONS_PER_CHUNK]
+            for i in range(0, int(is_option.sum()), OPTIONS_PER_CHUNK)
+        ]
+        for group in groups:
+            rows, issues, wanted = _price_chunk(url, provider, group, days, run, stock_bars)
+            if group is groups[0]:
+                stock_bars.append(rows[["symbol", "trade_date", "close"]])
+            run.complete(issues, wanted)
+            run.outcome.add(issues)
+            yield rows
+            yield CompanionRows("price_issues", issues)
+
+    validator = TableValidator("prices")
+    # Model prices are recomputed every run: their old rows go, market bars stay.
+    write = TableWrite(
+        chunks(),
+        replace=all_of(symbols_in(symbols), sql.SQL("source = 'model'")),
+        observers=[validator],
+        summaries=[run.metadata],
+        companions={"price_issues": symbols_in(symbols)},
+    )
+    yield Output(write)
+    for line in run.outcome.lines(run.fatal):
+        context.log.warning(line)
+    yield validator.result()
+    yield run.complete.result()
+    if run.fatal:
+        # What was fetched is stored (above); the run stops here with the provider's reason.
+        raise Failure(description=run.fatal, allow_retries=False)
+
+
+def _price_chunk(
+    url: str,
+    provider,
+    group: pd.DataFrame,
+    days: pd.DatetimeIndex,
+    run: PriceFetch,
+    stock_bars: list[pd.DataFrame],
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """New price rows, the issues and the number of wanted pairs of one chunk of securities."""
+    names = sorted(group["symbol"])
+    wanted = market.wanted_pairs(group, days)
+    where = all_of(
+        sql.SQL("trade_date BETWEEN {} AND {}").format(
+            sql.Literal(days[0].date()), sql.Literal(days[-1].date())
+        ),
+        symbols_in(names),
     )
     stored = query_frame(
         url,
         sql.SQL(
-            "SELECT symbol, trade_date FROM sigmasight.prices WHERE {} AND source <> 'model' AND {}"
-        ).format(day_range, symbols_in(symbols)),
+            "SELECT symbol, trade_date FROM sigmasight.prices WHERE {} AND source <> 'model'"
+        ).format(where),
     )
-    to_fetch = market.missing_pairs(wanted, stored)
-    context.log.info(
-        f"{len(wanted):,} (symbol, day) pairs wanted, {len(wanted) - len(to_fetch):,} stored, "
-        f"fetching {len(to_fetch):,} from {market_data.provider}"
+    final = query_frame(
+        url,
+        sql.SQL(
+            "SELECT trade_date, symbol, kind, detail FROM sigmasight.price_issues "
+            "WHERE {} AND kind = ANY({})"
+        ).format(where, sql.Literal(list(quality.FINAL_KINDS))),
     )
-    result = market_data.get_provider().fetch_bars(
-        to_fetch.assign(trade_date=to_fetch["trade_date"].dt.date)[["symbol", "trade_date"]]
-    )
-    fetched = result.bars.assign(trade_date=pd.to_datetime(result.bars["trade_date"]))
+    to_fetch = market.missing_pairs(market.missing_pairs(wanted, stored), final)
+    if run.fatal is None:
+        result = provider.fetch_bars(
+            to_fetch.assign(trade_date=to_fetch["trade_date"].dt.date)[["symbol", "trade_date"]]
+        )
+        run.fatal = result.fatal
+        fetched = result.bars.assign(trade_date=pd.to_datetime(result.bars["trade_date"]))
+        reported = result.issues
+    else:  # the provider stopped on an earlier chunk: nothing more is asked of it
+        fetched = market.empty_bars()
+        reported = to_fetch.assign(kind="failed", detail=run.fatal)[ISSUE_COLUMNS]
     modelled = _model_priced_options(
-        url, market.missing_pairs(to_fetch, fetched), securities, fetched, days
+        url, market.missing_pairs(to_fetch, fetched), group, stock_bars, days
     )
-    new_rows = pd.concat([f for f in (fetched, modelled) if len(f)] or [market.empty_bars()])
-    priced = pd.concat([stored, new_rows[["symbol", "trade_date"]]]) if len(new_rows) else stored
-    issues = quality.price_issues(wanted, priced, result.issues)
-    lines = quality.outcome_lines(issues, result.fatal)
-    for line in lines:
-        context.log.warning(line)
-    validator = TableValidator("prices")
-    # Model prices are recomputed every run: their old rows go, market bars stay.
-    replace = all_of(symbols_in(symbols), sql.SQL("source = 'model'"))
-    rows = new_rows[PRICE_COLUMNS].sort_values(["trade_date", "symbol"])
-    metadata = {
-        "already_stored": len(stored),
-        "fetched": len(fetched),
-        "model_priced": len(modelled),
-        "without_price": len(issues),
-        "outcome": MetadataValue.md("\n".join(f"- {line}" for line in lines) or "complete"),
-    }
-    yield Output(
-        TableWrite(rows, replace=replace, observers=[validator]),
-        output_name="prices",
-        metadata=metadata,
-    )
-    yield Output(TableWrite(issues, replace=symbols_in(symbols)), output_name="price_issues")
-    yield validator.result()
-    yield prices_complete_result(issues, wanted, days)
-    if result.fatal:
-        # What was fetched is stored (above); the run stops here with the provider's reason.
-        raise Failure(description=result.fatal, allow_retries=False)
+    run.stored += len(stored)
+    run.fetched += len(fetched)
+    run.model_priced += len(modelled)
+    market_priced = market.stack([stored, fetched, final], ["symbol", "trade_date"])
+    issues = quality.price_issues(wanted, market_priced, modelled, reported)
+    issues = market.stack([issues, final], quality.PRICE_ISSUE_COLUMNS)
+    rows = market.stack([fetched, modelled], PRICE_COLUMNS)
+    return rows.sort_values(["trade_date", "symbol"]), issues, len(wanted)
 
 
 def _model_priced_options(
     url: str,
     missing: pd.DataFrame,
     securities: pd.DataFrame,
-    fetched: pd.DataFrame,
+    stock_bars: list[pd.DataFrame],
     days: pd.DatetimeIndex,
 ) -> pd.DataFrame:
-    """Black-Scholes bars for the options among `missing`, from their underlyings' closes."""
+    """Black-Scholes bars for the options among `missing`, from their underlyings' closes
+    (stored before this run, or fetched by it: `stock_bars`)."""
     options = missing[missing["security_type"].eq("OPTION")].merge(
         securities[["symbol", "underlying", "option_right", "strike", "expiry"]], on="symbol"
     )
@@ -210,8 +263,9 @@ def _model_priced_options(
             sql.Literal(history[0].date()), sql.Literal(history[-1].date()), symbols_in(underlyings)
         ),
     )
-    fresh = fetched.loc[fetched["symbol"].isin(underlyings), ["symbol", "trade_date", "close"]]
-    closes = pd.concat([stored, fresh]).drop_duplicates(["symbol", "trade_date"], keep="last")
+    fresh = [bars[bars["symbol"].isin(underlyings)] for bars in stock_bars]
+    closes = market.stack([stored, *fresh], ["symbol", "trade_date", "close"])
+    closes = closes.drop_duplicates(["symbol", "trade_date"], keep="last")
     return market.model_option_bars(options, market.close_matrix(closes, history), risk_free_rate())
 
 

@@ -121,6 +121,14 @@ def rows_by_day_text(rows_by_day: Mapping[str, int]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class CompanionRows:
+    """Rows for a companion table of a `TableWrite` (same transaction, same partitions)."""
+
+    table: str
+    frame: pd.DataFrame
+
+
 @dataclass
 class TableWrite:
     """Rows that replace a slice of the asset's table, in one transaction.
@@ -131,18 +139,21 @@ class TableWrite:
     rows are inserted (set-based assets), instead of or after the frames; `columns` names the
     columns it fills. observers: called with every chunk before it is written (checks, stats).
     summaries: called after the write; their dicts join the materialization's metadata (e.g.
-    coverage and reasons counted by an observer).
+    coverage and reasons counted by an observer). companions: tables written in the same
+    transaction (e.g. price_issues with prices): {table: the predicate narrowing its partition
+    range's delete}; their rows come from `frames` as `CompanionRows`.
     """
 
-    frames: pd.DataFrame | Iterable[pd.DataFrame] = ()
+    frames: pd.DataFrame | Iterable[pd.DataFrame | CompanionRows] = ()
     replace: sql.Composable | None = None
     insert_select: sql.Composable | None = None
     columns: Sequence[str] = ()
     observers: Sequence[Callable[[pd.DataFrame], None]] = ()
     summaries: Sequence[Callable[[], dict]] = ()
+    companions: Mapping[str, sql.Composable | None] = field(default_factory=dict)
     stats: WriteStats = field(default_factory=WriteStats)
 
-    def chunks(self) -> Iterator[pd.DataFrame]:
+    def chunks(self) -> Iterator[pd.DataFrame | CompanionRows]:
         if isinstance(self.frames, pd.DataFrame):
             yield self.frames
         else:
@@ -312,32 +323,50 @@ def _check_rows_inside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> No
             )
 
 
-def write_table_slice(
-    conn: adbc.Connection, url: str, table_slice: TableSlice, write: TableWrite
-) -> WriteStats:
-    """Delete the slice `write` replaces, then append its chunks / run its INSERT ... SELECT."""
-    target = _qualified(table_slice.schema, table_slice.table)
+def _delete(
+    conn: adbc.Connection,
+    target: sql.Composable,
+    table_slice: TableSlice,
+    replace: sql.Composable | None,
+) -> None:
     clauses = [sql.SQL(w) for w in [partition_where_clause(table_slice.partition_dimensions)] if w]
-    if write.replace is not None:
-        clauses.append(write.replace)
+    if replace is not None:
+        clauses.append(replace)
     delete = sql.SQL("DELETE FROM {}").format(target)
     if clauses:
         delete += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
             sql.SQL("({})").format(c) for c in clauses
         )
     execute(conn, delete)
+
+
+def write_table_slice(
+    conn: adbc.Connection, url: str, table_slice: TableSlice, write: TableWrite
+) -> WriteStats:
+    """Delete the slice `write` replaces (and its companions' slices), then append its chunks /
+    run its INSERT ... SELECT, all in the caller's transaction."""
+    schema = table_slice.schema
+    _delete(conn, _qualified(schema, table_slice.table), table_slice, write.replace)
+    for table, replace in write.companions.items():
+        _delete(conn, _qualified(schema, table), table_slice, replace)
     stats = write.stats
-    for frame in write.chunks():
-        _check_rows_inside_slice(table_slice, frame)
+    for item in write.chunks():
+        if isinstance(item, CompanionRows):
+            _check_rows_inside_slice(table_slice, item.frame)
+            ingest(conn, url, schema, item.table, item.frame)
+            continue
+        _check_rows_inside_slice(table_slice, item)
         for observe in write.observers:
-            observe(frame)
-        stats.observe(frame)
-        ingest(conn, url, table_slice.schema, table_slice.table, frame)
+            observe(item)
+        stats.observe(item)
+        ingest(conn, url, schema, table_slice.table, item)
     if write.insert_select is not None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
         inserted = execute(
             conn,
-            sql.SQL("INSERT INTO {} ({}) {}").format(target, columns, write.insert_select),
+            sql.SQL("INSERT INTO {} ({}) {}").format(
+                _qualified(schema, table_slice.table), columns, write.insert_select
+            ),
         )
         stats.rows += max(inserted, 0)
     return stats
