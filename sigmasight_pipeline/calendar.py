@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from datetime import date, datetime, time
 from functools import cache
+from importlib import metadata
 
-import exchange_calendars as xcals
+import numpy as np
 import pandas as pd
 from dagster import TimeWindowPartitionsDefinition, partition_loading_context
 
@@ -21,35 +22,66 @@ def partitions_start() -> str:
     return os.environ.get("SIGMASIGHT_PARTITIONS_START", DEFAULT_START)
 
 
+CALENDAR_START = "2005-01-01"
+
+
 @cache
-def _xnys() -> xcals.ExchangeCalendar:
-    return xcals.get_calendar("XNYS", start="2005-01-01", end=CALENDAR_END)
+def _session_index() -> pd.DatetimeIndex:
+    """Every XNYS session from CALENDAR_START to CALENDAR_END.
+
+    exchange-calendars takes about 2 s to import and build XNYS, which every process that
+    loads the code location (CLI, run workers, code server) would pay; the sessions are cached
+    once per exchange-calendars version under SIGMASIGHT_HOME/cache, and read back in
+    milliseconds.
+    """
+    from sigmasight_pipeline.resources.database import sigmasight_home
+
+    version = metadata.version("exchange-calendars")
+    path = sigmasight_home() / "cache" / f"xnys_{CALENDAR_START}_{CALENDAR_END}_{version}.npy"
+    if path.exists():
+        return pd.DatetimeIndex(np.load(path).astype("datetime64[ns]"))
+    import exchange_calendars as xcals
+
+    days = xcals.get_calendar("XNYS", start=CALENDAR_START, end=CALENDAR_END).sessions
+    days = pd.DatetimeIndex(days.tz_localize(None) if days.tz else days).normalize()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{os.getpid()}.npy")
+    np.save(partial, days.values.astype("datetime64[D]"))
+    partial.replace(path)  # atomic: a concurrent reader sees the whole file or none
+    return days
 
 
 def sessions(start: str | date, end: str | date) -> pd.DatetimeIndex:
     """NYSE sessions from start to end, both included, as naive midnight timestamps."""
-    return _xnys().sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))
+    index = _session_index()
+    first = index.searchsorted(pd.Timestamp(start), side="left")
+    last = index.searchsorted(pd.Timestamp(end), side="right")
+    return index[first:last]
 
 
 def is_session(day: str | date) -> bool:
-    return bool(_xnys().is_session(pd.Timestamp(day)))
+    index = _session_index()
+    ts = pd.Timestamp(day).normalize()
+    pos = index.searchsorted(ts)
+    return bool(pos < len(index) and index[pos] == ts)
+
+
+def _window(last_position: int, count: int) -> pd.DatetimeIndex:
+    if last_position < count - 1:
+        raise ValueError(f"fewer than {count} sessions before the calendar's start")
+    return _session_index()[last_position - count + 1 : last_position + 1]
 
 
 def previous_sessions(day: str | date, count: int) -> pd.DatetimeIndex:
     """The `count` sessions strictly before `day`, oldest first."""
-    cal = _xnys()
-    ts = pd.Timestamp(day)
-    last = cal.date_to_session(ts, direction="previous")
-    if last == ts:
-        last = cal.previous_session(last)
-    return cal.sessions_window(last, -count)
+    position = _session_index().searchsorted(pd.Timestamp(day), side="left") - 1
+    return _window(position, count)
 
 
 def last_sessions(end: str | date, count: int) -> pd.DatetimeIndex:
     """The `count` sessions ending at the last session on or before `end`, oldest first."""
-    cal = _xnys()
-    last = cal.date_to_session(pd.Timestamp(end), direction="previous")
-    return cal.sessions_window(last, -count)
+    position = _session_index().searchsorted(pd.Timestamp(end), side="right") - 1
+    return _window(position, count)
 
 
 def latest_closed_session(now: datetime | None = None) -> pd.Timestamp:

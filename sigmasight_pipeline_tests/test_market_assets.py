@@ -1,64 +1,71 @@
-"""Market data assets with the Polygon provider (real client, fake server) and bad data."""
+"""Market data through the assets with hostile data: the real Polygon client against a fake
+server serving zero closes, empty days, unknown symbols and options outside the plan; the files
+provider with an unadjusted split; a bad key through the CLI. Nothing wrong passes silently,
+partial failures keep what succeeded, and only what failed is asked again."""
 
 from __future__ import annotations
 
-import socket
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from dagster import materialize
+from dagster import RunRequest, build_schedule_context, materialize
 
 from sigmasight_pipeline import calendar, runs
-from sigmasight_pipeline.analytics import valuation
 from sigmasight_pipeline.assets import market, portfolio
 from sigmasight_pipeline.assets.common import positions_spec
 from sigmasight_pipeline.portfolio_csv import read_portfolio_csv
 from sigmasight_pipeline.portfolios import create_user, load_portfolio
 from sigmasight_pipeline.resources.database import (
+    PROJECT_ROOT,
     PostgresResource,
     connect,
-    create_database,
-    database_url,
-    drop_database,
-    migrate,
     transaction,
 )
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager, read_frame
 from sigmasight_pipeline.resources.market_data import MarketDataResource, _provider
-from sigmasight_pipeline.resources.synthetic import SyntheticMarket
+from sigmasight_pipeline.schedules import daily_after_close
 
-PORTFOLIO = """ticker,quantity,entry_price,entry_date,tags
+STOCKS = """ticker,quantity,entry_price,entry_date,tags
 AAPL,100,150,2026-06-01,tech
 MSFT,-50,300,2026-06-01,
-NODATA,10,20,2026-06-01,broken
-AAPL270115C00200000,5,10,2026-06-01,options
+KO,30,60,2026-06-01,
 """
+OPTIONS = """ticker,quantity,entry_price,entry_date,tags
+AAPL270115C00050000,5,10,2026-06-01,options
+QQQ270115C00500000,2,30,2026-06-01,options
+NODATA,10,20,2026-06-01,broken
+"""
+DAYS = calendar.sessions("2026-08-03", "2026-10-30")  # 31+ sessions: options get model prices
+ZERO_DAY, EMPTY_DAY = DAYS[-14].date(), DAYS[-8].date()
 
 
 @pytest.fixture
-def scratch_db(tmp_path):
-    server = database_url()
-    name = f"sigmasight_market_{abs(hash(tmp_path)) % 10**8}"
-    url = create_database(server, name)
-    migrate(url)
-    csv = tmp_path / "u__p.csv"
-    csv.write_text(PORTFOLIO)
+def scratch_db(isolated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """This module's database with a stock portfolio and an option portfolio; the market
+    tables emptied before each test."""
+    url = isolated_db_url
+    monkeypatch.setenv("DATABASE_URL", url)
     with transaction(url) as conn:
+        for table in ("prices", "price_issues", "returns", "position_values", "securities"):
+            conn.execute(f"DELETE FROM sigmasight.{table}")
+        conn.execute("DELETE FROM sigmasight.users")
         create_user(conn, "u", "pw")
-        load_portfolio(
-            conn, "u", "p", read_portfolio_csv(csv, today=pd.Timestamp("2026-11-20").date())
-        )
-    yield url
-    drop_database(server, name)
+        for name, text in (("stocks", STOCKS), ("options", OPTIONS)):
+            csv = tmp_path / f"u__{name}.csv"
+            csv.write_text(text)
+            parsed = read_portfolio_csv(csv, today=pd.Timestamp("2026-11-20").date())
+            load_portfolio(conn, "u", name, parsed)
+    return url
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_assets(url, assets, start, end, market_data, instance, select=None):
+def run_assets(url, assets, market_data, instance, select=None, days=DAYS):
+    start, end = days[0].strftime("%Y-%m-%d"), days[-1].strftime("%Y-%m-%d")
     return materialize(
         [positions_spec, *assets],
         selection=[a.key for a in (select or assets)],
@@ -73,107 +80,197 @@ def run_assets(url, assets, start, end, market_data, instance, select=None):
     )
 
 
-def test_polygon_backfill_fetches_once_and_matches_the_source(
-    scratch_db, fake_polygon, dagster_instance, monkeypatch
-):
+def table(url: str, query: str, params=None) -> pd.DataFrame:
+    with connect(url) as conn:
+        return read_frame(conn, query, params)
+
+
+@pytest.fixture
+def polygon(fake_polygon, monkeypatch: pytest.MonkeyPatch, scratch_db: str):
     monkeypatch.setenv("POLYGON_API_KEY", "test-key")
-    # yfinance enrichment must fail fast and offline: point it at a closed loopback port.
-    proxy = f"http://127.0.0.1:{closed_port()}"
-    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.setenv(var, proxy)
-    fake_polygon.unknown = {"NODATA"}
-    fake_polygon.fail(429, times=2, retry_after=0)
     _provider.cache_clear()
-    resource = MarketDataResource(
-        provider="polygon", polygon_base_url=fake_polygon.url, polygon_requests_per_minute=6000
+    yield MarketDataResource(
+        provider="polygon",
+        polygon_base_url=fake_polygon.url,
+        polygon_requests_per_minute=6000,
+        database_url=scratch_db,
     )
-    days = calendar.sessions("2026-10-01", "2026-10-30")
-    start, end = days[0].strftime("%Y-%m-%d"), days[-1].strftime("%Y-%m-%d")
-    result = run_assets(
-        scratch_db, [market.securities, market.prices], start, end, resource, dagster_instance
-    )
-    assert result.success
-    with connect(scratch_db) as conn:
-        prices = read_frame(conn, "SELECT * FROM sigmasight.prices")
-        securities = read_frame(conn, "SELECT * FROM sigmasight.securities")
-    assert set(prices["source"]) == {"polygon"}
-    assert "NODATA" not in set(prices["symbol"])  # no data: absent, reported, never zero
-    expected = SyntheticMarket().daily_bars(
-        prices.assign(trade_date=prices["trade_date"].dt.date)[["symbol", "trade_date"]]
-    )
-    merged = prices.merge(
-        expected.assign(trade_date=pd.to_datetime(expected["trade_date"])),
-        on=["symbol", "trade_date"],
-        suffixes=("", "_src"),
-    )
-    assert len(merged) == len(prices) == (len(securities) - 1) * len(days)
-    assert (merged["close"] - merged["close_src"]).abs().max() < 1e-6
-    assert securities["sector"].isna().all()  # enrichment failed offline, run not blocked
-    materialization = result.asset_materializations_for_node("prices")[0]
-    assert materialization.metadata["missing"].value == len(days)
+    _provider.cache_clear()
 
-    served = len(fake_polygon.requests)
-    again = run_assets(
-        scratch_db,
-        [market.securities, market.prices],
-        start,
-        end,
-        resource,
-        dagster_instance,
-        select=[market.prices],
-    )
+
+def test_hostile_polygon_keeps_what_succeeded_and_names_what_did_not(
+    scratch_db, fake_polygon, polygon, dagster_instance
+):
+    fake = fake_polygon
+    fake.universe = ["AAPL", "MSFT", "KO", "SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV"]
+    fake.unknown = {"NODATA", "QQQ"}  # QQQ is held only as an option's underlying
+    fake.bad_close("MSFT", ZERO_DAY, 0.0)
+    fake.empty_days = {EMPTY_DAY}
+    fake.options_forbidden = True  # the plan has no options
+
+    assets = [market.securities, market.prices, market.returns, portfolio.position_values]
+    result = run_assets(scratch_db, assets, polygon, dagster_instance)
+    assert result.success
+
+    prices = table(scratch_db, "SELECT * FROM sigmasight.prices")
+    assert not ((prices["symbol"] == "MSFT") & (prices["trade_date"] == str(ZERO_DAY))).any()
+    assert (prices["close"] > 0).all()
+    stocks = prices[prices["source"] == "polygon"]
+    assert str(EMPTY_DAY) not in set(stocks["trade_date"].dt.strftime("%Y-%m-%d"))
+    option = prices[prices["symbol"] == "AAPL270115C00050000"]
+    # Priced by the model once its underlying has 20 returns of history, every day after but
+    # EMPTY_DAY (no underlying close that day).
+    assert set(option["source"]) == {"model"} and len(option) == len(DAYS) - 20 - 1
+    assert EMPTY_DAY not in set(option["trade_date"].dt.date)
+
+    issues = table(scratch_db, "SELECT * FROM sigmasight.price_issues")
+    by_key = issues.set_index(["symbol", issues["trade_date"].dt.date])
+    zero = by_key.loc[("MSFT", ZERO_DAY)]
+    assert zero["kind"] == "rejected" and "0.0" in zero["detail"]
+    empty = issues[issues["trade_date"].dt.date == EMPTY_DAY]
+    assert set(empty["kind"]) == {"not_published"} and "KO" in set(empty["symbol"])
+    aapl_call = issues[issues["symbol"] == "AAPL270115C00050000"]
+    assert set(aapl_call["kind"]) == {"failed"}
+    assert aapl_call["detail"].str.contains("plan").all() and len(aapl_call) == len(DAYS)
+    assert aapl_call["detail"].str.contains("priced by the model").sum() == len(option)
+    for symbol in ("NODATA", "QQQ", "QQQ270115C00500000"):
+        assert len(issues[issues["symbol"] == symbol]) == len(DAYS), symbol
+
+    returns = table(scratch_db, "SELECT * FROM sigmasight.returns WHERE symbol = 'MSFT'")
+    assert (returns["daily_return"] > -0.5).all()  # no -100 % day, no rebound
+    missing_days = {ZERO_DAY, EMPTY_DAY} | {
+        DAYS[list(DAYS.date).index(d) + 1].date() for d in (ZERO_DAY, EMPTY_DAY)
+    }
+    assert not set(returns["trade_date"].dt.date) & missing_days
+
+    values = table(scratch_db, "SELECT * FROM sigmasight.position_values")
+    msft = values[(values["symbol"] == "MSFT") & (values["trade_date"].dt.date == ZERO_DAY)]
+    assert msft["price_source"].item() == "carried_forward"
+    assert "close <= 0" in msft["pnl_reason"].item() or "carried" in msft["pnl_reason"].item()
+    on_empty = values[values["trade_date"].dt.date == EMPTY_DAY]
+    assert not on_empty["price_source"].eq("market").any()
+    assert on_empty["pnl_reason"].notna().all()
+
+    checks = {
+        (e.asset_key.to_user_string(), e.check_name): e
+        for e in result.get_asset_check_evaluations()
+    }
+    complete = checks[("prices", "prices_complete")]
+    assert not complete.passed
+    named = complete.metadata["failing_keys"].value
+    assert "NODATA" in named and "QQQ" in named
+    assert not checks[("position_values", "positions_valued")].passed
+    outcome = result.asset_materializations_for_node("prices")[0].metadata["outcome"].value
+    assert "plan" in outcome and "not yet published" in outcome and "rejected" in outcome
+
+    # The re-run asks only for what failed: the options and the empty day. Never a stored
+    # pair, nor what the provider answered is bad (MSFT's zero) or has no data (NODATA, QQQ).
+    served = len(fake.requests)
+    again = run_assets(scratch_db, assets, polygon, dagster_instance, select=[market.prices])
     assert again.success
-    repeated = [r.path for r in fake_polygon.requests[served:]]
-    # Only the ticker with no data is asked again (it may have data now); stored pairs never.
-    assert repeated and all("NODATA" in path for path in repeated), repeated
+    paths = [r.path for r in fake.requests[served:] if "/reference/" not in r.path]
+    assert any("O:AAPL270115C00050000" in p for p in paths)
+    assert any(str(EMPTY_DAY) in p for p in paths)
+    assert not any(("NODATA" in p or "/QQQ/" in p or "MSFT" in p) for p in paths), paths
+    assert len(paths) <= 4, paths
+
+
+def test_a_stop_keeps_what_was_fetched_and_says_why_in_one_line(
+    scratch_db, fake_polygon, polygon, dagster_instance
+):
+    """A 403 on a stock call (the plan) stops the fetch: the bars of the days fetched before
+    are stored, and the run fails with the provider's reason."""
+    fake = fake_polygon
+    fake.universe = ["AAPL", "MSFT", "KO", "SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV"]
+    fake.unknown = {"NODATA", "QQQ"}
+    last = DAYS[-1].strftime("%Y-%m-%d")
+    fake.fail(403, match=last)  # the grouped call of the last day
+    result = run_assets(scratch_db, [market.securities, market.prices], polygon, dagster_instance)
+    assert not result.success
+    prices = table(scratch_db, "SELECT * FROM sigmasight.prices WHERE source = 'polygon'")
+    assert len(prices) > 0 and last not in set(prices["trade_date"].dt.strftime("%Y-%m-%d"))
+    failed = table(
+        scratch_db, "SELECT * FROM sigmasight.price_issues WHERE trade_date = %s", (last,)
+    )
+    assert set(failed["kind"]) == {"failed"}
+
+
+def test_a_bad_key_is_one_line_at_the_top_of_the_cli_output(scratch_db, fake_polygon, tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DATABASE_URL": scratch_db,
+        "DAGSTER_HOME": str(home),
+        "SIGMASIGHT_NO_DOTENV": "1",
+        "SIGMASIGHT_MARKET_DATA": "polygon",
+        "POLYGON_BASE_URL": fake_polygon.url,
+        "POLYGON_API_KEY": "not-the-key",
+        "POLYGON_REQUESTS_PER_MINUTE": "6000",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sigmasight_pipeline.cli", "backfill", "--days", "2",
+         "--end", DAYS[-1].strftime("%Y-%m-%d")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "Traceback" not in output
+    lines = done.stdout.splitlines()
+    top = lines.index("WHAT WENT WRONG (one line per cause):")
+    assert "POLYGON_API_KEY" in lines[top + 1] and "401" in lines[top + 1]
+
+
+def test_an_unadjusted_split_is_flagged(scratch_db, tmp_path, dagster_instance):
+    """A 7:1 split in a file of unadjusted closes: flagged as a jump with no split on record;
+    with the split recorded in splits.csv, flagged as a split."""
+    folder = tmp_path / "market"
+    folder.mkdir()
+    days = calendar.sessions("2026-09-01", "2026-10-30")
+    rng = np.random.default_rng(7)
+    for symbol in ("AAPL", "MSFT", "KO", "SPY", "MTUM", "VTV", "VUG", "QUAL", "IWM", "SPLV"):
+        closes = 100 * np.cumprod(1 + rng.normal(0, 0.01, len(days)))
+        if symbol == "KO":
+            closes[30:] /= 7  # the split, not adjusted
+        pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "close": closes.round(2)}).to_csv(
+            folder / f"{symbol}.csv", index=False
+        )
+    _provider.cache_clear()
+    files = MarketDataResource(provider="files", market_data_dir=str(folder))
+    assets = [market.securities, market.prices, market.returns]
+    result = run_assets(scratch_db, assets, files, dagster_instance, days=days)
+    assert result.success
+    query = "SELECT * FROM sigmasight.returns WHERE symbol = 'KO' AND flag IS NOT NULL"
+    (flagged,) = table(scratch_db, query).itertuples()
+    assert flagged.trade_date == days[30] and "no split on record" in flagged.flag
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["returns_plausible"].passed
+    assert "KO" in checks["returns_plausible"].metadata["failing_keys"].value
+
+    (folder / "splits.csv").write_text(
+        f"symbol,execution_date,split_from,split_to\nKO,{days[30]:%Y-%m-%d},1,7\n"
+    )
+    _provider.cache_clear()
+    again = run_assets(scratch_db, assets, files, dagster_instance, days=days)
+    assert again.success
+    (flagged,) = table(scratch_db, query).itertuples()
+    assert flagged.flag == "split"
     _provider.cache_clear()
 
 
-def test_missing_prices_are_flagged_not_zero(scratch_db, dagster_instance):
-    days = calendar.sessions("2026-10-01", "2026-10-15")
-    start, end = days[0].strftime("%Y-%m-%d"), days[-1].strftime("%Y-%m-%d")
-    resource = MarketDataResource(provider="synthetic")
-    result = run_assets(
-        scratch_db,
-        [market.securities, market.prices, portfolio.position_values],
-        start,
-        end,
-        resource,
-        dagster_instance,
+def test_the_daily_run_fetches_unpublished_sessions_again(scratch_db):
+    day = DAYS[-1]
+    with transaction(scratch_db) as conn:
+        conn.execute(
+            "INSERT INTO sigmasight.price_issues VALUES (%s, 'AAPL', 'not_published', 'x'), "
+            "(%s, 'KO', 'not_published', 'x')",
+            (DAYS[-3].date(), DAYS[-3].date()),
+        )
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(day.year, day.month, day.day, 18)
     )
-    assert result.success
-    with connect(scratch_db) as conn:
-        values = read_frame(conn, "SELECT * FROM sigmasight.position_values")
-    broken = values[values["symbol"] == "NODATA"]
-    assert len(broken) == len(days)
-    assert (broken["price_source"] == "missing").all()
-    assert broken[["price", "market_value", "exposure", "daily_pnl"]].isna().all().all()
-    assert (values.loc[values["symbol"] != "NODATA", "price_source"] == "market").all()
-
-
-def test_carry_forward_is_flagged_and_bounded():
-    sessions = calendar.sessions("2026-10-01", "2026-10-15")
-    prices = pd.DataFrame(
-        {"symbol": "AAA", "trade_date": sessions, "close": range(1, len(sessions) + 1)}
-    )
-    prices = prices[prices["trade_date"] != sessions[5]]
-    positions = pd.DataFrame(
-        {
-            "id": [1],
-            "portfolio_id": [1],
-            "symbol": ["AAA"],
-            "position_type": ["LONG"],
-            "quantity": [2.0],
-            "multiplier": [1],
-            "entry_price": [1.0],
-            "entry_date": [sessions[0]],
-            "expiry": [pd.NaT],
-        }
-    )
-    values = valuation.position_values(positions, prices, sessions, sessions[1:])
-    gap = values[values["trade_date"] == sessions[5]].iloc[0]
-    assert gap["price_source"] == "carried_forward" and gap["price"] == 5
-    assert gap["price_date"] == sessions[4]
-    assert gap["daily_pnl"] == 0.0
-    after = values[values["trade_date"] == sessions[6]].iloc[0]
-    assert after["daily_pnl"] == 2 * (7 - 5)
+    request = daily_after_close(context)
+    assert isinstance(request, RunRequest)
+    assert request.tags[runs.RANGE_START_TAG] == DAYS[-3].strftime("%Y-%m-%d")
+    assert request.tags[runs.RANGE_END_TAG] == day.strftime("%Y-%m-%d")

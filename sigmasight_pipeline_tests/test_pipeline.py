@@ -298,9 +298,7 @@ def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backf
 def test_a_scoped_run_replaces_only_its_portfolios_rows(db_url, dagster_instance, demo_backfill):
     plan, _ = demo_backfill
     day = plan.key(plan.window[-2])
-    query = (
-        "SELECT * FROM sigmasight.position_values WHERE trade_date = %s ORDER BY position_id"
-    )
+    query = "SELECT * FROM sigmasight.position_values WHERE trade_date = %s ORDER BY position_id"
     before = table(db_url, query, (plan.window[-2].date(),))
     with connect(db_url) as conn:  # a stray row of portfolio 3 that only a rewrite removes
         conn.execute(

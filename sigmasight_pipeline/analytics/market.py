@@ -163,9 +163,13 @@ def lookup(matrix: pd.DataFrame, dates, symbols, missing=np.nan) -> np.ndarray:
     return np.where(found, values, missing)
 
 
-def realized_volatility(closes: pd.DataFrame, window: int = REALIZED_VOL_WINDOW) -> pd.DataFrame:
+def realized_volatility(
+    closes: pd.DataFrame, window: int = REALIZED_VOL_WINDOW, min_obs: int | None = None
+) -> pd.DataFrame:
     """Annualized trailing volatility of daily simple returns over `window` sessions (rows),
-    sample std (ddof=1) x sqrt(252); NaN until `window` returns are available.
+    sample std (ddof=1) x sqrt(252), from the returns present in the window: NaN while fewer
+    than `min_obs` (default two thirds of the window) are present, so one missing close does
+    not blind the next `window` sessions.
 
     `closes` is sessions x symbols; rows are sorted by date first (duplicate or tz-aware dates
     raise), and a close that is not a price (<= 0 or not finite) counts as missing.
@@ -173,7 +177,8 @@ def realized_volatility(closes: pd.DataFrame, window: int = REALIZED_VOL_WINDOW)
     closes = sorted_unique_rows(closes, "closes").astype(float)
     closes = closes.where(is_price(closes))
     rets = closes / closes.shift(1) - 1.0
-    return rets.rolling(window, min_periods=window).std() * np.sqrt(TRADING_DAYS_PER_YEAR)
+    needed = min_obs if min_obs is not None else max(2, -(-2 * window // 3))
+    return rets.rolling(window, min_periods=needed).std() * np.sqrt(TRADING_DAYS_PER_YEAR)
 
 
 def describe_missing(missing: pd.DataFrame, limit: int = 20) -> str:
@@ -191,13 +196,21 @@ def describe_missing(missing: pd.DataFrame, limit: int = 20) -> str:
 
 
 def empty_bars() -> pd.DataFrame:
-    return pd.DataFrame(columns=BAR_COLUMNS)
+    """No bars, typed like bars (dates as datetime64, prices as floats)."""
+    frame = pd.DataFrame(columns=BAR_COLUMNS)
+    return frame.astype(
+        {"trade_date": "datetime64[ns]", **{c: float for c in ("open", "high", "low", "close")}}
+    )
 
 
 def stack(frames: Iterable[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
-    """The non-empty frames' `columns` one under the other (an empty frame if none)."""
-    parts = [f[list(columns)] for f in frames if len(f)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))
+    """The non-empty frames' `columns` one under the other; when all are empty, the first
+    frame's columns with their dtypes (so an empty result still merges on dates)."""
+    frames = [f[list(columns)] for f in frames]
+    parts = [f for f in frames if len(f)]
+    if parts:
+        return pd.concat(parts, ignore_index=True)
+    return frames[0].iloc[:0] if frames else pd.DataFrame(columns=list(columns))
 
 
 def model_option_bars(

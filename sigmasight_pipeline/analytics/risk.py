@@ -27,11 +27,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
-import empyrical
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from sigmasight_pipeline.analytics.validation import (
     naive_dates,
@@ -55,6 +54,22 @@ __all__ = [
 
 ANNUALIZATION = 252
 Z_95 = 1.6448536269514722  # norm.ppf(0.95)
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def normal_tail_ratio(z: float) -> float:
+    """phi(z) / (1 - Phi(z)): a normal's expected loss beyond its z-quantile, in sigmas."""
+    return float(_INV_SQRT_2PI * np.exp(-0.5 * z * z) / ndtr(-z))
+
+
+def _empyrical():
+    """empyrical, imported when first needed: it pulls in yfinance and scipy.stats (about a
+    second and a half), which every process that loads the code location would pay."""
+    import empyrical
+
+    return empyrical
+
+
 VAR_CUTOFF = 0.05
 
 RISK_METRIC_COLUMNS = (
@@ -150,8 +165,8 @@ def _window(values: np.ndarray, end: int, length: int) -> np.ndarray:
 
 def _historical_var_cvar(returns: np.ndarray) -> tuple[float, float]:
     """Historical VaR and CVaR (positive = loss) of a NaN-free 1-D array, via empyrical."""
-    var = -float(empyrical.value_at_risk(returns, cutoff=VAR_CUTOFF))
-    cvar = -float(empyrical.conditional_value_at_risk(returns, cutoff=VAR_CUTOFF))
+    var = -float(_empyrical().value_at_risk(returns, cutoff=VAR_CUTOFF))
+    cvar = -float(_empyrical().conditional_value_at_risk(returns, cutoff=VAR_CUTOFF))
     return var, cvar
 
 
@@ -296,10 +311,10 @@ def _fill_metrics(
         counts = np.isfinite(vol_block).sum(axis=0)
         n_obs[:] = counts
         too_few = short(counts, "volatility/sharpe/sortino")
-        vol = np.asarray(empyrical.annual_volatility(vol_block), dtype=float)
-        sharpe = np.asarray(empyrical.sharpe_ratio(vol_block, risk_free=rf_daily), dtype=float)
+        vol = np.asarray(_empyrical().annual_volatility(vol_block), dtype=float)
+        sharpe = np.asarray(_empyrical().sharpe_ratio(vol_block, risk_free=rf_daily), dtype=float)
         sortino = np.asarray(
-            empyrical.sortino_ratio(vol_block, required_return=rf_daily), dtype=float
+            _empyrical().sortino_ratio(vol_block, required_return=rf_daily), dtype=float
         )
         for label, ratio in (
             ("sharpe undefined (zero volatility)", sharpe),
@@ -317,7 +332,7 @@ def _fill_metrics(
         paired = np.where(np.isnan(spy_block)[:, None], np.nan, beta_block)
         counts = np.isfinite(paired).sum(axis=0)
         too_few = short(counts, "beta")
-        beta = np.asarray(empyrical.beta(paired, spy_block), dtype=float).reshape(-1)
+        beta = np.asarray(_empyrical().beta(paired, spy_block), dtype=float).reshape(-1)
         for j in np.flatnonzero(~too_few & ~np.isfinite(beta)):
             notes[j].append("beta undefined (zero SPY variance)")
         out["beta"] = np.where(too_few | ~np.isfinite(beta), np.nan, beta)
@@ -326,7 +341,7 @@ def _fill_metrics(
         dd_block = _window(values, pos, drawdown_window)
         counts = np.isfinite(dd_block).sum(axis=0)
         too_few = short(counts, "max_drawdown")
-        mdd = np.asarray(empyrical.max_drawdown(dd_block), dtype=float).reshape(-1)
+        mdd = np.asarray(_empyrical().max_drawdown(dd_block), dtype=float).reshape(-1)
         out["max_drawdown"] = np.where(too_few, np.nan, mdd)
 
         # Historical VaR/CVaR: explicit NaN drop per portfolio (empyrical VaR's NaN trap).
@@ -396,7 +411,7 @@ def parametric_cvar(exposures: np.ndarray, position_returns: np.ndarray, z: floa
     covariance and NaN conventions as `parametric_var`.
     """
     sigma, _ = _exposure_sigma(exposures, position_returns)
-    return sigma * float(norm.pdf(z) / norm.sf(z))
+    return sigma * normal_tail_ratio(z)
 
 
 def rolling_parametric_var(
@@ -444,7 +459,7 @@ def rolling_parametric_var(
     require_returns(returns, "symbol_returns")
     ends = exposures["trade_date"].unique() if end_dates is None else end_dates
     ends = _date_index(ends, "end_dates").unique().sort_values()
-    tail = norm.pdf(z) / norm.sf(z)
+    tail = normal_tail_ratio(z)
 
     rows: list[tuple] = []
     by_date = dict(tuple(exposures.groupby("trade_date", sort=False)))
