@@ -107,7 +107,8 @@ def _section(name: str, update: bool) -> tuple[list[str], bool]:
     print(f"== {name}", flush=True)
     lines = [f"## {name}", ""]
     if update:
-        lines += [f"Measured on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (updated on its own).", ""]
+        stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+        lines += [f"Measured on {stamp} UTC on its own (`--update {name}`).", ""]
     try:
         rows = importlib.import_module(f"sigmasight_pipeline.benchmarks.{name}").run()
     except Exception as exc:  # a failed benchmark is reported, the others still run

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,8 @@ TABLE_SIZES = """
     GROUP BY r.relname
     ORDER BY r.relname
 """
+
+TELLING = re.compile(r"error|rejected|failed|killed|exception", re.IGNORECASE)
 
 Say = Callable[[str], None]
 
@@ -192,11 +195,12 @@ def run_sampled(
                 tree, largest = _tree_rss(process)
                 samples += 1
                 peak_tree, peak_process = max(peak_tree, tree), max(peak_process, largest)
+                elapsed = time.perf_counter() - began
                 if rss_limit is not None and tree > rss_limit:
-                    stopped = f"killed: its process tree reached {tree / MB:,.0f} MB of RSS "
-                    stopped += f"(limit {rss_limit / MB:,.0f} MB)"
+                    stopped = f"killed after {elapsed:.0f} s: its process tree reached "
+                    stopped += f"{tree / MB:,.0f} MB of RSS (limit {rss_limit / MB:,.0f} MB)"
                     break
-                if time.perf_counter() - began > timeout:
+                if elapsed > timeout:
                     stopped = f"killed: still running after the {timeout:,.0f} s timeout"
                     break
                 try:
@@ -210,7 +214,7 @@ def run_sampled(
     seconds = time.perf_counter() - began
     name = " ".join(Path(c).name if i == 0 else c for i, c in enumerate(command))
     if stopped:
-        raise BenchmarkFailure(f"`{name}` {stopped} after {seconds:.0f} s:\n{_tail(log)}")
+        raise BenchmarkFailure(f"`{name}` {stopped}:\n{_tail(log)}")
     if returncode != 0:
         raise BenchmarkFailure(f"`{name}` exited with {returncode}:\n{_tail(log)}")
     return ProcessCost(seconds, peak_tree, peak_process, samples)
@@ -467,6 +471,16 @@ def _label(outcome: Outcome) -> str:
     return f"{outcome.checkout}, {outcome.portfolios:,} portfolios"
 
 
+def _reason(error: str) -> str:
+    """One line for a failure: its first line and the last line of the output that tells what
+    went wrong (an error, a rejection, a kill), else its last line."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else "unknown error"
+    telling = [line for line in lines[1:] if TELLING.search(line)]
+    return f"{lines[0]} ... {(telling or lines)[-1]}"
+
+
 def _main_row(outcome: Outcome) -> dict:
     row = {
         "benchmark": _label(outcome),
@@ -475,9 +489,7 @@ def _main_row(outcome: Outcome) -> dict:
     }
     m = outcome.measurement
     if m is None:
-        lines = (outcome.error or "unknown error").strip().splitlines()
-        reason = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
-        return row | {"wall_s": "FAILED", "notes": f"FAILED: {reason}"}
+        return row | {"wall_s": "FAILED", "notes": f"FAILED: {_reason(outcome.error or '')}"}
     notes = [
         f"`backfill --days {m.days} --end {m.end}`",
         f"peak RSS of the largest single process {m.backfill.peak_process_rss / MB:,.0f} MB",
@@ -517,6 +529,7 @@ def _ratio_row(reference: Outcome, ours: Outcome) -> dict:
 def _per_table_rows(outcomes: list[Outcome]) -> list[dict]:
     """Bytes per position-day by table: one row per table, one column per measurement."""
     measured = [o for o in outcomes if o.measurement is not None]
+    measured.sort(key=lambda o: o.checkout != "ours")  # ours first, as in the main table
     if not measured:
         return []
     title = "bytes per position-day by table (after the backfill; heap, TOAST and indexes)"
@@ -661,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="s per command")
     parser.add_argument(
-        "--rss-limit-gb", type=float, help=f"default: {RSS_LIMIT_SHARE:.0%} of the memory"
+        "--rss-limit-gb",
+        type=float,
+        help="kill a command whose process tree goes over this; default "
+        f"{RSS_LIMIT_SHARE * 100:.0f} percent of the machine's memory",
     )
     args = parser.parse_args(argv)
     rows = run(
