@@ -3,7 +3,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: demo test dev bench lint install
+.PHONY: demo test dev bench bench-scale lint install
 
 $(UV):
 	@echo "uv not found: installing it from PyPI into ~/.local"
@@ -24,6 +24,11 @@ dev: install
 
 bench: install
 	$(RUN) python -m sigmasight_pipeline.benchmarks
+
+# Long (an hour or more): the 90-day backfill on books of 100, 300 and 1,000 portfolios and on
+# today's design (commit e5233ee) with 100; replaces only the `## scale` section of BENCHMARKS.md.
+bench-scale: install
+	UV=$(UV) $(RUN) python -m sigmasight_pipeline.benchmarks --update scale
 
 lint: install
 	$(RUN) ruff check .
