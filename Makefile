@@ -9,8 +9,11 @@ $(UV):
 	@echo "uv not found: installing it from PyPI into ~/.local"
 	$(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet --break-system-packages --user uv
 
+# Bytecode is compiled at install: every process (CLI, run workers, code server) then imports
+# in a few seconds even where PYTHONDONTWRITEBYTECODE keeps Python from caching it.
 install: $(UV)
-	$(UV) sync --frozen --quiet
+	$(UV) sync --frozen --quiet --compile-bytecode
+	$(UV) run --frozen python -m compileall -q sigmasight_pipeline > /dev/null
 
 demo: install
 	$(RUN) sigmasight demo
