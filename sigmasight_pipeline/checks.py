@@ -23,6 +23,8 @@ import pandera.pandas as pa
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 from psycopg import sql
 
+from sigmasight_pipeline.analytics.exposures import BETA_COLUMNS
+
 BETA_CAP = 5.0
 SHOWN_KEYS = 10
 
@@ -60,7 +62,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "position_values": ("trade_date", "position_id"),
     "position_greeks": ("trade_date", "position_id"),
     "factor_betas": ("trade_date", "symbol", "factor"),
-    "position_factor_exposures": ("trade_date", "position_id", "factor"),
+    "position_factor_exposures": ("trade_date", "position_id"),
     "portfolio_factor_exposures": ("trade_date", "portfolio_id", "factor"),
     "portfolio_greeks": ("trade_date", "portfolio_id", "view"),
     "portfolio_risk_metrics": ("trade_date", "portfolio_id"),
@@ -104,7 +106,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "position_greeks": pa.DataFrameSchema(
         {
-            "source": pa.Column(str, pa.Check.isin(["model", "fallback", "expired", "stock"])),
+            "source": pa.Column(str, pa.Check.isin(["model", "fallback", "expired"])),
             "volatility": pa.Column(
                 float, pa.Check.in_range(0, 5, include_min=False), nullable=True
             ),
@@ -137,7 +139,14 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         ],
     ),
     "position_factor_exposures": pa.DataFrameSchema(
-        checks=[_unique(*KEYS["position_factor_exposures"]), _has_reason("beta")],
+        {"n_obs": pa.Column(int, pa.Check.in_range(0, 60))},
+        checks=[
+            _unique(*KEYS["position_factor_exposures"]),
+            pa.Check(
+                lambda f: f["reason"].notna() | f[list(BETA_COLUMNS.values())].notna().all(axis=1),
+                name="a row missing a beta says why",
+            ),
+        ],
     ),
     "portfolio_risk_metrics": pa.DataFrameSchema(
         {

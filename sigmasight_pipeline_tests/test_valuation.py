@@ -69,25 +69,28 @@ def test_snapshot_aggregates_by_hand():
     assert (row["long_count"], row["short_count"], row["sc_count"]) == (1, 1, 1)
 
 
-def test_portfolio_factor_beta_is_exposure_weighted():
-    pos = pd.DataFrame({"trade_date": [SESSIONS[0]] * 2, "position_id": [1, 2],
-                        "portfolio_id": [1, 1], "symbol": ["A", "B"], "underlying": ["A", "B"],
-                        "exposure": [600.0, -400.0]})  # fmt: skip
-    betas = pd.DataFrame({"trade_date": [SESSIONS[0]] * 2, "symbol": ["A", "B"],
-                          "factor": ["Market"] * 2, "beta": [1.2, 0.5], "n_obs": [60, 60],
-                          "reason": [None, None]})  # fmt: skip
+def test_position_factor_exposures_are_one_wide_row_per_position_day():
+    pos = pd.DataFrame({"trade_date": [SESSIONS[0]] * 3, "position_id": [1, 2, 3],
+                        "portfolio_id": [1, 1, 1], "symbol": ["A", "B", "ZZZ"],
+                        "underlying": ["A", "B", "ZZZ"],
+                        "exposure": [600.0, -400.0, 5.0]})  # fmt: skip
+    betas = pd.DataFrame({"trade_date": [SESSIONS[0]] * 3, "symbol": ["A", "B", "A"],
+                          "factor": ["Market", "Market", "Momentum"], "beta": [1.2, 0.5, np.nan],
+                          "n_obs": [60, 60, 12],
+                          "reason": [None, None, "only 12 observations (< 20)"]})  # fmt: skip
     si = pd.DataFrame({"trade_date": [SESSIONS[0]], "symbol": ["A"],
                        "short_interest_pct_float": [10.0]})  # fmt: skip
-    per_position = exposures.position_factor_exposures(pos, betas, si)
-    equity = pd.DataFrame(
-        {"trade_date": [SESSIONS[0]], "portfolio_id": [1], "total_value": [1000.0]}
-    )
-    port = exposures.portfolio_factor_exposures(per_position, equity).set_index("factor")
-    assert port.loc["Market", "dollar_exposure"] == pytest.approx(600 * 1.2 - 400 * 0.5)
-    assert port.loc["Market", "beta"] == pytest.approx((600 * 1.2 - 400 * 0.5) / 1000)
-    assert port.loc["Short Interest", "dollar_exposure"] == pytest.approx(60.0)
-    assert port.loc["Short Interest", "coverage"] == pytest.approx(0.6)
-    assert np.isnan(port.loc["Momentum", "beta"])
+    wide = exposures.position_factor_exposures(pos, betas, si).set_index("position_id")
+    assert list(wide.columns) == [
+        c for c in exposures.POSITION_FACTOR_COLUMNS if c != "position_id"
+    ]
+    assert wide.loc[1, "beta_market"] == 1.2 and wide.loc[2, "beta_market"] == 0.5
+    assert wide.loc[1, "short_interest"] == pytest.approx(0.10)
+    assert np.isnan(wide.loc[2, "short_interest"])
+    assert "Momentum: only 12 observations (< 20)" in wide.loc[1, "reason"]
+    assert f"Value: {exposures.NO_BETA}" in wide.loc[1, "reason"]
+    assert wide.loc[3, "reason"] == "no betas for the underlying on this day"
+    assert wide.loc[3, "n_obs"] == 0 and np.isnan(wide.loc[3, "beta_market"])
 
 
 def test_occ_symbols():

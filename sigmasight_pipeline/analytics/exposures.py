@@ -9,98 +9,90 @@ from sigmasight_pipeline.analytics.factors import RATES_FACTOR
 from sigmasight_pipeline.analytics.validation import require_unique_pairs
 from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, SHORT_INTEREST_FACTOR
 
-FACTORS = (*FACTOR_ETFS, SHORT_INTEREST_FACTOR)
+FACTORS = (*FACTOR_ETFS, RATES_FACTOR, SHORT_INTEREST_FACTOR)
 
 
 def risk_exposures(values: pd.DataFrame, greeks: pd.DataFrame) -> pd.DataFrame:
     """The dollar exposure each position puts on its underlying, per day.
 
-    Stocks: signed exposure (quantity x price). Options: delta-adjusted exposure (position
-    delta x underlying price), so an option carries its underlying's betas scaled by delta.
+    values: trade_date, position_id, portfolio_id, symbol, underlying, position_type, exposure
+    (position values with the position's attributes). greeks: trade_date, position_id,
+    delta_adjusted_exposure of the option positions. Stocks: signed exposure (quantity x
+    price). Options: delta-adjusted exposure (position delta x underlying price), so an option
+    carries its underlying's betas scaled by delta; NaN when it has no Greeks that day.
     Columns: trade_date, position_id, portfolio_id, symbol, underlying, exposure.
     """
     keys = ["trade_date", "position_id"]
-    merged = values[[*keys, "portfolio_id", "symbol", "exposure", "position_type"]].merge(
-        greeks[[*keys, "underlying", "delta_adjusted_exposure"]], on=keys, how="left"
-    )
+    merged = values[
+        [*keys, "portfolio_id", "symbol", "underlying", "exposure", "position_type"]
+    ].merge(greeks[[*keys, "delta_adjusted_exposure"]], on=keys, how="left")
     is_option = merged["position_type"].isin(["LC", "LP", "SC", "SP"])
-    merged["underlying"] = merged["underlying"].fillna(merged["symbol"])
     merged["exposure"] = np.where(is_option, merged["delta_adjusted_exposure"], merged["exposure"])
     return merged[["trade_date", "position_id", "portfolio_id", "symbol", "underlying", "exposure"]]
+
+
+BETA_COLUMNS: dict[str, str] = {
+    "Market": "beta_market",
+    "Momentum": "beta_momentum",
+    "Value": "beta_value",
+    "Growth": "beta_growth",
+    "Quality": "beta_quality",
+    "Size": "beta_size",
+    "Low Volatility": "beta_low_volatility",
+    RATES_FACTOR: "beta_rates",
+}
+POSITION_FACTOR_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "exposure", *BETA_COLUMNS.values(),
+    "short_interest", "n_obs", "reason",
+]  # fmt: skip
+NO_BETA = "no beta for the underlying on this day"
 
 
 def position_factor_exposures(
     exposures: pd.DataFrame, betas: pd.DataFrame, short_interest: pd.DataFrame
 ) -> pd.DataFrame:
-    """One row per (day, position, factor): the underlying's beta and the dollar exposure.
+    """One row per (day, position): the underlying's beta to each factor (`beta_*` columns),
+    its short interest as a fraction of float, and the exposure they apply to.
 
-    exposures: from `risk_exposures`. betas: trade_date, symbol, factor, beta, n_obs, reason.
-    short_interest: trade_date, symbol, short_interest_pct_float. The Short Interest factor's
-    "beta" is the underlying's short interest as a fraction of float (a characteristic, as in
-    style models), so its dollar exposure is exposure x short-interest fraction. The Rates
-    factor (beta to TLT) is included when `betas` has it (the universe holds TLT).
+    exposures: from `risk_exposures`. betas: trade_date, symbol, factor, beta, n_obs, reason
+    (long, as `factors.rolling_factor_betas` gives them; Rates when the universe holds TLT).
+    short_interest: trade_date, symbol, short_interest_pct_float. A factor's dollar exposure
+    is exposure x its beta; the Short Interest factor's "beta" is the short-interest fraction
+    (a characteristic, as in style models). `n_obs` is the market beta's; `reason` names every
+    factor without a beta and why (NULL when all are there).
     """
-    si = short_interest.rename(columns={"symbol": "underlying"}).assign(
-        factor=SHORT_INTEREST_FACTOR,
-        beta=short_interest["short_interest_pct_float"] / 100.0,
-        n_obs=1,
-        reason=np.where(
-            short_interest["short_interest_pct_float"].isna(), "no short interest data", None
-        ),
-    )[["trade_date", "underlying", "factor", "beta", "n_obs", "reason"]]
-    all_betas = pd.concat(
-        [betas.rename(columns={"symbol": "underlying"})[si.columns], si], ignore_index=True
-    )
     require_unique_pairs(betas, ["trade_date", "symbol", "factor"], "betas")
     require_unique_pairs(short_interest, ["trade_date", "symbol"], "short_interest")
-    factors = list(FACTORS)
-    if betas["factor"].eq(RATES_FACTOR).any():
-        factors.insert(factors.index(SHORT_INTEREST_FACTOR), RATES_FACTOR)
-    grid = exposures.merge(pd.DataFrame({"factor": factors}), how="cross")
-    out = grid.merge(all_betas, on=["trade_date", "underlying", "factor"], how="left")
-    missing = out["n_obs"].isna()
+    keys = ["trade_date", "underlying"]
+    long = betas[betas["factor"].isin(list(BETA_COLUMNS))].rename(columns={"symbol": "underlying"})
+    wide_beta = long.pivot(index=keys, columns="factor", values="beta")
+    wide_reason = long.pivot(index=keys, columns="factor", values="reason")
+    market_obs = long[long["factor"].eq("Market")].set_index(keys)["n_obs"]
+    wide = wide_beta.reindex(columns=list(BETA_COLUMNS)).rename(columns=BETA_COLUMNS)
+    wide["n_obs"] = market_obs.reindex(wide.index)
+    wide["reason"] = _missing_betas(wide, wide_reason.reindex(columns=list(BETA_COLUMNS)))
+    si = short_interest.rename(columns={"symbol": "underlying"}).set_index(keys)
+    out = exposures.merge(wide.reset_index(), on=keys, how="left").merge(
+        (si["short_interest_pct_float"] / 100.0).rename("short_interest").reset_index(),
+        on=keys,
+        how="left",
+    )
+    no_betas = out["n_obs"].isna()
+    out.loc[no_betas, "reason"] = "no betas for the underlying on this day"
     out["n_obs"] = out["n_obs"].fillna(0).astype(int)
-    out.loc[missing, "reason"] = "no beta for the underlying on this day"
-    is_si = out["factor"].eq(SHORT_INTEREST_FACTOR)
-    out.loc[missing & is_si, "reason"] = "no short interest for the underlying (ETF or no data)"
-    out["dollar_exposure"] = out["exposure"] * out["beta"]
-    return out[
-        ["trade_date", "position_id", "portfolio_id", "symbol", "underlying", "factor", "beta",
-         "n_obs", "exposure", "dollar_exposure", "reason"]
-    ]  # fmt: skip
+    return out[POSITION_FACTOR_COLUMNS]
 
 
-def portfolio_factor_exposures(
-    position_exposures: pd.DataFrame, equity: pd.DataFrame
-) -> pd.DataFrame:
-    """Portfolio beta per factor = sum over positions of (exposure / equity) x beta, and the
-    dollar exposure = sum of exposure x beta; coverage = the share of gross exposure with a beta.
-
-    equity: trade_date, portfolio_id, total_value (the gross market value of the positions).
-    Positions without a beta add nothing (coverage says how much is missing).
-    """
-    require_unique_pairs(equity, ["trade_date", "portfolio_id"], "equity")
-    frame = position_exposures.assign(
-        has_beta=position_exposures["beta"].notna(),
-        abs_exposure=position_exposures["exposure"].abs(),
-    )
-    frame["covered"] = frame["abs_exposure"].where(frame["has_beta"], 0.0)
-    agg = (
-        frame.groupby(["trade_date", "portfolio_id", "factor"])
-        .agg(
-            dollar_exposure=("dollar_exposure", "sum"),
-            gross=("abs_exposure", "sum"),
-            covered=("covered", "sum"),
-            with_beta=("has_beta", "sum"),
+def _missing_betas(wide: pd.DataFrame, reasons: pd.DataFrame) -> np.ndarray:
+    """Per (day, underlying): 'Momentum: only 12 observations (< 20); Rates: ...' naming the
+    factors without a beta, None when every beta is there."""
+    out = np.full(len(wide), None, dtype=object)
+    missing = wide[list(BETA_COLUMNS.values())].isna().to_numpy()
+    why = reasons.to_numpy(dtype=object)
+    names = list(BETA_COLUMNS)
+    for row in np.flatnonzero(missing.any(axis=1)):
+        out[row] = "; ".join(
+            f"{names[j]}: {why[row, j] if isinstance(why[row, j], str) else NO_BETA}"
+            for j in np.flatnonzero(missing[row])
         )
-        .reset_index()
-        .merge(equity[["trade_date", "portfolio_id", "total_value"]], how="left")
-    )
-    agg["beta"] = np.where(
-        (agg["with_beta"] > 0) & (agg["total_value"] > 0),
-        agg["dollar_exposure"] / agg["total_value"],
-        np.nan,
-    )
-    agg.loc[agg["with_beta"] == 0, "dollar_exposure"] = np.nan
-    agg["coverage"] = np.where(agg["gross"] > 0, agg["covered"] / agg["gross"], np.nan)
-    return agg[["trade_date", "portfolio_id", "factor", "beta", "dollar_exposure", "coverage"]]
+    return out

@@ -64,7 +64,7 @@ from sigmasight_pipeline.analytics.validation import (
     require_returns,
     sorted_unique_rows,
 )
-from sigmasight_pipeline.resources.market_data import FACTOR_ETFS
+from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, RATES_ETF
 
 __all__ = [
     "BETA_COLUMNS",
@@ -82,7 +82,6 @@ STYLE_FACTORS: list[str] = FACTOR_NAMES[1:]
 ETF_ORDER: list[str] = [FACTOR_ETFS[f] for f in FACTOR_NAMES]  # SPY first
 N_PARAMS = 1 + len(FACTOR_NAMES)  # intercept, SPY, six spreads
 RATES_FACTOR = "Rates"  # issue 11: the 60-session beta to TLT
-RATES_ETF = "TLT"
 BETA_COLUMNS = ["trade_date", "symbol", "factor", "beta", "n_obs", "r_squared", "std_err", "reason"]
 
 

@@ -18,7 +18,7 @@ from sigmasight_pipeline.analytics.validation import (
     sorted_unique_rows,
     unique_pivot,
 )
-from sigmasight_pipeline.resources.market_data import BAR_COLUMNS, FACTOR_ETFS
+from sigmasight_pipeline.resources.market_data import BAR_COLUMNS, MARKET_ETFS
 
 SECURITY_COLUMNS = [
     "symbol", "security_type", "underlying", "option_right", "strike", "expiry", "sector",
@@ -33,8 +33,9 @@ TRADING_DAYS_PER_YEAR = 252
 
 
 def securities_table(held_symbols: Iterable[str]) -> pd.DataFrame:
-    """Held symbols, the underlyings of held options and the factor ETFs, one row each."""
-    factor_etfs = set(FACTOR_ETFS.values())
+    """Held symbols, the underlyings of held options and the factor and rates ETFs, one row
+    each."""
+    factor_etfs = set(MARKET_ETFS)
     rows: dict[str, dict] = {}
 
     def add_stock(symbol: str) -> None:
@@ -56,7 +57,7 @@ def securities_table(held_symbols: Iterable[str]) -> pd.DataFrame:
                 "expiry": pd.Timestamp(contract.expiry), "is_factor_etf": False,
             }  # fmt: skip
             add_stock(contract.underlying)
-    for etf in FACTOR_ETFS.values():
+    for etf in MARKET_ETFS:
         add_stock(etf)
     table = pd.DataFrame(list(rows.values())).reindex(columns=SECURITY_COLUMNS)
     table["expiry"] = pd.to_datetime(table["expiry"])

@@ -3,7 +3,7 @@ and positions read in chunks of portfolios."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
 from dagster import (
@@ -19,7 +19,7 @@ from dagster import (
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
-from sigmasight_pipeline.resources.market_data import FACTOR_ETFS
+from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.scope import Scope
 
@@ -73,6 +73,17 @@ def load_positions(url: str, portfolios: sql.Composable) -> pd.DataFrame:
     return frame
 
 
+def with_positions(
+    frame: pd.DataFrame,
+    positions: pd.DataFrame,
+    columns: Sequence[str] = ("symbol", "position_type", "underlying"),
+) -> pd.DataFrame:
+    """Rows keyed by position_id with the positions' attributes (the position-day tables do
+    not repeat them)."""
+    attributes = positions[["id", *columns]].rename(columns={"id": "position_id"})
+    return frame.merge(attributes, on="position_id", how="left")
+
+
 def portfolio_chunks(
     url: str, scope: Scope, positions_per_chunk: int = POSITIONS_PER_CHUNK
 ) -> Iterator[list[int]]:
@@ -103,7 +114,7 @@ def portfolios_in(ids: Sequence[int]) -> sql.Composable:
 
 def scope_symbols(url: str, scope: Scope) -> list[str] | None:
     """Symbols a scoped run works on: what its portfolios hold, their underlyings and the
-    factor ETFs; None for an unscoped run (every symbol)."""
+    factor and rates ETFs; None for an unscoped run (every symbol)."""
     if scope.is_everything:
         return None
     held = query_frame(
@@ -113,7 +124,7 @@ def scope_symbols(url: str, scope: Scope) -> list[str] | None:
             "UNION SELECT underlying FROM sigmasight.positions WHERE {0}"
         ).format(scope.portfolio_filter()),
     )
-    return sorted(set(held["symbol"]) | set(FACTOR_ETFS.values()))
+    return sorted(set(held["symbol"]) | set(MARKET_ETFS))
 
 
 def universe_symbols(url: str, scope: Scope) -> list[str]:
@@ -128,6 +139,13 @@ def universe_symbols(url: str, scope: Scope) -> list[str]:
 def all_of(*clauses: sql.Composable) -> sql.Composable:
     """The SQL conjunction of `clauses`."""
     return sql.SQL(" AND ").join(sql.SQL("({})").format(c) for c in clauses)
+
+
+def ids_in(ids: Iterable[int], column: str = "position_id") -> sql.Composable:
+    """SQL selecting rows of these position ids."""
+    return sql.SQL("{} = ANY({}::integer[])").format(
+        sql.Identifier(column), sql.Literal([int(i) for i in ids])
+    )
 
 
 def symbols_in(symbols: Sequence[str] | None, column: str = "symbol") -> sql.Composable:

@@ -14,6 +14,7 @@ from sigmasight_pipeline.assets.common import (
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    load_positions,
     lookback,
     partition_days,
     portfolio_chunks,
@@ -22,6 +23,7 @@ from sigmasight_pipeline.assets.common import (
     scope_symbols,
     symbols_in,
     universe_symbols,
+    with_positions,
 )
 from sigmasight_pipeline.checks import (
     BETA_CAP_SPEC,
@@ -32,7 +34,7 @@ from sigmasight_pipeline.checks import (
 )
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
-from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, MarketDataResource
+from sigmasight_pipeline.resources.market_data import MARKET_ETFS, MarketDataResource
 
 FACTOR_GROUP = "factors"
 BETA_WINDOW = 60
@@ -83,13 +85,14 @@ def short_interest(
     check_specs=[schema_check_spec("factor_betas"), BETA_CAP_SPEC],
 )
 def factor_betas(context: AssetExecutionContext, returns: TableReader, database: PostgresResource):
-    """Betas of every stock and ETF to the seven factor ETFs over the trailing 60 sessions
-    (market: Cov/Var on SPY; styles: OLS on ETF-minus-SPY spreads; one solve per window for
-    all symbols of a chunk). Fewer than 20 observations: null beta with the reason."""
+    """Betas of every stock and ETF to the seven factor ETFs and to TLT (Rates) over the
+    trailing 60 sessions (market: Cov/Var on SPY; styles: OLS on ETF-minus-SPY spreads; rates:
+    Cov/Var on TLT; one solve per window for all symbols of a chunk). Fewer than 20
+    observations: null beta with the reason."""
     url = database.url()
     days = partition_days(context)
     scope = run_scope(context)
-    etfs = list(FACTOR_ETFS.values())
+    etfs = list(MARKET_ETFS)
     symbols = [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
     factor_wide = market.returns_matrix(
         returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(etfs))
@@ -141,24 +144,27 @@ def position_factor_exposures(
     short_interest: TableReader,
     database: PostgresResource,
 ):
-    """Each position's beta to the eight factors (options carry their underlying's betas,
-    applied to delta-adjusted exposure) and its dollar exposure to each. Chunks of
-    portfolios."""
+    """Each position's beta to every factor (options carry their underlying's betas, applied
+    to delta-adjusted exposure), one row per position-day with a column per factor; the
+    dollar exposure to a factor is exposure x its beta. Chunks of portfolios."""
     url = database.url()
     scope = run_scope(context)
 
     def chunks():
         for ids in portfolio_chunks(url, scope):
             where = portfolios_in(ids)
-            values = position_values.frame(
-                ["trade_date", "position_id", "portfolio_id", "symbol", "exposure",
-                 "position_type"], where
-            )  # fmt: skip
+            positions = load_positions(url, where)
+            values = with_positions(
+                position_values.frame(
+                    ["trade_date", "position_id", "portfolio_id", "exposure"], where
+                ),
+                positions,
+            )
             greeks = position_greeks.frame(
-                ["trade_date", "position_id", "underlying", "delta_adjusted_exposure"], where
+                ["trade_date", "position_id", "delta_adjusted_exposure"], where
             )
             risk = exposures.risk_exposures(values, greeks)
-            underlyings = symbols_in(sorted(risk["underlying"].unique()))
+            underlyings = symbols_in(sorted(risk["underlying"].dropna().unique()))
             betas = factor_betas.frame(
                 ["trade_date", "symbol", "factor", "beta", "n_obs", "reason"], underlyings
             )
@@ -183,14 +189,23 @@ WITH totals AS (
     FROM sigmasight.position_values
     WHERE trade_date BETWEEN {first} AND {last} AND {scope}
     GROUP BY trade_date, portfolio_id
+), long AS (
+    SELECT e.trade_date, e.portfolio_id, f.factor, f.beta, e.exposure
+    FROM sigmasight.position_factor_exposures e
+    CROSS JOIN LATERAL (VALUES
+        ('Market', e.beta_market), ('Momentum', e.beta_momentum), ('Value', e.beta_value),
+        ('Growth', e.beta_growth), ('Quality', e.beta_quality), ('Size', e.beta_size),
+        ('Low Volatility', e.beta_low_volatility), ('Rates', e.beta_rates),
+        ('Short Interest', e.short_interest)
+    ) AS f (factor, beta)
+    WHERE e.trade_date BETWEEN {first} AND {last} AND {scope}
 ), sums AS (
     SELECT trade_date, portfolio_id, factor,
-           sum(dollar_exposure) AS dollar_exposure,
+           sum(exposure * beta) AS dollar_exposure,
            sum(abs(exposure)) AS gross,
            coalesce(sum(abs(exposure)) FILTER (WHERE beta IS NOT NULL), 0) AS covered,
            count(beta) AS with_beta
-    FROM sigmasight.position_factor_exposures
-    WHERE trade_date BETWEEN {first} AND {last} AND {scope}
+    FROM long
     GROUP BY trade_date, portfolio_id, factor
 )
 SELECT s.trade_date, s.portfolio_id, s.factor,

@@ -11,6 +11,8 @@ from sigmasight_pipeline.assets.common import (
     SINGLE_RUN,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    all_of,
+    ids_in,
     load_positions,
     lookback,
     partition_days,
@@ -19,6 +21,7 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     sessions_with_lookback,
     symbols_in,
+    with_positions,
 )
 from sigmasight_pipeline.checks import PORTFOLIO_GREEKS_RULES, TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
@@ -27,21 +30,29 @@ from sigmasight_pipeline.settings import risk_free_rate
 
 RISK_GROUP = "risk"
 VOL_LOOKBACK = market.REALIZED_VOL_WINDOW + 1
-HELD_COLUMNS = [
-    "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
-    "multiplier",
+HELD_COLUMNS = ["trade_date", "position_id", "portfolio_id", "quantity"]
+OPTION_ATTRIBUTES = (
+    "symbol", "position_type", "multiplier", "underlying", "option_right", "strike", "expiry",
+)  # fmt: skip
+# Option positions only: a stock's Greeks are delta 1 per share and zero else, added where
+# needed (portfolio_greeks, the read API) from position_values.
+STORED_GREEK_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "underlying_price", "strike", "t_years", "rate",
+    "volatility", "volatility_source", "iv_converged", "option_price", "delta", "gamma",
+    "theta", "vega", "rho", "position_delta", "position_gamma", "position_theta",
+    "position_vega", "position_rho", "dollar_delta", "delta_adjusted_exposure", "source",
+    "reason",
 ]  # fmt: skip
 
 
 def position_greeks_chunk(
     positions: pd.DataFrame, held: pd.DataFrame, prices: pd.DataFrame, sessions: pd.DatetimeIndex
 ) -> pd.DataFrame:
-    """Greeks of the held rows of one chunk of portfolios (inputs as the asset reads them)."""
-    held = held.merge(
-        positions[["id", "underlying", "option_right", "strike", "expiry"]],
-        left_on="position_id",
-        right_on="id",
-    )
+    """Greeks of the option positions held in one chunk of portfolios (inputs as the asset
+    reads them: position values' rows, the positions, the prices with their lookback)."""
+    options = positions[positions["position_type"].isin(["LC", "LP", "SC", "SP"])]
+    held = with_positions(held, options, OPTION_ATTRIBUTES)
+    held = held[held["symbol"].notna()]
     closes = market.close_matrix(prices, sessions)
     vols = market.realized_volatility(closes)
     price_source = prices.set_index(["symbol", "trade_date"])["source"]
@@ -83,15 +94,28 @@ def position_greeks(
     def chunks():
         for ids in portfolio_chunks(url, scope):
             positions = load_positions(url, portfolios_in(ids))
-            held = position_values.frame(HELD_COLUMNS, where=portfolios_in(ids))
-            symbols = sorted(set(positions["symbol"]) | set(positions["underlying"]))
+            options = positions[positions["position_type"].isin(["LC", "LP", "SC", "SP"])]
+            if options.empty:
+                continue
+            held = position_values.frame(
+                HELD_COLUMNS,
+                where=all_of(portfolios_in(ids), ids_in(options["id"])),
+            )
+            symbols = sorted(set(options["symbol"]) | set(options["underlying"]))
             chunk_prices = prices.frame(
                 ["symbol", "trade_date", "close", "source"], where=symbols_in(symbols)
             )
             yield position_greeks_chunk(positions, held, chunk_prices, sessions)
 
     validator = TableValidator("position_greeks")
-    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=scope.portfolio_filter(),
+            columns=STORED_GREEK_COLUMNS,
+            observers=[validator],
+        )
+    )
     yield validator.result()
 
 
@@ -99,19 +123,33 @@ PORTFOLIO_GREEKS_COLUMNS = [
     "trade_date", "portfolio_id", "view", "delta", "gamma", "theta", "vega", "rho",
     "dollar_delta", "delta_adjusted_exposure", "fallback_count", "position_count",
 ]  # fmt: skip
-# Views: the whole portfolio, its long positions (quantity > 0) and its short positions.
+# Views: the whole portfolio, its long positions (quantity > 0) and its short positions. Option
+# positions from position_greeks; stocks from position_values (delta 1 per share: position
+# delta = quantity, delta-adjusted exposure = exposure, dollar delta = exposure / 100).
 PORTFOLIO_GREEKS_SELECT = """
-SELECT g.trade_date, g.portfolio_id, v.view,
-       sum(g.position_delta), sum(g.position_gamma), sum(g.position_theta), sum(g.position_vega),
-       sum(g.position_rho), coalesce(sum(g.dollar_delta), 0),
-       coalesce(sum(g.delta_adjusted_exposure), 0),
-       count(*) FILTER (WHERE g.source = 'fallback'), count(*)
-FROM sigmasight.position_greeks g
+WITH rows AS (
+    SELECT g.trade_date, g.portfolio_id, v.quantity, g.position_delta AS delta,
+           g.position_gamma AS gamma, g.position_theta AS theta, g.position_vega AS vega,
+           g.position_rho AS rho, g.dollar_delta, g.delta_adjusted_exposure, g.source
+    FROM sigmasight.position_greeks g
+    JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id)
+    WHERE g.trade_date BETWEEN {first} AND {last} AND {scope_g}
+    UNION ALL
+    SELECT v.trade_date, v.portfolio_id, v.quantity, v.quantity * p.multiplier, 0, 0, 0, 0,
+           v.exposure / 100, v.exposure, 'stock'
+    FROM sigmasight.position_values v JOIN sigmasight.positions p ON p.id = v.position_id
+    WHERE p.position_type IN ('LONG', 'SHORT') AND v.trade_date BETWEEN {first} AND {last}
+      AND {scope_v}
+)
+SELECT r.trade_date, r.portfolio_id, w.view, sum(r.delta), sum(r.gamma), sum(r.theta),
+       sum(r.vega), sum(r.rho), coalesce(sum(r.dollar_delta), 0),
+       coalesce(sum(r.delta_adjusted_exposure), 0),
+       count(*) FILTER (WHERE r.source = 'fallback'), count(*)
+FROM rows r
 CROSS JOIN LATERAL (
-    VALUES ('portfolio'), (CASE WHEN g.quantity > 0 THEN 'longs' ELSE 'shorts' END)
-) AS v (view)
-WHERE g.trade_date BETWEEN {first} AND {last} AND {scope}
-GROUP BY g.trade_date, g.portfolio_id, v.view
+    VALUES ('portfolio'), (CASE WHEN r.quantity > 0 THEN 'longs' ELSE 'shorts' END)
+) AS w (view)
+GROUP BY r.trade_date, r.portfolio_id, w.view
 """
 
 
@@ -125,7 +163,10 @@ GROUP BY g.trade_date, g.portfolio_id, v.view
     check_specs=[PORTFOLIO_GREEKS_RULES.spec()],
 )
 def portfolio_greeks(
-    context: AssetExecutionContext, position_greeks: TableReader, database: PostgresResource
+    context: AssetExecutionContext,
+    position_greeks: TableReader,
+    position_values: TableReader,
+    database: PostgresResource,
 ):
     """Portfolio delta, gamma, theta, vega, rho, dollar delta and delta-adjusted exposure for
     the views `portfolio`, `longs` and `shorts`: one INSERT ... SELECT ... GROUP BY."""
@@ -134,7 +175,8 @@ def portfolio_greeks(
     select = sql.SQL(PORTFOLIO_GREEKS_SELECT).format(
         first=sql.Literal(days[0].date()),
         last=sql.Literal(days[-1].date()),
-        scope=scope.portfolio_filter("g.portfolio_id"),
+        scope_g=scope.portfolio_filter("g.portfolio_id"),
+        scope_v=scope.portfolio_filter("v.portfolio_id"),
     )
     replace = scope.portfolio_filter()
     yield Output(

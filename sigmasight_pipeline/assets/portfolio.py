@@ -31,6 +31,12 @@ from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 
 PORTFOLIO_GROUP = "portfolio"
+# The day's numbers; the position's attributes (symbol, type, entry) stay in `positions`.
+STORED_VALUE_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "quantity", "price", "price_date",
+    "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl",
+    "pnl_reason",
+]  # fmt: skip
 SNAPSHOT_WINDOW = 90
 PRICE_LOOKBACK = valuation.MAX_CARRY_FORWARD_SESSIONS + 1
 
@@ -73,6 +79,7 @@ def position_values(
         TableWrite(
             chunks(),
             replace=scope.portfolio_filter(),
+            columns=STORED_VALUE_COLUMNS,
             observers=[validator, valued],
             summaries=[valued.summary],
         )
@@ -105,14 +112,15 @@ WITH days (trade_date, window_start) AS (
            coalesce(sum(v.daily_pnl), 0) AS daily_pnl,
            coalesce(sum(v.unrealized_pnl), 0) AS unrealized_pnl,
            count(*) AS position_count,
-           count(*) FILTER (WHERE v.position_type = 'LONG') AS long_count,
-           count(*) FILTER (WHERE v.position_type = 'SHORT') AS short_count,
-           count(*) FILTER (WHERE v.position_type = 'LC') AS lc_count,
-           count(*) FILTER (WHERE v.position_type = 'LP') AS lp_count,
-           count(*) FILTER (WHERE v.position_type = 'SC') AS sc_count,
-           count(*) FILTER (WHERE v.position_type = 'SP') AS sp_count,
+           count(*) FILTER (WHERE p.position_type = 'LONG') AS long_count,
+           count(*) FILTER (WHERE p.position_type = 'SHORT') AS short_count,
+           count(*) FILTER (WHERE p.position_type = 'LC') AS lc_count,
+           count(*) FILTER (WHERE p.position_type = 'LP') AS lp_count,
+           count(*) FILTER (WHERE p.position_type = 'SC') AS sc_count,
+           count(*) FILTER (WHERE p.position_type = 'SP') AS sp_count,
            count(*) FILTER (WHERE v.price_source = 'missing') AS unpriced_count
     FROM sigmasight.position_values v
+    JOIN sigmasight.positions p ON p.id = v.position_id
     WHERE v.trade_date BETWEEN {first} AND {last} AND {scope}
     GROUP BY v.trade_date, v.portfolio_id
 ), trail AS (
@@ -130,7 +138,7 @@ WITH days (trade_date, window_start) AS (
            max(beta) FILTER (WHERE factor = 'Low Volatility') AS beta_low_volatility,
            max(beta) FILTER (WHERE factor = 'Short Interest') AS short_interest_exposure
     FROM sigmasight.portfolio_factor_exposures
-    WHERE trade_date BETWEEN {day0} AND {last} AND {scope}
+    WHERE trade_date BETWEEN {day0} AND {last} AND {portfolios}
     GROUP BY trade_date, portfolio_id
 )
 SELECT t.trade_date, t.portfolio_id, t.total_value, t.long_exposure, t.short_exposure,
@@ -191,7 +199,8 @@ def portfolio_snapshots(
         first=sql.Literal(sessions[0].date()),
         last=sql.Literal(days[-1].date()),
         day0=sql.Literal(days[0].date()),
-        scope=scope.portfolio_filter(),
+        scope=scope.portfolio_filter("v.portfolio_id"),
+        portfolios=scope.portfolio_filter(),
     )
     replace = scope.portfolio_filter()
     yield Output(TableWrite(replace=replace, insert_select=select, columns=SNAPSHOT_COLUMNS))

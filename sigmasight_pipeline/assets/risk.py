@@ -12,12 +12,14 @@ from sigmasight_pipeline.assets.common import (
     TRADING_DAYS,
     TRANSIENT_RETRY,
     all_of,
+    load_positions,
     lookback,
     partition_days,
     portfolio_chunks,
     portfolios_in,
     run_scope,
     symbols_in,
+    with_positions,
 )
 from sigmasight_pipeline.checks import (
     VOLATILITY_PLAUSIBLE_SPEC,
@@ -117,14 +119,17 @@ def portfolio_risk_metrics(
                 where,
             )
             today_where = all_of(where, sql.SQL(on_days))
-            today = position_values.frame(
-                ["trade_date", "position_id", "portfolio_id", "symbol", "exposure",
-                 "position_type"], today_where
-            )  # fmt: skip
-            greeks = position_greeks.frame(
-                ["trade_date", "position_id", "underlying", "delta_adjusted_exposure"], where
+            positions = load_positions(url, where)
+            today = with_positions(
+                position_values.frame(
+                    ["trade_date", "position_id", "portfolio_id", "exposure"], today_where
+                ),
+                positions,
             )
-            underlyings = sorted(set(greeks["underlying"]) | set(today["symbol"]) | {"SPY"})
+            greeks = position_greeks.frame(
+                ["trade_date", "position_id", "delta_adjusted_exposure"], where
+            )
+            underlyings = sorted(set(today["underlying"].dropna()) | {"SPY"})
             symbol_returns = returns.frame(
                 ["trade_date", "symbol", "daily_return"], symbols_in(underlyings)
             )

@@ -136,8 +136,9 @@ class TableWrite:
     frames: a DataFrame or an iterable of them (a generator is consumed while writing, so only
     one chunk is in memory). replace: SQL narrowing the rows deleted inside the run's partition
     range (default: the whole range), e.g. the run's portfolios. insert_select: a SELECT whose
-    rows are inserted (set-based assets), instead of or after the frames; `columns` names the
-    columns it fills. observers: called with every chunk before it is written (checks, stats).
+    rows are inserted (set-based assets), instead of or after the frames. columns: the table
+    columns the SELECT fills, and the columns of each frame that are stored (observers see the
+    whole frame). observers: called with every chunk before it is written (checks, stats).
     summaries: called after the write; their dicts join the materialization's metadata (e.g.
     coverage and reasons counted by an observer). companions: tables written in the same
     transaction (e.g. price_issues with prices): {table: the predicate narrowing its partition
@@ -358,8 +359,9 @@ def write_table_slice(
         _check_rows_inside_slice(table_slice, item)
         for observe in write.observers:
             observe(item)
-        stats.observe(item)
-        ingest(conn, url, schema, table_slice.table, item)
+        stored = item[list(write.columns)] if write.columns else item
+        stats.observe(stored)
+        ingest(conn, url, schema, table_slice.table, stored)
     if write.insert_select is not None:
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
         inserted = execute(

@@ -26,6 +26,9 @@ FACTOR_ETFS: dict[str, str] = {
     "Low Volatility": "SPLV",
 }
 SHORT_INTEREST_FACTOR = "Short Interest"
+RATES_ETF = "TLT"  # the Rates factor: a long Treasury ETF (20+ years)
+# Every symbol-level universe holds these, whatever the portfolios hold.
+MARKET_ETFS = (*FACTOR_ETFS.values(), RATES_ETF)
 
 BAR_COLUMNS = ["symbol", "trade_date", "open", "high", "low", "close", "volume", "source"]
 ISSUE_COLUMNS = ["symbol", "trade_date", "kind", "detail"]

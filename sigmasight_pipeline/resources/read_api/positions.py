@@ -28,9 +28,9 @@ WITH wanted AS (
     FROM {_S}.tags t JOIN {_S}.portfolios pf ON pf.owner_id = t.user_id
     WHERE pf.id = %(pid)s AND lower(t.name) = ANY(%(tags)s::text[])
 )
-SELECT v.position_id, v.symbol, v.position_type, p.underlying, p.option_right,
-       p.strike AS strike_usd, p.expiry, v.quantity, v.multiplier, v.entry_date,
-       v.entry_price AS entry_price_usd, v.price AS price_usd, v.price_date, v.price_source,
+SELECT v.position_id, p.symbol, p.position_type, p.underlying, p.option_right,
+       p.strike AS strike_usd, p.expiry, v.quantity, p.multiplier, p.entry_date,
+       p.entry_price AS entry_price_usd, v.price AS price_usd, v.price_date, v.price_source,
        v.market_value AS market_value_usd, v.exposure AS exposure_usd,
        v.cost_basis AS cost_basis_usd, v.unrealized_pnl AS unrealized_pnl_usd,
        v.daily_pnl AS daily_pnl_usd,
@@ -43,13 +43,13 @@ SELECT v.position_id, v.symbol, v.position_type, p.underlying, p.option_right,
 FROM {_S}.position_values v
 JOIN {_S}.positions p ON p.id = v.position_id
 WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s
-  AND (%(types)s::text[] IS NULL OR v.position_type = ANY(%(types)s::text[]))
+  AND (%(types)s::text[] IS NULL OR p.position_type = ANY(%(types)s::text[]))
   AND (%(tags)s::text[] IS NULL OR (
       SELECT count(DISTINCT w.lname)
       FROM {_S}.position_tags pt JOIN wanted w ON w.id = pt.tag_id
       WHERE pt.position_id = v.position_id
   ) >= %(need)s)
-ORDER BY {TYPE_ORDER.format(col="v.position_type")}, v.symbol, v.position_id
+ORDER BY {TYPE_ORDER.format(col="p.position_type")}, p.symbol, v.position_id
 """
 
 

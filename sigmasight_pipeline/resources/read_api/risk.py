@@ -34,17 +34,33 @@ FROM {_S}.portfolio_greeks
 WHERE portfolio_id = %(pid)s AND trade_date = %(day)s AND view = %(view)s
 """
 
+# Options from position_greeks; stocks (not stored there) have delta 1 per share and no other
+# Greek: their position delta is the quantity and their delta-adjusted exposure the exposure.
 POSITION_GREEKS_SQL = f"""
-SELECT position_id, symbol, position_type, quantity, multiplier, underlying,
-       underlying_price AS underlying_price_usd, strike AS strike_usd, t_years,
-       volatility AS volatility_ann_fraction, volatility_source, option_price AS option_price_usd,
-       delta, gamma, theta, vega, rho, position_delta, position_gamma, position_theta,
-       position_vega, position_rho, dollar_delta AS delta_1pct_usd,
-       delta_adjusted_exposure AS delta_adjusted_exposure_usd, source, reason
-FROM {_S}.position_greeks
-WHERE portfolio_id = %(pid)s AND trade_date = %(day)s
-  AND (%(view)s = 'portfolio' OR (%(view)s = 'longs' AND quantity > 0)
-       OR (%(view)s = 'shorts' AND quantity < 0))
+WITH rows AS (
+    SELECT g.position_id, p.symbol, p.position_type, v.quantity, p.multiplier, p.underlying,
+           g.underlying_price AS underlying_price_usd, g.strike AS strike_usd, g.t_years,
+           g.volatility AS volatility_ann_fraction, g.volatility_source,
+           g.option_price AS option_price_usd, g.delta, g.gamma, g.theta, g.vega, g.rho,
+           g.position_delta, g.position_gamma, g.position_theta, g.position_vega,
+           g.position_rho, g.dollar_delta AS delta_1pct_usd,
+           g.delta_adjusted_exposure AS delta_adjusted_exposure_usd, g.source, g.reason
+    FROM {_S}.position_greeks g
+    JOIN {_S}.position_values v USING (portfolio_id, trade_date, position_id)
+    JOIN {_S}.positions p ON p.id = g.position_id
+    WHERE g.portfolio_id = %(pid)s AND g.trade_date = %(day)s
+    UNION ALL
+    SELECT v.position_id, p.symbol, p.position_type, v.quantity, p.multiplier, p.underlying,
+           v.price, NULL, NULL, NULL, NULL, NULL, 1.0, 0.0, 0.0, 0.0, 0.0,
+           v.quantity * p.multiplier, 0.0, 0.0, 0.0, 0.0, v.exposure / 100, v.exposure,
+           'stock', NULL
+    FROM {_S}.position_values v JOIN {_S}.positions p ON p.id = v.position_id
+    WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s
+      AND p.position_type IN ('LONG', 'SHORT')
+)
+SELECT * FROM rows
+WHERE %(view)s = 'portfolio' OR (%(view)s = 'longs' AND quantity > 0)
+   OR (%(view)s = 'shorts' AND quantity < 0)
 ORDER BY {TYPE_ORDER.format(col="position_type")}, symbol, position_id
 """
 
