@@ -44,12 +44,12 @@ def _end_session(value: str | None) -> pd.Timestamp:
     return calendar.latest_closed_session()
 
 
-def _run_backfill(days: int, end: str | None) -> bool:
+def _run_backfill(days: int, end: str | None, shards: int = 1) -> bool:
     from sigmasight_pipeline import runs
     from sigmasight_pipeline.resources.instance import dagster_instance
 
     plan = runs.BackfillPlan.ending(_end_session(end), days)
-    outcomes = runs.backfill(dagster_instance(), plan, _say)
+    outcomes = runs.backfill(dagster_instance(), plan, _say, shards=shards)
     problems = [line for outcome in outcomes for line in outcome.problems]
     if problems:
         _say("\nWHAT WENT WRONG (one line per cause):")
@@ -181,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     _prepare()
-    return 0 if _run_backfill(args.days, args.end) else 1
+    return 0 if _run_backfill(args.days, args.end, args.shards) else 1
 
 
 def cmd_db_url(args: argparse.Namespace) -> int:
@@ -289,7 +289,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sigmasight_pipeline.settings import BACKFILL_DAYS
+    from sigmasight_pipeline.settings import BACKFILL_DAYS, shards
 
     parser = argparse.ArgumentParser(prog="sigmasight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -302,6 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = sub.add_parser("backfill", help="materialize the last N trading days in one run")
     backfill.add_argument("--days", type=int, default=BACKFILL_DAYS)
     backfill.add_argument("--end", help="last trading day (default: the latest closed session)")
+    backfill.add_argument(
+        "--shards",
+        type=int,
+        default=shards(),
+        help="split the portfolio runs into N shards run in parallel (default SIGMASIGHT_SHARDS "
+        "or 1; see README, Scale)",
+    )
     backfill.set_defaults(func=cmd_backfill)
 
     sub.add_parser(

@@ -8,7 +8,12 @@ from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
 from sigmasight_pipeline.resources.read_api import SigmaSightReader
-from sigmasight_pipeline.schedules import daily_after_close, daily_update_job, weekly_backfill
+from sigmasight_pipeline.schedules import (
+    daily_after_close,
+    daily_update_job,
+    portfolio_runs_after_market,
+    weekly_backfill,
+)
 from sigmasight_pipeline.sensors import portfolio_inbox_sensor
 
 defs = Definitions(
@@ -18,7 +23,7 @@ defs = Definitions(
     ],
     jobs=[daily_update_job],
     schedules=[daily_after_close, weekly_backfill],
-    sensors=[portfolio_inbox_sensor],
+    sensors=[portfolio_inbox_sensor, portfolio_runs_after_market],
     resources={
         "io_manager": PostgresPandasIOManager(),
         "database": PostgresResource(),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,8 +19,11 @@ from dagster import (
     RunRequest,
 )
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
+from psycopg import sql
 
 from sigmasight_pipeline import calendar
+from sigmasight_pipeline.resources.database import connect, reachable_database_url
+from sigmasight_pipeline.scope import Scope
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
 # Sessions of history the windows read before the first backfilled day: 60-session betas and
@@ -217,23 +222,102 @@ def partitioned_assets() -> list[str]:
     )
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a backfill: the assets it materializes, its partition range and its tags
+    (the range, and for a shard its scope)."""
+
+    assets: tuple[str, ...]
+    start: str
+    end: str
+    tags: dict[str, str]
+
+
+def plan_runs(
+    plan: BackfillPlan, shards: int = 1, with_history: bool = True
+) -> tuple[PlannedRun, list[PlannedRun]]:
+    """The market run (symbol-level assets over the window, and its lookback history when
+    `with_history`) and one run of the portfolio assets over the window per shard (a shard is
+    the portfolios whose id % shards == i; one shard is the whole book, unscoped)."""
+    if shards < 1:
+        raise ValueError(f"shards={shards}: expected at least 1")
+    first = plan.key(plan.history[0] if with_history else plan.window[0])
+    start, last = plan.key(plan.window[0]), plan.key(plan.window[-1])
+    market = PlannedRun(tuple(MARKET_ASSETS), first, last, range_tags(first, last))
+    assets = tuple(a for a in partitioned_assets() if a not in MARKET_ASSETS)
+    scopes = [Scope()] if shards == 1 else [Scope(shard=(i, shards)) for i in range(shards)]
+    portfolio_runs = [
+        PlannedRun(assets, start, last, {**range_tags(start, last), **scope.tags()})
+        for scope in scopes
+    ]
+    return market, portfolio_runs
+
+
+def history_is_complete(url: str, plan: BackfillPlan) -> bool:
+    """True when every stock and ETF of the universe has a return on every session of the
+    plan's lookback history but the first (whose return needs a close before it): the market
+    run can then start at the window and not recompute the history."""
+    days = plan.history
+    query = sql.SQL(
+        """
+        SELECT count(*) FROM sigmasight.securities s
+        LEFT JOIN (
+            SELECT symbol, count(*) AS n FROM sigmasight.returns
+            WHERE trade_date BETWEEN {first} AND {last} GROUP BY symbol
+        ) r USING (symbol)
+        WHERE s.security_type <> 'OPTION' AND coalesce(r.n, 0) < {need}
+        """
+    ).format(
+        first=sql.Literal(days[1].date()),
+        last=sql.Literal(days[-1].date()),
+        need=sql.Literal(len(days) - 1),
+    )
+    with connect(url) as conn:
+        incomplete = conn.execute(query).fetchone()[0]
+        stored = conn.execute("SELECT count(*) FROM sigmasight.securities").fetchone()[0]
+    return stored > 0 and incomplete == 0
+
+
+def _execute_planned(run: PlannedRun) -> RunOutcome:
+    """A planned run in this process, on the instance of DAGSTER_HOME (a shard's worker)."""
+    instance = DagsterInstance.get()
+    try:
+        return materialize(instance, list(run.assets), run.start, run.end, tags=run.tags)
+    finally:
+        instance.dispose()
+
+
 def backfill(
-    instance: DagsterInstance, plan: BackfillPlan, progress: Progress | None = None
+    instance: DagsterInstance,
+    plan: BackfillPlan,
+    progress: Progress | None = None,
+    shards: int = 1,
+    url: str | None = None,
 ) -> list[RunOutcome]:
-    """Two runs: the symbol-level assets (market data, returns, betas) over the lookback
-    history and the window (so every day of the window has full 60-session betas and
-    volatilities), then the portfolio assets over the window in one run."""
+    """The market run: symbol-level assets (market data, returns, betas) over the window and
+    its lookback history, so every day of the window has full 60-session betas and
+    volatilities (the history is skipped when it is already complete); then the portfolio
+    assets over the window: one run, or one run per shard, the shards in parallel processes."""
     say = progress or (lambda _: None)
-    first, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
-    window_start = plan.key(plan.window[0])
-    market = list(MARKET_ASSETS)
-    say(f"market data {first}..{last} ({len(plan.history) + len(plan.window)} sessions): one run")
-    outcomes = [materialize(instance, market, first, last, progress)]
+    with_history = not history_is_complete(url or reachable_database_url(), plan)
+    market, portfolio_runs = plan_runs(plan, shards, with_history)
+    sessions = len(calendar.sessions(market.start, market.end))
+    say(f"market data {market.start}..{market.end} ({sessions} sessions): one run")
+    outcomes = [materialize(instance, list(market.assets), market.start, market.end, progress)]
     if not outcomes[-1].success:
         return outcomes
-    rest = [a for a in partitioned_assets() if a not in MARKET_ASSETS]
-    say(f"portfolio analytics {window_start}..{last} ({len(plan.window)} sessions): one run")
-    outcomes.append(materialize(instance, rest, window_start, last, progress))
+    first = portfolio_runs[0]
+    what = "one run" if shards == 1 else f"{shards} shard runs in parallel"
+    say(f"portfolio analytics {first.start}..{first.end} ({len(plan.window)} sessions): {what}")
+    if shards == 1:
+        run = portfolio_runs[0]
+        outcomes.append(
+            materialize(instance, list(run.assets), run.start, run.end, progress, tags=run.tags)
+        )
+        return outcomes
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=shards, mp_context=context) as pool:
+        outcomes += list(pool.map(_execute_planned, portfolio_runs))
     return outcomes
 
 

@@ -1,15 +1,21 @@
-"""Schedules: each trading day after the close, and a weekly 90-session backfill."""
+"""Schedules: each trading day after the close, and a weekly 90-session backfill (its market
+run, then its portfolio runs by shard, requested by a run status sensor)."""
 
 from __future__ import annotations
 
 import pandas as pd
 from dagster import (
+    AssetKey,
     AssetSelection,
+    DagsterRunStatus,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
     RunRequest,
+    RunStatusSensorContext,
     ScheduleEvaluationContext,
     SkipReason,
     define_asset_job,
+    run_status_sensor,
     schedule,
 )
 from psycopg import sql
@@ -18,10 +24,13 @@ from sigmasight_pipeline import calendar
 from sigmasight_pipeline.assets.common import positions_spec
 from sigmasight_pipeline.resources.database import database_url
 from sigmasight_pipeline.resources.tables import query_frame
-from sigmasight_pipeline.runs import BackfillPlan, range_tags
+from sigmasight_pipeline.runs import RANGE_END_TAG, BackfillPlan, plan_runs, range_tags
+from sigmasight_pipeline.settings import shards
 
 # The daily run also fetches again any of the previous sessions that were not yet published.
 REFETCH_SESSIONS = 5
+STAGE_TAG = "sigmasight/stage"  # a backfill's "market" run, then its "portfolio" runs
+SHARDS_TAG = "sigmasight/shards"
 
 PIPELINE_ASSETS = AssetSelection.all() - AssetSelection.assets(positions_spec.key)
 
@@ -73,8 +82,40 @@ def unpublished_sessions(url: str, day, sessions: int = REFETCH_SESSIONS) -> lis
     default_status=DefaultScheduleStatus.STOPPED,
 )
 def weekly_backfill(context: ScheduleEvaluationContext):
-    """Saturday 06:00: the last 90 sessions and their 61-session lookback, as ONE run
-    (prices already stored are not fetched again, so this mostly recomputes analytics)."""
+    """Saturday 06:00: the 90 sessions to the latest closed one, as `sigmasight backfill` does
+    it: the market run over the window and its 61-session lookback (prices already stored are
+    not fetched again), then, requested by `portfolio_runs_after_market` when it succeeds,
+    the portfolio runs over the window: one per shard (SIGMASIGHT_SHARDS, default 1), run in
+    parallel by the run queue."""
     plan = BackfillPlan.ending(calendar.latest_closed_session(context.scheduled_execution_time))
-    start, last = plan.key(plan.history[0]), plan.key(plan.window[-1])
-    return RunRequest(run_key=f"backfill-{last}", tags=range_tags(start, last))
+    market, _ = plan_runs(plan, shards())
+    return RunRequest(
+        run_key=f"backfill-{market.end}",
+        asset_selection=[AssetKey(a) for a in market.assets],
+        tags={**market.tags, STAGE_TAG: "market", SHARDS_TAG: str(shards())},
+    )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    request_job=daily_update_job,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="After a backfill's market run succeeds: its portfolio runs, one per shard.",
+)
+def portfolio_runs_after_market(context: RunStatusSensorContext):
+    """The portfolio runs of a backfill whose market run (tag sigmasight/stage=market) just
+    succeeded; run keys name the market run, so each is requested once."""
+    tags = context.dagster_run.tags
+    if tags.get(STAGE_TAG) != "market":
+        return SkipReason("not a backfill's market run")
+    end = pd.Timestamp(tags[RANGE_END_TAG])
+    plan = BackfillPlan.ending(end)
+    _, portfolio_runs = plan_runs(plan, int(tags.get(SHARDS_TAG, "1")))
+    return [
+        RunRequest(
+            run_key=f"{context.dagster_run.run_id}-portfolio-{i}",
+            asset_selection=[AssetKey(a) for a in run.assets],
+            tags={**run.tags, STAGE_TAG: "portfolio"},
+        )
+        for i, run in enumerate(portfolio_runs)
+    ]

@@ -19,3 +19,15 @@ def risk_free_rate() -> float:
 def inbox_dir() -> Path:
     """Folder the CSV sensor watches; processed/ and rejected/ are its siblings."""
     return Path(os.environ.get("SIGMASIGHT_INBOX", PROJECT_ROOT / "data" / "inbox")).resolve()
+
+
+def shards() -> int:
+    """Portfolio shards a backfill runs in parallel, `SIGMASIGHT_SHARDS` (default 1)."""
+    value = os.environ.get("SIGMASIGHT_SHARDS", "1").strip()
+    try:
+        count = int(value)
+    except ValueError as exc:
+        raise ValueError(f"SIGMASIGHT_SHARDS={value!r}: expected a whole number >= 1") from exc
+    if count < 1:
+        raise ValueError(f"SIGMASIGHT_SHARDS={value!r}: expected a whole number >= 1")
+    return count

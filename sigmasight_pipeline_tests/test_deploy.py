@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 import sqlalchemy
 import yaml
-from dagster import DagsterRun
+from dagster import DagsterInstance, DagsterRun
 from dagster._config import process_config
 from dagster._core.instance.config import PoolGranularity, dagster_instance_config
 from dagster._core.test_utils import instance_for_test
@@ -412,24 +412,39 @@ def launcher_script() -> ModuleType:
     return module
 
 
-def test_sharded_backfill_is_one_market_run_then_one_run_per_shard(launcher_script):
-    plan = BackfillPlan.ending(pd.Timestamp("2026-11-20"))
-    market, shards = launcher_script.sharded_backfill(plan, 4)
+def test_a_sharded_backfill_is_a_market_run_then_one_run_per_shard(launcher_script):
+    """The launcher queues the market run; when it succeeds, the sensor asks one run of the
+    portfolio assets per shard, over the window."""
+    from dagster import DagsterEvent, DagsterEventType, build_run_status_sensor_context
 
+    from sigmasight_pipeline.definitions import defs
+    from sigmasight_pipeline.schedules import portfolio_runs_after_market
+
+    plan = BackfillPlan.ending(pd.Timestamp("2026-11-20"))
+    assets, tags = launcher_script.market_run_request(pd.Timestamp("2026-11-20"), 90, 4)
     first, start, last = (plan.key(d) for d in (plan.history[0], plan.window[0], plan.window[-1]))
-    assert market.assets == tuple(MARKET_ASSETS)
-    assert market.tags == {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
-    assert [Scope.from_tags(run.tags).shard for run in shards] == [(i, 4) for i in range(4)]
+    assert tuple(assets) == tuple(MARKET_ASSETS)
+    assert tags["dagster/asset_partition_range_start"] == first
+    assert tags["dagster/asset_partition_range_end"] == last
+    assert (tags["sigmasight/stage"], tags["sigmasight/shards"]) == ("market", "4")
+
+    instance = DagsterInstance.ephemeral()
+    run = instance.create_run_for_job(
+        defs.resolve_implicit_global_asset_job_def(), tags=tags, run_config={}
+    )
+    context = build_run_status_sensor_context(
+        sensor_name="portfolio_runs_after_market",
+        dagster_instance=instance,
+        dagster_run=run,
+        dagster_event=DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name),
+    )
+    requests = portfolio_runs_after_market(context)
+    assert [Scope.from_tags(r.tags).shard for r in requests] == [(i, 4) for i in range(4)]
     portfolio_assets = set(partitioned_assets()) - set(MARKET_ASSETS)
-    for run in shards:
-        assert set(run.assets) == portfolio_assets
-        assert run.tags["dagster/asset_partition_range_start"] == start
-        assert run.tags["dagster/asset_partition_range_end"] == last
-    with pytest.raises(ValueError, match="--shards 0"):
-        launcher_script.sharded_backfill(plan, 0)
+    for request in requests:
+        assert {k.to_user_string() for k in request.asset_selection} == portfolio_assets
+        assert request.tags["dagster/asset_partition_range_start"] == start
+        assert request.tags["dagster/asset_partition_range_end"] == last
 
 
 def test_launcher_names_dagsters_asset_job_and_repository(launcher_script):

@@ -199,19 +199,17 @@ def _insert_dataset(conn: psycopg.Connection) -> None:
         by_id = {p[0]: p for p in POSITIONS}
         value_rows = []
         for day, values in ((D, VALUES_D), (D1, VALUES_D1)):
-            for pid, (price, prev, mv, exp, cost, upnl, dpnl) in values.items():
+            for pid, (price, _prev, mv, exp, cost, upnl, dpnl) in values.items():
                 p = by_id[pid]
                 source = "missing" if price is None else "market"
                 value_rows.append(
-                    (day, pid, p[1], p[2], p[6], p[3], p[11], p[5], p[4], price,
-                     None if price is None else day, prev, source, mv, exp, cost, upnl, dpnl)
+                    (day, pid, p[1], p[3], price, None if price is None else day, source, mv,
+                     exp, cost, upnl, dpnl)
                 )  # fmt: skip
         cur.executemany(
-            f"INSERT INTO {s}.position_values (trade_date, position_id, portfolio_id, symbol, "
-            "position_type, quantity, multiplier, entry_date, entry_price, price, price_date, "
-            "prev_price, price_source, market_value, exposure, cost_basis, unrealized_pnl, "
-            "daily_pnl) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s)",
+            f"INSERT INTO {s}.position_values (trade_date, position_id, portfolio_id, quantity, "
+            "price, price_date, price_source, market_value, exposure, cost_basis, unrealized_pnl, "
+            "daily_pnl) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             value_rows,
         )
 
@@ -236,32 +234,34 @@ def _insert_dataset(conn: psycopg.Connection) -> None:
             snapshot_rows,
         )
 
-        greek_rows = []
+        greek_rows = []  # options only: stocks' Greeks come from their position values
         for pid, (per, underlying_price, source) in GREEKS_D.items():
             p = by_id[pid]
+            if source == "stock":
+                continue
             pos = POSITION_GREEKS_D[pid]
-            is_option = p[11] == 100
             greek_rows.append(
-                (D, pid, p[1], p[2], p[6], p[3], p[11], p[7], underlying_price, p[9],
-                 0.38 if is_option else None, 0.04 if is_option else None,
-                 0.3 if source == "model" and is_option else None,
-                 "implied" if source == "model" and is_option else None,
-                 *per, *pos[:5], pos[5], pos[5], source,
+                (D, pid, p[1], underlying_price, p[9], 0.38, 0.04,
+                 0.3 if source == "model" else None, "implied" if source == "model" else None,
+                 *per, *pos[:5], pos[5] / 100, pos[5], source,
                  "no option price" if source == "fallback" else None)
             )  # fmt: skip
         cur.executemany(
-            f"INSERT INTO {s}.position_greeks (trade_date, position_id, portfolio_id, symbol, "
-            "position_type, quantity, multiplier, underlying, underlying_price, strike, t_years, "
-            "rate, volatility, volatility_source, delta, gamma, theta, vega, rho, position_delta, "
-            "position_gamma, position_theta, position_vega, position_rho, dollar_delta, "
-            "delta_adjusted_exposure, source, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            f"INSERT INTO {s}.position_greeks (trade_date, position_id, portfolio_id, "
+            "underlying_price, strike, t_years, rate, volatility, volatility_source, delta, "
+            "gamma, theta, vega, rho, position_delta, position_gamma, position_theta, "
+            "position_vega, position_rho, dollar_delta, delta_adjusted_exposure, source, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s)",
             greek_rows,
         )
         cur.executemany(
             f"INSERT INTO {s}.portfolio_greeks VALUES (%s, 1, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s, %s)",
-            [(D, view, *g[:6], g[5], g[6], g[7]) for view, g in PORTFOLIO_GREEKS_D.items()],
+            [
+                (D, view, *g[:5], g[5] / 100, g[5], g[6], g[7])
+                for view, g in PORTFOLIO_GREEKS_D.items()
+            ],
         )
         factor_rows = [(D, 1, f, *v) for f, v in FACTORS_D.items()]
         factor_rows.append((D1, 1, "Market", 1.0, -4400.0, 1.0))
@@ -488,7 +488,11 @@ def test_greeks_views(reader: SigmaSightReader, view: str) -> None:
     t = g.totals
     assert g.totals_source == "stored" and g.as_of == D
     assert (t.delta, t.gamma, t.theta, t.vega, t.rho) == (delta, gamma, theta, vega, rho)
-    assert (t.delta_1pct_usd, t.fallback_count, t.position_count) == (dollar, fallbacks, count)
+    assert (t.delta_1pct_usd, t.fallback_count, t.position_count) == (
+        pytest.approx(dollar / 100),
+        fallbacks,
+        count,
+    )
     expected_ids = {"portfolio": [1, 2, 3, 4, 5, 6], "longs": [1, 3, 4], "shorts": [2, 5, 6]}
     assert sorted(p.position_id for p in g.positions) == expected_ids[view]
     # The stored aggregate equals the sum of the positions shown.
@@ -498,22 +502,27 @@ def test_greeks_views(reader: SigmaSightReader, view: str) -> None:
         per, underlying_price, source = GREEKS_D[p.position_id]
         assert (p.delta, p.gamma, p.theta, p.vega, p.rho) == per
         assert p.source == source and p.underlying_price_usd == underlying_price
-        assert p.delta_1pct_usd == POSITION_GREEKS_D[p.position_id][5]
+        assert p.delta_adjusted_exposure_usd == POSITION_GREEKS_D[p.position_id][5]
+        assert p.delta_1pct_usd == pytest.approx(POSITION_GREEKS_D[p.position_id][5] / 100)
 
 
 def test_greeks_summed_when_no_aggregate_row(reader: SigmaSightReader) -> None:
     g = reader.greeks(3)
     assert g.totals_source == "summed"
-    assert (g.totals.delta, g.totals.delta_1pct_usd, g.totals.position_count) == (15.0, 1150.0, 2)
+    assert (g.totals.delta, g.totals.delta_1pct_usd, g.totals.position_count) == (15.0, 11.5, 2)
     shorts = reader.greeks(3, "shorts")
     assert [p.symbol for p in shorts.positions] == ["META"] and shorts.totals.delta == -5.0
 
 
 def test_greeks_missing(reader: SigmaSightReader) -> None:
-    with pytest.raises(NoDataError, match="no Greeks for portfolio 2 on 2024-02-02"):
-        reader.greeks(2)
-    with pytest.raises(NoDataError, match="no Greeks for portfolio 1 on 2024-02-01"):
-        reader.greeks(1, "portfolio", as_of=D1)
+    # A stock-only portfolio's Greeks are its stocks' deltas (1 per share), from their values.
+    stocks = reader.greeks(2)
+    assert stocks.totals_source == "summed" and stocks.positions
+    assert all(p.source == "stock" and p.delta == 1.0 for p in stocks.positions)
+    assert stocks.totals.delta == sum(p.quantity for p in stocks.positions)
+    day = DAYS[0].isoformat()
+    with pytest.raises(NoDataError, match=f"no Greeks for portfolio 1 on {day}"):
+        reader.greeks(1, "portfolio", as_of=DAYS[0])
     with pytest.raises(ValueError, match="view"):
         reader.greeks(1, "everything")  # type: ignore[arg-type]
 
