@@ -252,9 +252,9 @@ def test_non_finite_numbers_are_null(client: httpx.Client, tokens: dict[str, str
 
 
 def test_no_data_is_404_with_a_reason(client: httpx.Client, tokens: dict[str, str]) -> None:
-    r = get(client, "/risk/greeks", tokens["alice"], portfolio_id=2)
+    r = get(client, "/risk/greeks", tokens["alice"], portfolio_id=1, as_of="2024-01-31")
     assert r.status_code == 404
-    assert r.json() == {"detail": "no Greeks for portfolio 2 on 2024-02-02"}
+    assert r.json() == {"detail": "no Greeks for portfolio 1 on 2024-01-31"}
     r = get(client, "/portfolio", tokens["alice"], as_of="2024-02-03")
     assert r.status_code == 404 and "no snapshot" in r.json()["detail"]
 

@@ -143,7 +143,11 @@ def test_hostile_polygon_keeps_what_succeeded_and_names_what_did_not(
     }
     assert not set(returns["trade_date"].dt.date) & missing_days
 
-    values = table(scratch_db, "SELECT * FROM sigmasight.position_values")
+    values = table(
+        scratch_db,
+        "SELECT v.*, p.symbol FROM sigmasight.position_values v "
+        "JOIN sigmasight.positions p ON p.id = v.position_id",
+    )
     msft = values[(values["symbol"] == "MSFT") & (values["trade_date"].dt.date == ZERO_DAY)]
     assert msft["price_source"].item() == "carried_forward"
     assert "close <= 0" in msft["pnl_reason"].item() or "carried" in msft["pnl_reason"].item()

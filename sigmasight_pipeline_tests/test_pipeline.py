@@ -67,8 +67,10 @@ def test_returns_are_close_over_previous_session_close(db_url, demo_backfill):
 def test_position_values_follow_the_valuation_rules(db_url, demo_backfill):
     values = table(
         db_url,
-        "SELECT v.*, p.close FROM sigmasight.position_values v JOIN sigmasight.prices p "
-        "ON p.symbol = v.symbol AND p.trade_date = v.trade_date",
+        "SELECT v.*, s.symbol, s.position_type, s.multiplier, s.entry_date, s.entry_price, "
+        "p.close FROM sigmasight.position_values v "
+        "JOIN sigmasight.positions s ON s.id = v.position_id "
+        "JOIN sigmasight.prices p ON p.symbol = s.symbol AND p.trade_date = v.trade_date",
     )
     assert (values["price_source"] == "market").all()
     np.testing.assert_allclose(values["price"], values["close"])
@@ -124,7 +126,13 @@ def test_snapshots_aggregate_position_values(db_url, demo_backfill):
 
 
 def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_backfill):
-    greeks = table(db_url, "SELECT * FROM sigmasight.position_greeks WHERE source = 'model'")
+    greeks = table(
+        db_url,
+        "SELECT g.*, s.underlying, s.position_type, v.quantity "
+        "FROM sigmasight.position_greeks g JOIN sigmasight.positions s ON s.id = g.position_id "
+        "JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id) "
+        "WHERE g.source = 'model'",
+    )
     assert len(greeks) > 0 and (greeks["volatility_source"] == "implied").all()
     expected_vol = greeks["underlying"].map(implied_vol_for)
     np.testing.assert_allclose(greeks["volatility"], expected_vol, rtol=1e-6)
@@ -141,8 +149,25 @@ def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_back
         np.testing.assert_allclose(
             greeks[f"position_{g}"], greeks[g] * greeks["quantity"] * 100, rtol=1e-12
         )
-    stocks = table(db_url, "SELECT * FROM sigmasight.position_greeks WHERE source = 'stock'")
-    np.testing.assert_allclose(stocks["position_delta"], stocks["quantity"])
+    # Only options are stored; portfolio Greeks add the stocks' deltas (their quantities).
+    stocks = table(
+        db_url,
+        "SELECT count(*) AS n FROM sigmasight.position_greeks g "
+        "JOIN sigmasight.positions s ON s.id = g.position_id WHERE s.multiplier = 1",
+    )
+    assert stocks["n"].iloc[0] == 0
+    delta = table(
+        db_url,
+        "SELECT v.trade_date, v.portfolio_id, sum(CASE WHEN s.multiplier = 1 THEN v.quantity "
+        "ELSE g.position_delta END) AS delta FROM sigmasight.position_values v "
+        "JOIN sigmasight.positions s ON s.id = v.position_id "
+        "LEFT JOIN sigmasight.position_greeks g USING (portfolio_id, trade_date, position_id) "
+        "GROUP BY 1, 2",
+    )
+    stored = table(db_url, "SELECT * FROM sigmasight.portfolio_greeks WHERE view = 'portfolio'")
+    both = stored.merge(delta, on=["trade_date", "portfolio_id"], suffixes=("", "_sum"))
+    assert len(both) == len(stored) > 0
+    np.testing.assert_allclose(both["delta"], both["delta_sum"], rtol=1e-12)
 
 
 def test_factor_betas_recover_the_planted_market_betas(db_url, demo_backfill):
@@ -174,9 +199,24 @@ def test_portfolio_factor_exposures_and_risk_metrics(db_url, demo_backfill):
         "SELECT * FROM sigmasight.portfolio_factor_exposures WHERE trade_date = %s",
         (plan.window[-1].date(),),
     )
-    assert exposures.groupby("portfolio_id")["factor"].nunique().eq(8).all()
+    assert exposures.groupby("portfolio_id")["factor"].nunique().eq(9).all()  # 8 + Rates
     core = exposures[(exposures["portfolio_id"] == 2) & (exposures["factor"] == "Market")]
     assert 0.5 < core["beta"].iloc[0] < 1.5  # long-only stocks
+    # The SQL aggregate equals the exposure-weighted sum of the positions' betas over gross.
+    positions = table(
+        db_url,
+        "SELECT e.*, v.market_value FROM sigmasight.position_factor_exposures e "
+        "JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id) "
+        "WHERE e.trade_date = %s",
+        (plan.window[-1].date(),),
+    )
+    by_portfolio = positions.groupby("portfolio_id")
+    for column, factor in (("beta_market", "Market"), ("beta_rates", "Rates"),
+                           ("short_interest", "Short Interest")):  # fmt: skip
+        dollars = (positions["exposure"] * positions[column]).groupby(positions["portfolio_id"])
+        expected = dollars.sum(min_count=1) / by_portfolio["market_value"].sum()
+        got = exposures[exposures["factor"] == factor].set_index("portfolio_id")["beta"]
+        np.testing.assert_allclose(got.sort_index(), expected.sort_index(), rtol=1e-10)
     metrics = table(
         db_url,
         "SELECT * FROM sigmasight.portfolio_risk_metrics WHERE trade_date = %s",

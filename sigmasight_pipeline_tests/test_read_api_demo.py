@@ -50,8 +50,10 @@ def test_overview_betas_are_the_two_definitions(db_url, reader):
 
 def test_positions_filters_and_totals(db_url, reader):
     overview = reader.overview(1)
-    values = frame(db_url, "SELECT * FROM sigmasight.position_values WHERE portfolio_id = 1 "
-                           "AND trade_date = %s", (overview.as_of,))  # fmt: skip
+    values = frame(db_url, "SELECT v.*, p.position_type FROM sigmasight.position_values v "
+                           "JOIN sigmasight.positions p ON p.id = v.position_id "
+                           "WHERE v.portfolio_id = 1 AND v.trade_date = %s",
+                   (overview.as_of,))  # fmt: skip
     everything = reader.positions(1)
     assert len(everything.positions) == len(values) == 50
     shorts = reader.positions(1, types=["SHORT"])
@@ -74,7 +76,7 @@ def test_greeks_factors_and_metrics_match_their_tables(db_url, reader):
     factors = reader.factor_exposures(1)
     table = frame(db_url, "SELECT * FROM sigmasight.portfolio_factor_exposures "
                           "WHERE portfolio_id = 1 AND trade_date = %s", (as_of,))  # fmt: skip
-    assert len(factors.factors) == 8
+    assert len(factors.factors) == 9  # the eight of the PRD and Rates
     by_name = table.set_index("factor")["beta"]
     for item in factors.factors:
         assert item.beta == pytest.approx(by_name[item.factor])

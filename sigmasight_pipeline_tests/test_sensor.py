@@ -183,8 +183,10 @@ def test_a_portfolio_that_cannot_be_valued_loads_and_fails_nobody(
     bad = _load_of(sensor, user, "Bad").portfolio_id
     with connect(sensor.url) as conn:
         reasons = conn.execute(
-            "SELECT DISTINCT symbol, price_source, pnl_reason FROM sigmasight.position_values "
-            "WHERE portfolio_id = %s AND (price_source = 'missing' OR pnl_reason IS NOT NULL)",
+            "SELECT DISTINCT p.symbol, v.price_source, v.pnl_reason "
+            "FROM sigmasight.position_values v "
+            "JOIN sigmasight.positions p ON p.id = v.position_id WHERE v.portfolio_id = %s "
+            "AND (v.price_source = 'missing' OR v.pnl_reason IS NOT NULL)",
             (bad,),
         ).fetchall()
         snapshots = conn.execute(
