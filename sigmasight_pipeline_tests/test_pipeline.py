@@ -130,7 +130,8 @@ def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_back
         db_url,
         "SELECT g.*, s.underlying, s.position_type, v.quantity "
         "FROM sigmasight.position_greeks g JOIN sigmasight.positions s ON s.id = g.position_id "
-        "JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id) "
+        "JOIN sigmasight.position_values v ON v.portfolio_id = g.portfolio_id "
+        "AND v.trade_date = g.trade_date AND v.position_id = g.position_id "
         "WHERE g.source = 'model'",
     )
     assert len(greeks) > 0 and (greeks["volatility_source"] == "implied").all()
@@ -161,8 +162,8 @@ def test_greeks_use_the_implied_vol_of_synthetic_option_prices(db_url, demo_back
         "SELECT v.trade_date, v.portfolio_id, sum(CASE WHEN s.multiplier = 1 THEN v.quantity "
         "ELSE g.position_delta END) AS delta FROM sigmasight.position_values v "
         "JOIN sigmasight.positions s ON s.id = v.position_id "
-        "LEFT JOIN sigmasight.position_greeks g USING (portfolio_id, trade_date, position_id) "
-        "GROUP BY 1, 2",
+        "LEFT JOIN sigmasight.position_greeks g ON g.portfolio_id = v.portfolio_id "
+        "AND g.trade_date = v.trade_date AND g.position_id = v.position_id GROUP BY 1, 2",
     )
     stored = table(db_url, "SELECT * FROM sigmasight.portfolio_greeks WHERE view = 'portfolio'")
     both = stored.merge(delta, on=["trade_date", "portfolio_id"], suffixes=("", "_sum"))
