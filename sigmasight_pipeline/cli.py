@@ -245,7 +245,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
         "-h", args.host, "-p", str(args.port),
     ]  # fmt: skip
-    return subprocess.call(command, cwd=PROJECT_ROOT, env=os.environ.copy())
+    # Started in DAGSTER_HOME, not the checkout: the Dagster CLI lets a `.env` in its working
+    # folder override the environment, and ours (DATABASE_URL, DAGSTER_HOME) is already set.
+    home = os.environ["DAGSTER_HOME"]
+    return subprocess.call(command, cwd=home, env=os.environ.copy())
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:
