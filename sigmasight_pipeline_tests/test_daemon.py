@@ -136,7 +136,7 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
     assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched
     # No partition of any asset is marked failed for anyone.
     for key in (AssetKey("portfolio_snapshots"), AssetKey("position_values")):
-        assert not instance.get_asset_records([key])[0].asset_entry.failed_partitions_subset
+        assert instance.fetch_failed_materializations(key, limit=1).records == []
 
 
 def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
@@ -190,7 +190,8 @@ def test_killed_mid_run_resumes_and_processes_the_file_once(dev: DevServer, demo
     while _snapshot_days(url, portfolio_id, window_start) < BACKFILL_DAYS:
         assert time.perf_counter() - began < 600, f"no snapshots after the restart: {dev.log}"
         time.sleep(1.0)
-    scoped = instance.get_runs(filters=RunsFilter(tags={PORTFOLIOS_TAG: str(portfolio_id)}))
+    filters = RunsFilter(tags={PORTFOLIOS_TAG: str(portfolio_id)})
+    scoped = wait_for_runs(instance, filters, count=2)  # the dead run and its retry
     assert {r.status for r in scoped} == {DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS}
     assert len([x for x in intake.loads_after(url) if x.portfolio == name]) == 1
     processed = list((dev.inbox.parent / "processed").glob(f"*{name}.csv"))
