@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigmasight_pipeline import portfolio_csv
+from sigmasight_pipeline import csv_table, portfolio_csv
 from sigmasight_pipeline.analytics.instruments import (
     SymbolError,
     classify_symbol,
@@ -475,8 +475,8 @@ def test_fast_and_slow_tokenizers_agree(records: list[list[str]]) -> None:
     body = buffer.getvalue().lstrip()
     if not body.strip():
         return
-    fast = portfolio_csv._read_fast(body)
-    slow, errors = portfolio_csv._read_slow(body)
+    fast = csv_table.read_fast(body)
+    slow, errors = csv_table.read_slow(body)
     if fast is None or errors:
         return
     assert fast.index.tolist() == slow.index.tolist()
