@@ -448,8 +448,8 @@ def test_100k_positions_load_and_reload(
 
 S1 = date(2026, 11, 20)  # a Friday session
 S2 = date(2026, 11, 24)  # the Tuesday after
-THANKSGIVING = date(2026, 11, 26)
-KEPT = "KO,10,40,2026-05-01,"  # a row that stays, so a file does not close everything  # NYSE holiday: 2026-11-25 before it, 2026-11-27 after
+THANKSGIVING = date(2026, 11, 26)  # NYSE holiday: 2026-11-25 before it, 2026-11-27 after
+KEPT = "KO,10,40,2026-05-01,"  # a row that stays, so a file does not close everything
 
 
 @pytest.fixture
@@ -591,10 +591,8 @@ def test_a_sign_change_or_another_entry_date_closes_and_reopens(
     )
     old = positions_in_db(db_url, first.portfolio_id)["id"]
     set_closes(S1, {"MSFT": 410.0, "AAPL": 180.0})
-    second = load_portfolio(
-        conn, user, "Main", book(csv_of("MSFT,30,400,2026-05-02,", "AAPL,10,190,2026-06-01,", KEPT)),
-        as_of=S1,
-    )  # fmt: skip
+    changed = csv_of("MSFT,30,400,2026-05-02,", "AAPL,10,190,2026-06-01,", KEPT)
+    second = load_portfolio(conn, user, "Main", book(changed), as_of=S1)
     new = positions_in_db(db_url, first.portfolio_id)
     assert set(new["id"]) & set(old) == {old["KO"]}
     assert (new.loc["MSFT", "quantity"], new.loc["MSFT", "position_type"]) == (30, "LONG")
