@@ -742,3 +742,161 @@ def test_target_prices_from_the_file(conn: psycopg.Connection, db_url: str, user
     # A file without the columns leaves the targets as they are.
     load_portfolio(conn, user, "Main", book(BOOK_A), as_of=S2)
     assert len(targets()) == 3
+
+
+def test_the_migration_gives_existing_positions_their_open_events() -> None:
+    """Positions loaded before 0012 get one `open` event each (entry date, entry price), from the
+    load that wrote them when it is recorded."""
+    from yoyo import get_backend, read_migrations
+
+    from sigmasight_pipeline.resources.database import (
+        SQL_DIR,
+        create_database,
+        database_url,
+        drop_database,
+        migrate,
+        yoyo_url,
+    )
+
+    server = database_url()
+    name = f"sigmasight_mig_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    try:
+        backend = get_backend(yoyo_url(url))
+        migrations = read_migrations(str(SQL_DIR))
+        with backend.lock():
+            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0012")))
+        with connect(url, autocommit=True) as old:
+            old.execute("INSERT INTO sigmasight.users (username, password_hash) VALUES ('u', 'x')")
+            old.execute(
+                "INSERT INTO sigmasight.portfolios (name, owner_id) "
+                "SELECT name, u.id FROM sigmasight.users u, (VALUES ('A'), ('B')) v(name)"
+            )
+            old.execute(
+                "INSERT INTO sigmasight.portfolio_loads (portfolio_id, sha256, file_name, "
+                "stored_as, positions, replaced, loaded_by, portfolio_updated_at) "
+                "SELECT id, repeat('a', 64), 'a.csv', 'x__a.csv', 2, false, 'cli', updated_at "
+                "FROM sigmasight.portfolios WHERE name = 'A'"
+            )
+            old.execute(
+                "INSERT INTO sigmasight.positions (portfolio_id, symbol, quantity, entry_price, "
+                "entry_date, position_type, underlying, multiplier) "
+                "SELECT p.id, s, q, 10, '2026-05-01', t, s, 1 FROM sigmasight.portfolios p, "
+                "(VALUES ('AAPL', 5, 'LONG'), ('MSFT', -3, 'SHORT')) v(s, q, t)"
+            )
+        assert "0012_portfolio_history" in migrate(url)
+        with connect(url) as new:
+            rows = new.execute(
+                "SELECT f.name, p.symbol, e.event_date, e.kind, e.quantity_change, e.price, "
+                "e.price_source, e.load_id IS NOT NULL, p.closed_on "
+                "FROM sigmasight.position_events e JOIN sigmasight.positions p "
+                "ON p.id = e.position_id JOIN sigmasight.portfolios f ON f.id = p.portfolio_id "
+                "ORDER BY 1, 2"
+            ).fetchall()
+        may1 = date(2026, 5, 1)
+        assert rows == [
+            ("A", "AAPL", may1, "open", 5.0, 10.0, "file", True, None),
+            ("A", "MSFT", may1, "open", -3.0, 10.0, "file", True, None),
+            ("B", "AAPL", may1, "open", 5.0, 10.0, "file", False, None),
+            ("B", "MSFT", may1, "open", -3.0, 10.0, "file", False, None),
+        ]
+    finally:
+        drop_database(server, name)
+
+
+# --- equity changes and target prices --------------------------------------------------------
+
+
+def test_contributions_and_withdrawals(conn: psycopg.Connection, db_url: str, user: str) -> None:
+    """No snapshot: equity = gross value at cost of the holdings + net flows to the date."""
+    from sigmasight_pipeline.portfolio_inputs import InputError, add_equity_change
+
+    first = load_portfolio(
+        conn, user, "Main", book(csv_of("AAPL,100,190,2026-05-01,", "MSFT,-50,400,2026-05-02,"))
+    )
+    at_cost = 100 * 190 + 50 * 400  # 39,000
+    added = add_equity_change(conn, user, "Main", 10_000, S1, note="top-up")
+    assert (added.kind, added.amount_usd, added.change_date) == ("contribution", 10_000, S1)
+    assert added.equity_before.amount_usd == pytest.approx(at_cost)
+    taken = add_equity_change(conn, user, "Main", -49_000, S2)
+    assert taken.kind == "withdrawal" and taken.equity_before.amount_usd == pytest.approx(49_000)
+    with pytest.raises(InputError, match=r"larger than the portfolio's equity of \$0.00") as caught:
+        add_equity_change(conn, user, "Main", -0.01, S2)
+    assert "gross value at cost $39,000.00 of the holdings" in str(caught.value)
+    assert "net flows -$39,000.00 to 2026-11-24" in str(caught.value)
+    with pytest.raises(InputError, match=r"2026-11-25 \(before\) and 2026-11-27 \(after\)"):
+        add_equity_change(conn, user, "Main", 5, THANKSGIVING)
+    with pytest.raises(InputError, match="before the portfolio's first position"):
+        add_equity_change(conn, user, "Main", 5, "2026-04-30")
+    with pytest.raises(InputError, match="in the future"):
+        add_equity_change(conn, user, "Main", 5, S2, today=date(2026, 11, 23))
+    with pytest.raises(InputError, match="non-zero"):
+        add_equity_change(conn, user, "Main", 0, S2)
+    with pytest.raises(InputError, match="no portfolio named 'Nope'"):
+        add_equity_change(conn, user, "Nope", 5, S2)
+    stored = conn.execute(
+        "SELECT change_date, amount_usd, kind, note FROM sigmasight.equity_changes "
+        "WHERE portfolio_id = %s ORDER BY id",
+        (first.portfolio_id,),
+    ).fetchall()
+    assert stored == [(S1, 10_000.0, "contribution", "top-up"), (S2, -49_000.0, "withdrawal", None)]
+
+
+def test_withdrawals_are_checked_against_the_latest_snapshot(
+    conn: psycopg.Connection, user: str
+) -> None:
+    """A snapshot's total_value + all net flows to the date; once snapshots carry equity_usd
+    (added by the assets), that + the flows after the snapshot."""
+    from sigmasight_pipeline.portfolio_inputs import InputError, add_equity_change
+
+    first = load_portfolio(conn, user, "Main", book(csv_of("AAPL,100,190,2026-05-01,")))
+    conn.execute(
+        "INSERT INTO sigmasight.portfolio_snapshots (trade_date, portfolio_id, total_value, "
+        "long_exposure, short_exposure, gross_exposure, net_exposure, daily_pnl, window_pnl, "
+        "window_start, unrealized_pnl, position_count, long_count, short_count, lc_count, "
+        "lp_count, sc_count, sp_count, unpriced_count) "
+        "VALUES (%s, %s, 25000, 25000, 0, 25000, 25000, 0, 0, %s, 6000, 1, 1, 0, 0, 0, 0, 0, 0)",
+        (S1, first.portfolio_id, S1),
+    )
+    add_equity_change(conn, user, "Main", 1_000, date(2026, 11, 19))  # before the snapshot
+    with pytest.raises(InputError, match=r"equity of \$26,000.00") as caught:
+        add_equity_change(conn, user, "Main", -26_000.01, S2)
+    assert "total_value (gross market value) $25,000.00 of the 2026-11-20 snapshot" in str(
+        caught.value
+    )
+    conn.execute("ALTER TABLE sigmasight.portfolio_snapshots ADD COLUMN equity_usd float8")
+    try:
+        conn.execute(
+            "UPDATE sigmasight.portfolio_snapshots SET equity_usd = 30000 WHERE portfolio_id = %s",
+            (first.portfolio_id,),
+        )
+        with pytest.raises(InputError, match=r"equity of \$30,000.00") as caught:
+            add_equity_change(conn, user, "Main", -30_000.01, S2)
+        assert "equity_usd $30,000.00 of the 2026-11-20 snapshot" in str(caught.value)
+        assert add_equity_change(conn, user, "Main", -30_000, S2).kind == "withdrawal"
+    finally:
+        conn.execute("ALTER TABLE sigmasight.portfolio_snapshots DROP COLUMN equity_usd")
+
+
+def test_set_target(conn: psycopg.Connection, user: str) -> None:
+    from sigmasight_pipeline.portfolio_inputs import InputError, set_target
+
+    first = load_portfolio(conn, user, "Main", book(BOOK_A))
+    target = set_target(conn, user, "Main", "aapl", 250.0, 170.0, set_on=S1)
+    assert (target.symbol, target.target_price, target.downside_price, target.set_on) == (
+        "AAPL", 250.0, 170.0, S1
+    )  # fmt: skip
+    set_target(conn, user, "Main", "O:AAPL270115C00200000", 9.5)  # latest closed session
+    rows = conn.execute(
+        "SELECT p.symbol, t.target_price, t.downside_price FROM sigmasight.target_prices t "
+        "JOIN sigmasight.positions p ON p.id = t.position_id WHERE p.portfolio_id = %s "
+        "ORDER BY 1",
+        (first.portfolio_id,),
+    ).fetchall()
+    assert rows == [("AAPL", 250.0, 170.0), ("AAPL270115C00200000", 9.5, None)]
+    with pytest.raises(InputError, match="holds no open NVDA"):
+        set_target(conn, user, "Main", "NVDA", 1.0)
+    with pytest.raises(InputError, match=r"--target -1\.0 must be a positive price"):
+        set_target(conn, user, "Main", "AAPL", -1.0)
+    with pytest.raises(InputError, match="not an NYSE session"):
+        set_target(conn, user, "Main", "AAPL", 1.0, set_on=THANKSGIVING)
