@@ -292,9 +292,9 @@ def cmd_equity_add(args: argparse.Namespace) -> int:
         _say(f"refused: {exc}")
         return 1
     _say(
-        f"recorded {change.kind} #{change.id} of {_money(abs(change.amount_usd))} on "
+        f"recorded {change.kind} #{change.id} of ${abs(change.amount_usd):,.2f} on "
         f"{change.change_date} (start of the session) for {args.user} / {args.portfolio}; "
-        f"equity before it: {_money(change.equity_before.amount_usd)} "
+        f"equity before it: ${change.equity_before.amount_usd:,.2f} "
         f"({change.equity_before.basis})"
     )
     return 0
@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     equity_add.add_argument("user")
     equity_add.add_argument("portfolio")
-    equity_add.add_argument("amount", type=float, help="dollars; negative for a withdrawal")
+    equity_add.add_argument("amount", type=float, help="dollars; negative for a withdrawal (-5000)")
     equity_add.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="a session")
     equity_add.add_argument("--note")
     equity_add.set_defaults(func=cmd_equity_add)

@@ -900,3 +900,38 @@ def test_set_target(conn: psycopg.Connection, user: str) -> None:
         set_target(conn, user, "Main", "AAPL", -1.0)
     with pytest.raises(InputError, match="not an NYSE session"):
         set_target(conn, user, "Main", "AAPL", 1.0, set_on=THANKSGIVING)
+
+
+def test_equity_and_targets_commands(
+    conn: psycopg.Connection,
+    db_url: str,
+    user: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from sigmasight_pipeline import cli
+
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    first = load_portfolio(conn, user, "Main", book(BOOK_A))
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        return code, capsys.readouterr().out
+
+    code, out = run("equity", "add", user, "Main", "5000", "--date", str(S1), "--note", "seed")
+    assert code == 0 and out.startswith("recorded contribution #") and "$5,000.00" in out
+    code, out = run("equity", "add", user, "Main", "-1000000000", "--date", str(S2))
+    assert code == 1 and out.startswith("refused: a withdrawal of $1,000,000,000.00")
+    code, out = run("equity", "add", user, "Main", "-100", "--date", str(THANKSGIVING))
+    assert code == 1 and "nearest sessions are 2026-11-25 (before) and 2026-11-27" in out
+    code, out = run("targets", "set", user, "Main", "AAPL", "--target", "250", "--as-of", str(S1))
+    assert code == 0 and "AAPL" in out and f"target 250 from {S1}" in out
+    code, out = run("targets", "set", user, "Main", "NVDA", "--target", "1")
+    assert code == 1 and "holds no open NVDA" in out
+    assert conn.execute(
+        "SELECT count(*) FROM sigmasight.equity_changes WHERE portfolio_id = %s",
+        (first.portfolio_id,),
+    ).fetchone() == (1,)
