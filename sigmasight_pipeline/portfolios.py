@@ -220,15 +220,9 @@ def load_portfolio(
             )
         positions, events = holdings.portfolio_history(conn, portfolio_id)
         plan = holdings.plan_load(positions, events, rows, session, allow_close_all=allow_close_all)
-        closes = holdings.session_closes(conn, plan.needs_close, session, provider)
+        closes = holdings.session_closes(conn, plan.wanted_closes, provider)
         if closes.missing:
-            lines = dict(zip(rows["symbol"], rows["line"], strict=True))
-            raise holdings.HoldingsError(
-                [
-                    RowError(lines.get(symbol), "ticker", symbol, reason)
-                    for symbol, reason in sorted(closes.missing.items())
-                ]
-            )
+            raise holdings.HoldingsError(holdings.missing_prices(plan, closes))
         load_id = _record_load(conn, portfolio_id, len(rows), replaced, session, source)
         row_ids, changes = holdings.apply_plan(conn, portfolio_id, plan, closes, load_id)
         tags_created = _link_tags(conn, user_id, portfolio_id, rows, row_ids, plan.kept)

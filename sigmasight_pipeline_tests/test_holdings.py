@@ -109,6 +109,12 @@ def test_total_realized_equals_cash_pnl(
     assert states["realized_pnl_usd"].sum() == pytest.approx(cash, rel=1e-9, abs=1e-6)
 
 
+def test_an_option_expired_worthless_closes_at_zero() -> None:
+    events = events_of((1, D[1], "open", -2, 3.0), (1, D[2], "close", 2, 0.0))
+    states = event_states(events, pd.Series({1: 100}))
+    assert states["realized_pnl_usd"].iloc[-1] == pytest.approx(600)  # the premium kept
+
+
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
@@ -123,6 +129,7 @@ def test_total_realized_equals_cash_pnl(
             "after the position's close",
         ),
         ([(1, D[1], "open", 10, 0.0)], "price a positive number"),
+        ([(1, D[1], "open", 10, 1.0), (1, D[2], "increase", 5, 0.0)], "price a positive"),
     ],
 )
 def test_inconsistent_histories_raise(rows: list, message: str) -> None:

@@ -935,3 +935,37 @@ def test_equity_and_targets_commands(
         "SELECT count(*) FROM sigmasight.equity_changes WHERE portfolio_id = %s",
         (first.portfolio_id,),
     ).fetchone() == (1,)
+
+
+def test_options_expired_before_the_session_are_settled_at_intrinsic_value(
+    conn: psycopg.Connection, db_url: str, user: str, set_closes
+) -> None:
+    """Calls and puts expiring on S1 (a Friday), removed by a file effective S2: settled from
+    AAPL's close on S1 (160), not from a close of theirs on S2 (there is none)."""
+    call, put = "AAPL261120C00150000", "AAPL261120P00150000"
+    first = load_portfolio(
+        conn,
+        user,
+        "Main",
+        book(csv_of(f"{call},2,5.00,2026-06-01,", f"{put},-1,3.00,2026-06-01,", KEPT)),
+    )
+    set_closes(S1, {"AAPL": 160.0})
+    expired = book(csv_of(f"{call},3,5.00,2026-06-01,", KEPT))
+    with pytest.raises(HoldingsError, match=f"{call} expired on 2026-11-20") as caught:
+        load_portfolio(conn, user, "Main", expired, as_of=S2)  # increased: refused
+    assert caught.value.errors[0].row == 2
+    result = load_portfolio(conn, user, "Main", book(csv_of(KEPT)), as_of=S2)
+    events = events_in_db(db_url, first.portfolio_id)
+    settled = events[events["kind"] == "close"].set_index("symbol")
+    assert settled.loc[call, ["price", "price_source", "event_date"]].tolist() == [
+        10.0, "expiry:AAPL close:files", S2
+    ]  # fmt: skip
+    assert settled.loc[call, "realized_pnl_usd"] == pytest.approx((10 - 5) * 2 * 100)
+    assert settled.loc[put, "price"] == 0.0  # expired worthless: the seller keeps the premium
+    assert settled.loc[put, "realized_pnl_usd"] == pytest.approx(3 * 100)
+    assert result.changes.realized_pnl_usd == pytest.approx(1300)
+    assert_consistent(db_url, first.portfolio_id)
+    with pytest.raises(HoldingsError, match="not opened or increased"):
+        load_portfolio(
+            conn, user, "Main", book(csv_of(KEPT, f"{call},1,5.00,2026-06-01,")), as_of=S2
+        )

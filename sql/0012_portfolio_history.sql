@@ -26,8 +26,10 @@ ALTER TABLE sigmasight.portfolio_loads ADD COLUMN effective_session date;
 -- Every change of a position's quantity. quantity_change is signed (a sale of a long and a
 -- cover of a short have opposite signs): the position's quantity on a day is the sum of its
 -- changes dated on or before it. price: per unit (per share, per option contract before the
--- multiplier); price_source: 'file' (the file's entry price) or 'close:<prices source>' (that
--- session's close, from sigmasight.prices or the market data provider). realized_pnl_usd
+-- multiplier); price_source: 'file' (the file's entry price), 'close:<source>' (that session's
+-- close, from sigmasight.prices or the market data provider) or 'expiry:<underlying>
+-- close:<source>' (an option that expired before the session, settled at its intrinsic value
+-- from the underlying's close on its expiry session). realized_pnl_usd
 -- (decrease and close only) = (price - average cost before) x (-quantity_change) x multiplier.
 CREATE TABLE sigmasight.position_events (
     id               bigserial PRIMARY KEY,
@@ -36,12 +38,14 @@ CREATE TABLE sigmasight.position_events (
     event_date       date NOT NULL,
     kind             text NOT NULL CHECK (kind IN ('open', 'increase', 'decrease', 'close')),
     quantity_change  double precision NOT NULL CHECK (quantity_change <> 0),
-    price            double precision NOT NULL CHECK (price > 0),
+    price            double precision NOT NULL CHECK (price >= 0),
     price_source     text NOT NULL,
     realized_pnl_usd double precision,
     load_id          bigint REFERENCES sigmasight.portfolio_loads (id) ON DELETE SET NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
-    CHECK ((kind IN ('decrease', 'close')) = (realized_pnl_usd IS NOT NULL))
+    CHECK ((kind IN ('decrease', 'close')) = (realized_pnl_usd IS NOT NULL)),
+    -- 0 only when an expired option is settled worthless
+    CHECK (price > 0 OR kind IN ('decrease', 'close'))
 );
 CREATE INDEX position_events_portfolio_idx
     ON sigmasight.position_events (portfolio_id, event_date);

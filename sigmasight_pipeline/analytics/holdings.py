@@ -167,11 +167,16 @@ def event_states(events: pd.DataFrame, multipliers: pd.Series) -> pd.DataFrame:
     kind = out["kind"].to_numpy(object)
     dq = out["quantity_change"].to_numpy(float)
     price = out["price"].to_numpy(float)
-    if not (np.isfinite(dq) & (dq != 0)).all() or not (np.isfinite(price) & (price > 0)).all():
-        bad = out.loc[~(np.isfinite(dq) & (dq != 0) & np.isfinite(price) & (price > 0)), "id"]
+    reducing = np.isin(kind, REDUCING_KINDS)
+    with np.errstate(invalid="ignore"):
+        priced = np.isfinite(price) & ((price > 0) | (reducing & (price == 0)))
+    valid = np.isfinite(dq) & (dq != 0) & priced
+    if not valid.all():
+        bad = out.loc[~valid, "id"]
         raise ValueError(
             f"events {_named([str(i) for i in bad])}: quantity_change must be a non-zero "
-            "number and price a positive number"
+            "number and price a positive number (0 only when a position is reduced: an "
+            "option expired worthless)"
         )
     rank = out.groupby(codes).cumcount().to_numpy()
     q_state = np.zeros(codes.max() + 1)
@@ -221,7 +226,6 @@ def event_states(events: pd.DataFrame, multipliers: pd.Series) -> pd.DataFrame:
         closed[pos] |= is_close
     if problems:
         raise ValueError(f"inconsistent position events: {_named(problems)}")
-    reducing = np.isin(kind, REDUCING_KINDS)
     out["quantity_before"] = q_before
     out["quantity"] = q_after
     out["average_cost_before"] = avg_before
