@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from sigmasight_pipeline.analytics.holdings import (
     DAILY_HOLDINGS_COLUMNS,
+    NO_EQUITY,
+    NO_PNL,
     NON_POSITIVE_BASE,
     average_cost_after,
     daily_flows,
@@ -313,3 +315,10 @@ def test_twr_without_capital_is_nan_with_a_reason() -> None:
     assert mine["twr_daily"].isna().all() and mine["twr_cumulative"].isna().all()
     other = out[out["portfolio_id"] == 2].iloc[0]
     assert np.isnan(other["twr_daily"]) and "no starting equity" in other["twr_reason"]
+    # A day without a P&L: no return that day, no equity or cumulative return after it.
+    gap = daily.assign(pnl_usd=[1.0, np.nan, 1.0, 1.0], flows_usd=0.0)
+    out = time_weighted_returns(gap, {1: 100.0, 2: 100.0})
+    mine = out[out["portfolio_id"] == 1]
+    assert mine["twr_daily"].iloc[0] == pytest.approx(0.01)
+    assert mine["twr_daily"].iloc[1:].isna().all() and mine["equity_usd"].iloc[1:].isna().all()
+    assert mine["twr_reason"].tolist()[1:] == [NO_PNL, NO_EQUITY]

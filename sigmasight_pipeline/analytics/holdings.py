@@ -44,6 +44,10 @@ __all__ = [
     "DAILY_HOLDINGS_COLUMNS",
     "EVENT_KINDS",
     "EVENT_STATE_COLUMNS",
+    "NON_POSITIVE_BASE",
+    "NO_EQUITY",
+    "NO_PNL",
+    "NO_START",
     "REDUCING_KINDS",
     "TWR_COLUMNS",
     "average_cost_after",
@@ -393,9 +397,10 @@ def time_weighted_returns(
     to chain a window onto an earlier one. Returns `daily` sorted by (portfolio_id, trade_date)
     with TWR_COLUMNS: equity_start_usd = E_{d-1} + F_d (the capital at work that day),
     equity_usd = E_d = E_{d-1} + F_d + pnl_d, twr_daily = pnl_d / equity_start_usd,
-    twr_cumulative = (1 + start) x prod(1 + twr_daily) - 1. A day whose equity_start_usd is
-    <= 0 (or a portfolio without a start equity) has NaN returns and a twr_reason, and the
-    cumulative return is NaN from that day on (a chain with a hole has no value).
+    twr_cumulative = (1 + start) x prod(1 + twr_daily) - 1. A day without a P&L (NaN), or
+    whose equity_start_usd is <= 0, or of a portfolio without a start equity, has NaN returns
+    and a twr_reason; the cumulative return is NaN from that day on (a chain with a hole has
+    no value), and after a day without a P&L so is the equity.
     """
     required = {"portfolio_id", "trade_date", "pnl_usd", "flows_usd"} - set(daily.columns)
     if required:
