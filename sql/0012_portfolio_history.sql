@@ -1,13 +1,14 @@
 -- depends: 0008_operations
 -- Issue 12 (portfolio history): holdings that change over time, realized P&L, cash flows and
 -- target prices. Loader: sigmasight_pipeline/portfolios.py (`load_portfolio`) with the diff in
--- sigmasight_pipeline/holdings.py; the math in sigmasight_pipeline/analytics/holdings.py.
+-- sigmasight_pipeline/holdings/; the math in sigmasight_pipeline/analytics/holdings.py.
 --
 -- A re-upload no longer deletes positions: it is diffed against the holdings open on its
 -- effective session and appends `position_events` dated on that session. Events are never
--- updated or deleted, so the holdings of any past day are derived from the events alone
--- (`analytics.holdings.daily_holdings`); `positions.quantity`, `entry_price` (the average cost
--- of the open quantity) and `closed_on` are only the current state.
+-- updated or deleted, so the holdings of any past day (quantity, average cost, realized P&L)
+-- are derived from the events alone (`analytics.holdings.daily_holdings`); a position's
+-- `quantity` and `entry_price` (the file's, as last loaded) and `closed_on` are only its
+-- current state.
 
 -- A position closes at the close of `closed_on` (NULL while open). It is held on that session
 -- (valued, its realized P&L counted) and not after. Symbols are unique among OPEN positions
