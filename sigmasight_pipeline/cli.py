@@ -1,4 +1,5 @@
-"""The `sigmasight` command: demo, backfill, dev, db-url, summary, ingest, user, api."""
+"""The `sigmasight` command: demo, backfill, dev, db-url, summary, ingest, equity, targets,
+user, api."""
 
 from __future__ import annotations
 
@@ -280,7 +281,53 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from sigmasight_pipeline.intake import ingest_command
 
     url = _prepare(quiet=True)
-    return ingest_command(url, args.paths, _say)
+    return ingest_command(
+        url, args.paths, _say, as_of=args.as_of, allow_close_all=args.allow_close_all
+    )
+
+
+def cmd_equity_add(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.portfolio_inputs import InputError, add_equity_change
+    from sigmasight_pipeline.resources.database import connect
+
+    url = _prepare(quiet=True)
+    try:
+        with connect(url) as conn:
+            change = add_equity_change(
+                conn, args.user, args.portfolio, args.amount, args.date, note=args.note
+            )
+    except InputError as exc:
+        _say(f"refused: {exc}")
+        return 1
+    _say(
+        f"recorded {change.kind} #{change.id} of ${abs(change.amount_usd):,.2f} on "
+        f"{change.change_date} (start of the session) for {args.user} / {args.portfolio}; "
+        f"equity before it: ${change.equity_before.amount_usd:,.2f} "
+        f"({change.equity_before.basis})"
+    )
+    return 0
+
+
+def cmd_targets_set(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.portfolio_inputs import InputError, set_target
+    from sigmasight_pipeline.resources.database import connect
+
+    url = _prepare(quiet=True)
+    try:
+        with connect(url) as conn:
+            target = set_target(
+                conn, args.user, args.portfolio, args.symbol, args.target, args.downside,
+                set_on=args.as_of,
+            )  # fmt: skip
+    except InputError as exc:
+        _say(f"refused: {exc}")
+        return 1
+    downside = "" if target.downside_price is None else f", downside {target.downside_price:g}"
+    _say(
+        f"{args.user} / {args.portfolio} {target.symbol} (position {target.position_id}): "
+        f"target {target.target_price:g}{downside} from {target.set_on}"
+    )
+    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -341,7 +388,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="load portfolio CSVs (the inbox, or the paths given)")
     ingest.add_argument("paths", nargs="*")
+    ingest.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="date the changes on this closed session (default: the latest closed session)",
+    )
+    ingest.add_argument(
+        "--allow-close-all",
+        action="store_true",
+        help="load a file that closes every held position (a liquidation)",
+    )
     ingest.set_defaults(func=cmd_ingest)
+
+    equity = sub.add_parser("equity", help="contributions and withdrawals (external cash flows)")
+    equity_sub = equity.add_subparsers(dest="equity_command", required=True)
+    equity_add = equity_sub.add_parser(
+        "add", help="record AMOUNT dollars (negative: a withdrawal) at the start of --date"
+    )
+    equity_add.add_argument("user")
+    equity_add.add_argument("portfolio")
+    equity_add.add_argument("amount", type=float, help="dollars; negative for a withdrawal (-5000)")
+    equity_add.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="a session")
+    equity_add.add_argument("--note")
+    equity_add.set_defaults(func=cmd_equity_add)
+
+    targets = sub.add_parser("targets", help="target prices of positions")
+    targets_sub = targets.add_subparsers(dest="targets_command", required=True)
+    targets_set = targets_sub.add_parser("set", help="set an open position's target price")
+    targets_set.add_argument("user")
+    targets_set.add_argument("portfolio")
+    targets_set.add_argument("symbol")
+    targets_set.add_argument("--target", type=float, required=True, help="price per unit")
+    targets_set.add_argument("--downside", type=float, help="downside price per unit")
+    targets_set.add_argument(
+        "--as-of", metavar="YYYY-MM-DD", help="first session it applies to (default: latest)"
+    )
+    targets_set.set_defaults(func=cmd_targets_set)
 
     user = sub.add_parser("user", help="manage users")
     user_sub = user.add_subparsers(dest="user_command", required=True)

@@ -3,9 +3,12 @@
 A file `<username>__<portfolio name>.csv` dropped in the inbox (`SIGMASIGHT_INBOX`) is read
 once, fingerprinted (sha256 of its bytes), validated, then loaded by `load_portfolio` in ONE
 transaction that also records the load in `sigmasight.portfolio_loads`, and moved to the sibling
-folder `processed/<timestamp>__<name>`. An invalid file loads nothing: it goes to
-`rejected/<timestamp>__<name>` beside `<that>.errors.json` listing every bad row, field and
-reason (bad names, unknown users and database refusals included). No file is ever deleted.
+folder `processed/<timestamp>__<name>`. A file for an existing portfolio is a new version of
+its holdings, dated on the latest closed session (`sigmasight ingest --as-of` for another):
+see `holdings`. An invalid file loads nothing: it goes to `rejected/<timestamp>__<name>`
+beside `<that>.errors.json` listing every bad row, field and reason (bad names, unknown users,
+refused changes, e.g. a file that would close every held position without
+`--allow-close-all`, and database refusals included). No file is ever deleted.
 
 Crash consistency: the load record commits with the positions. A file whose sha256 equals the
 portfolio's current load is "unchanged": it is moved (to the recorded `stored_as` name when that
@@ -32,6 +35,12 @@ from pathlib import Path
 
 import psycopg
 
+from sigmasight_pipeline.holdings import (
+    HoldingsChanges,
+    HoldingsError,
+    SessionError,
+    effective_session,
+)
 from sigmasight_pipeline.portfolio_csv import (
     MAX_FILE_BYTES,
     ParsedPortfolio,
@@ -42,18 +51,21 @@ from sigmasight_pipeline.portfolio_csv import (
     validate_portfolio_text,
 )
 from sigmasight_pipeline.portfolios import (
+    LoadSource,
     UnknownUserError,
     get_user_id,
     load_portfolio,
     portfolio_file_owner,
 )
 from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.market_data import MarketDataProvider
 from sigmasight_pipeline.settings import inbox_dir
 
 __all__ = [
     "SETTLE_SECONDS",
     "FileOutcome",
     "Folders",
+    "LoadOptions",
     "LoadRecord",
     "Status",
     "fingerprint",
@@ -121,6 +133,7 @@ class LoadRecord:
     loaded_by: str
     loaded_at: datetime
     current: bool
+    effective_session: date | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,7 @@ class FileOutcome:
     username: str | None = None
     portfolio: str | None = None
     load: LoadRecord | None = None
+    changes: HoldingsChanges | None = None
     tags_created: int = 0
     moved_to: Path | None = None
     report: Path | None = None
@@ -148,10 +162,11 @@ class FileOutcome:
         if self.status is Status.LOADED and self.load is not None:
             load = self.load
             kind = "replaced" if load.replaced else "new portfolio"
+            changes = f"; {self.changes.describe()}" if self.changes else ""
             return (
                 f"loaded    {name}: {load.username} / {load.portfolio}, {load.positions:,} "
                 f"positions ({kind} {load.portfolio_id}), {self.tags_created} new tags, "
-                f"load #{load.id}{where}{took}"
+                f"load #{load.id}{changes}{where}{took}"
             )
         if self.status is Status.UNCHANGED and self.load is not None:
             return (
@@ -257,7 +272,7 @@ def _write_json(path: Path, content: dict) -> None:
 _LOAD_SELECT = """
     SELECT l.id, l.portfolio_id, u.username, p.name, l.sha256, l.file_name, l.stored_as,
            l.positions, l.replaced, l.loaded_by, l.loaded_at,
-           (p.updated_at = l.portfolio_updated_at) AS current
+           (p.updated_at = l.portfolio_updated_at) AS current, l.effective_session
     FROM sigmasight.portfolio_loads l
     JOIN sigmasight.portfolios p ON p.id = l.portfolio_id
     JOIN sigmasight.users u ON u.id = p.owner_id
@@ -292,6 +307,17 @@ def latest_load_id(url: str) -> int:
         return int(row.fetchone()[0])
 
 
+@dataclass(frozen=True)
+class LoadOptions:
+    """How files are loaded: `as_of` dates the changes (default: the latest closed session),
+    `allow_close_all` lets a file close every held position, `provider` prices closes not
+    stored (default: the configured market data provider)."""
+
+    as_of: date | None = None
+    allow_close_all: bool = False
+    provider: MarketDataProvider | None = None
+
+
 def _load(
     conn: psycopg.Connection,
     username: str,
@@ -300,33 +326,28 @@ def _load(
     sha256: str,
     file_name: str,
     loaded_by: str,
-) -> tuple[LoadRecord, int, bool]:
+    options: LoadOptions,
+) -> tuple[LoadRecord, int, HoldingsChanges | None]:
     """Load unless already current with this sha256, in one transaction: (record, new tags,
-    loaded now)."""
+    the changes; None when it was already loaded)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (INTAKE_LOCK,))
         current = _current_load(conn, username, portfolio)
         if current is not None and current.sha256 == sha256:
-            return current, 0, False
-        result = load_portfolio(conn, username, portfolio, parsed, source_file=file_name)
-        row = conn.execute(
-            "INSERT INTO sigmasight.portfolio_loads (portfolio_id, sha256, file_name, stored_as, "
-            "positions, replaced, loaded_by, portfolio_updated_at) "
-            "SELECT id, %s, %s, %s, %s, %s, %s, updated_at FROM sigmasight.portfolios "
-            "WHERE id = %s RETURNING id",
-            (
-                sha256,
-                file_name,
-                _stamped(file_name),
-                result.positions,
-                result.replaced,
-                loaded_by,
-                result.portfolio_id,
-            ),
-        ).fetchone()
-        assert row is not None
-        (record,) = _records(conn, "l.id = %s", (row[0],))
-    return record, result.tags_created, True
+            return current, 0, None
+        result = load_portfolio(
+            conn,
+            username,
+            portfolio,
+            parsed,
+            source_file=file_name,
+            as_of=options.as_of,
+            allow_close_all=options.allow_close_all,
+            source=LoadSource(sha256, file_name, _stamped(file_name), loaded_by),
+            provider=options.provider,
+        )
+        (record,) = _records(conn, "l.id = %s", (result.load_id,))
+    return record, result.tags_created, result.changes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,9 +384,11 @@ def process_file(
     *,
     loaded_by: str,
     today: date | None = None,
+    options: LoadOptions | None = None,
 ) -> FileOutcome:
     """Validate, load and move one file (see the module docstring); never raises for a bad
-    file or a database failure, which become REJECTED or SKIPPED outcomes."""
+    file, a refused change or a database failure, which become REJECTED or SKIPPED outcomes."""
+    options = options or LoadOptions()
     began = time.perf_counter()
     path = Path(path)
     name = _original_name(path.name)
@@ -390,26 +413,31 @@ def process_file(
         errors.append(RowError(None, "file_name", name, str(exc)))
     parsed: ParsedPortfolio | None = None
     try:
-        if data is None:
-            parsed = read_portfolio_csv(path, today=today)  # raises: over the size limit
+        empty_ok = options.allow_close_all
+        if data is None:  # raises: over the size limit
+            parsed = read_portfolio_csv(path, today=today, allow_empty=empty_ok)
         else:
-            parsed = validate_portfolio_text(data, path=path, today=today)
+            parsed = validate_portfolio_text(data, path=path, today=today, allow_empty=empty_ok)
     except PortfolioCSVError as exc:
         errors.extend(exc.errors)
     ids = {"sha256": sha, "username": username, "portfolio": portfolio}
 
-    record, tags, loaded = None, 0, False
+    record, tags, changes = None, 0, None
     try:
         with connect(url) as conn:
             if username is not None and get_user_id(conn, username) is None:
                 errors.insert(0, _unknown_user(username))
             if not errors:
                 assert parsed is not None and username is not None and portfolio is not None
-                record, tags, loaded = _load(
-                    conn, username, portfolio, parsed, sha, name, loaded_by
+                record, tags, changes = _load(
+                    conn, username, portfolio, parsed, sha, name, loaded_by, options
                 )
     except UnknownUserError:  # the user was deleted since the check above
         errors = [_unknown_user(str(username))]
+    except HoldingsError as exc:  # a change refused (close-all, back-dating, no close...)
+        errors.extend(exc.errors)
+    except SessionError as exc:
+        errors.append(RowError(None, "as_of", str(options.as_of), str(exc)))
     except psycopg.OperationalError as exc:  # connection lost, deadlock, timeout: transient
         reason = f"{_database_reason(exc)}; left in the inbox, retried next tick"
         return outcome(Status.SKIPPED, reason=reason, **ids)
@@ -426,8 +454,8 @@ def process_file(
     if destination.exists():
         destination = _free_path(folders.processed, _stamped(name))
     moved = _move(path, destination)
-    status = Status.LOADED if loaded else Status.UNCHANGED
-    return outcome(status, load=record, tags_created=tags, moved_to=moved, **ids)
+    status = Status.UNCHANGED if changes is None else Status.LOADED
+    return outcome(status, load=record, changes=changes, tags_created=tags, moved_to=moved, **ids)
 
 
 def _unknown_user(username: str) -> RowError:
@@ -463,6 +491,7 @@ def process_files(
     loaded_by: str,
     time_budget: float | None = None,
     today: date | None = None,
+    options: LoadOptions | None = None,
 ) -> list[FileOutcome]:
     """Process `paths` in order; once `time_budget` seconds are spent, the rest wait."""
     began = time.perf_counter()
@@ -470,7 +499,9 @@ def process_files(
     for path in paths:
         if time_budget is not None and time.perf_counter() - began > time_budget:
             break
-        outcomes.append(process_file(url, path, folders, loaded_by=loaded_by, today=today))
+        outcomes.append(
+            process_file(url, path, folders, loaded_by=loaded_by, today=today, options=options)
+        )
     return outcomes
 
 
@@ -482,13 +513,20 @@ def process_inbox(
     settle_seconds: float = SETTLE_SECONDS,
     time_budget: float | None = None,
     today: date | None = None,
+    options: LoadOptions | None = None,
 ) -> list[FileOutcome]:
     """One tick: every ready file of the inbox (created if missing), oldest first."""
     folders = folders or Folders.around()
     folders.create()
     paths = ready_files(folders.inbox, settle_seconds)
     return process_files(
-        url, paths, folders, loaded_by=loaded_by, time_budget=time_budget, today=today
+        url,
+        paths,
+        folders,
+        loaded_by=loaded_by,
+        time_budget=time_budget,
+        today=today,
+        options=options,
     )
 
 
@@ -533,16 +571,31 @@ def _select(paths: Sequence[str], folders: Folders, say: Say) -> _Selection:
     return selection
 
 
-def ingest_command(url: str, paths: Sequence[str], say: Say) -> int:
-    """`sigmasight ingest [PATH...]`: one tick over the inbox, or over the files given (moved
-    to the inbox's processed/ and rejected/ all the same). One line per file; exit status 1
-    if any file was rejected or could not be processed, else 0."""
+def ingest_command(
+    url: str,
+    paths: Sequence[str],
+    say: Say,
+    as_of: str | None = None,
+    allow_close_all: bool = False,
+) -> int:
+    """`sigmasight ingest [PATH...] [--as-of YYYY-MM-DD] [--allow-close-all]`: one tick over the
+    inbox, or over the files given (moved to the inbox's processed/ and rejected/ all the
+    same). One line per file; exit status 1 if any file was rejected or could not be
+    processed, 2 (nothing touched) for an --as-of that is not a closed session, else 0."""
+    session = None
+    if as_of is not None:
+        try:
+            session = effective_session(as_of)
+        except SessionError as exc:
+            say(f"{exc}; no file was touched")
+            return 2
+    options = LoadOptions(as_of=session, allow_close_all=allow_close_all)
     folders = Folders.around()
     selection = _select(paths, folders, say)
     if not selection.files and not selection.missing:
         say(f"no portfolio files in {folders.inbox}")
         return 0
-    outcomes = process_files(url, selection.files, folders, loaded_by="cli")
+    outcomes = process_files(url, selection.files, folders, loaded_by="cli", options=options)
     for result in outcomes:
         say(result.line())
     if any(result.status is Status.LOADED for result in outcomes):

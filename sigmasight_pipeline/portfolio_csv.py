@@ -8,22 +8,24 @@ Format (PRD 3.1)::
     AAPL240119C00150000,10,5.50,2024-01-10,"hedge,options"
 
 Stocks: positive quantity = long, negative = short. Options: OCC symbols, quantity in contracts.
-The `tags` column is optional. Tolerated: a UTF-8 (or UTF-16) BOM, CRLF or CR line ends, blank
-lines, surrounding spaces in headers and cells, header case and spacing (`Entry Price`),
-lower-case tickers, an `O:` prefix or OSI space padding on option symbols, and `$`, thousands
-separators and accounting parentheses in numbers (`$1,234.50`, `1,000`, `(500)`).
+The optional columns: `tags`, and `target_price` / `downside_price` (the position's target and
+downside price per unit, set from the load's effective session; a downside needs a target;
+a blank cell sets nothing). Files without them load as before. Tolerated: a UTF-8 (or UTF-16)
+BOM, CRLF or CR line ends, blank lines, surrounding spaces in headers and cells, header case
+and spacing (`Entry Price`), lower-case tickers, an `O:` prefix or OSI space padding on option
+symbols, and `$`, thousands separators and accounting parentheses in numbers (`$1,234.50`,
+`1,000`, `(500)`).
 
 Validation is a pandera `DataFrameSchema` run lazily, so every problem in the file is reported
 at once as a `RowError` whose `row` is the 1-based line number in the file (header = line 1).
-Limits: MAX_FILE_BYTES (checked before reading) and MAX_ROWS data rows.
+Limits: MAX_FILE_BYTES (checked before reading) and MAX_ROWS data rows. A header without rows
+is rejected unless `allow_empty` (`sigmasight ingest --allow-close-all`: a file that closes
+every position). Decoding and tokenizing are in `csv_table`.
 """
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -41,6 +43,14 @@ from sigmasight_pipeline.analytics.instruments import (
     option_like_mask,
     parse_occ_symbols,
     stock_symbol_mask,
+)
+from sigmasight_pipeline.csv_table import (
+    RowError,
+    Table,
+    decode_text,
+    shorten,
+    to_number,
+    tokenize,
 )
 
 __all__ = [
@@ -60,10 +70,9 @@ __all__ = [
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MB, checked before the file is read
 MAX_ROWS = 200_000  # data rows (blank lines not counted)
-MAX_VALUE_CHARS = 200  # longer cell values are shortened in error records
 
 REQUIRED_COLUMNS = ("ticker", "quantity", "entry_price", "entry_date")
-OPTIONAL_COLUMNS = ("tags",)
+OPTIONAL_COLUMNS = ("tags", "target_price", "downside_price")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 POSITION_COLUMNS = [
     "symbol",
@@ -77,18 +86,12 @@ POSITION_COLUMNS = [
     "strike",
     "expiry",
     "multiplier",
+    "target_price",
+    "downside_price",
     "line",
 ]
 
 ISO_DATE = r"\d{4}-\d{2}-\d{2}"
-# Spaces or tabs before / after a separator or line end (patterns that start with a char set
-# are scanned fast by `re`).
-SPACES_BEFORE = re.compile(r"[ \t]+(?=[,\n]|$)")
-SPACES_AFTER = re.compile(r"([,\n])[ \t]+")
-EDGE_SPACE_IN_LINES = re.compile(r"[ \t]\n|\n[ \t]")
-# A number once `$`, spaces and accounting parentheses are gone: commas only as thousands groups.
-TOLERANT_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d*)(?:\.\d*)?(?:[eE][-+]?\d+)?")
-
 # Check names (pandera reports them in failure_cases) and the reason each one gives.
 REASONS = {
     "required": "a value is required",
@@ -104,28 +107,14 @@ REASONS = {
     "non_zero": "quantity must be non-zero (positive = long, negative = short)",
     "whole_contracts": "an option quantity must be a whole number of contracts",
     "positive": "entry price must be positive",
+    "target_positive": "target price must be positive",
+    "downside_positive": "downside price must be positive",
+    "downside_needs_target": "a downside_price needs a target_price on the same row",
     "iso_date": "not an ISO date (YYYY-MM-DD)",
     "real_date": "not a real calendar date",
     "not_future": "entry date is in the future",
     "option_expired": "entry date is after the option's expiry",
 }
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem in a file. `row` is the 1-based line number (header = 1; None: whole file)."""
-
-    row: int | None
-    field: str
-    value: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        value = "" if self.value is None else f" {self.value!r}"
-        where = (
-            f"{self.field}{value}" if self.row is None else f"line {self.row}, {self.field}{value}"
-        )
-        return f"{where}: {self.reason}"
 
 
 class PortfolioCSVError(ValueError):
@@ -166,8 +155,11 @@ def error_report(
     }
 
 
-def read_portfolio_csv(path: Path | str, today: date | None = None) -> ParsedPortfolio:
-    """Parse and validate a portfolio CSV; PortfolioCSVError lists every problem found."""
+def read_portfolio_csv(
+    path: Path | str, today: date | None = None, allow_empty: bool = False
+) -> ParsedPortfolio:
+    """Parse and validate a portfolio CSV; PortfolioCSVError lists every problem found.
+    `allow_empty`: a header without rows is a valid file with no positions."""
     path = Path(path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -183,21 +175,26 @@ def read_portfolio_csv(path: Path | str, today: date | None = None) -> ParsedPor
                 )
             ],
         )
-    return validate_portfolio_text(path.read_bytes(), path=path, today=today)
+    return validate_portfolio_text(
+        path.read_bytes(), path=path, today=today, allow_empty=allow_empty
+    )
 
 
 def validate_portfolio_text(
-    data: bytes | str, path: Path | str = "<memory>", today: date | None = None
+    data: bytes | str,
+    path: Path | str = "<memory>",
+    today: date | None = None,
+    allow_empty: bool = False,
 ) -> ParsedPortfolio:
     """`read_portfolio_csv` on content already in memory (bytes as read from disk, or text)."""
     path = Path(path)
     today = today or date.today()
     if isinstance(data, bytes) and len(data) > MAX_FILE_BYTES:
         raise PortfolioCSVError(path, [RowError(None, "file", None, "file is too large")])
-    text, error = _decode(data)
+    text, error = decode_text(data)
     if error is not None:
         raise PortfolioCSVError(path, [error])
-    table = _tokenize(text)
+    table = tokenize(text, MAX_ROWS, allow_empty=allow_empty)
     if table.fatal:
         raise PortfolioCSVError(path, table.errors)
     checks = _Checks(table.cells, today)
@@ -205,155 +202,6 @@ def validate_portfolio_text(
     if errors:
         raise PortfolioCSVError(path, errors)
     return ParsedPortfolio(path, _positions(checks))
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding and tokenizing
-
-
-def _decode(data: bytes | str) -> tuple[str, RowError | None]:
-    """Text with `\\n` line ends; a BOM is dropped. Undecodable or binary content is an error."""
-    if isinstance(data, str):
-        text = data.removeprefix("\ufeff")
-    else:
-        encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError as exc:
-            reason = f"not UTF-8 text (undecodable byte at offset {exc.start})"
-            return "", RowError(None, "file", None, reason)
-    if "\x00" in text:
-        return "", RowError(None, "file", None, "binary content (NUL bytes); expected CSV text")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text, None
-
-
-@dataclass
-class _Table:
-    """Cells as stripped strings, indexed by line number; header names normalized."""
-
-    cells: pd.DataFrame
-    header_line: int
-    errors: list[RowError]
-    fatal: bool = False
-
-
-def _normalize_header(name: str) -> str:
-    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
-
-
-def _empty_table(reason: str, header_line: int | None = None) -> _Table:
-    error = RowError(header_line, "file", None, reason)
-    return _Table(pd.DataFrame(), header_line or 1, [error], fatal=True)
-
-
-def _tokenize(text: str) -> _Table:
-    """Split into header + rows, keep each row's line number, drop blank rows."""
-    body = text.lstrip()
-    if not body.strip():
-        return _empty_table("the file is empty (expected a header and at least one position)")
-    offset = text[: len(text) - len(body)].count("\n")  # leading blank lines
-    if " " in body or "\t" in body:  # strip around separators in C, not cell by cell
-        body = SPACES_BEFORE.sub("", SPACES_AFTER.sub(r"\1", body))
-    raw = _read_fast(body)
-    errors: list[RowError] = []
-    if raw is None:
-        raw, errors = _read_slow(body)
-    raw.index = raw.index + offset + 1
-    header_line = int(raw.index[0])
-    header = [_normalize_header(name) for name in raw.iloc[0]]
-    cells = raw.iloc[1:]
-    if '"' in body:  # quoted cells may still have edge spaces
-        cells = cells.apply(_strip)
-    cells = cells[(cells != "").any(axis=1)]
-    # Unnamed columns with nothing in them (trailing commas from spreadsheets) are ignored.
-    keep = [i for i, name in enumerate(header) if name or (cells.iloc[:, i] != "").any()]
-    cells = cells.iloc[:, keep]
-    cells.columns = [header[i] or f"<column {i + 1}>" for i in keep]
-    seen: set[str] = set()
-    for name in cells.columns:
-        if name in seen:
-            errors.append(RowError(header_line, name, name, "column appears more than once"))
-        seen.add(name)
-    cells = cells.loc[:, ~cells.columns.duplicated()]
-    if len(cells) == 0:
-        if errors:
-            return _Table(cells, header_line, errors, fatal=True)
-        return _empty_table("no data rows: the file has a header but no positions", header_line)
-    if len(cells) > MAX_ROWS:
-        return _empty_table(
-            f"{len(cells):,} data rows; the limit is {MAX_ROWS:,} rows per file", header_line
-        )
-    return _Table(cells, header_line, errors)
-
-
-def _strip(column: pd.Series) -> pd.Series:
-    """Cells stripped (only quoted cells can still have edge spaces, so test the joined text)."""
-    joined = "\n".join(column.to_numpy(dtype=object))
-    edges = joined[:1] + joined[-1:]
-    if EDGE_SPACE_IN_LINES.search(joined) or " " in edges or "\t" in edges:
-        return column.str.strip()
-    return column
-
-
-def _read_fast(body: str) -> pd.DataFrame | None:
-    """pandas' C tokenizer; None when rows do not map one-to-one onto lines (or it fails)."""
-    n_lines = body.count("\n") + (0 if body.endswith("\n") else 1)
-    try:
-        raw = pd.read_csv(
-            io.StringIO(body),
-            header=None,
-            dtype=str,
-            na_filter=False,
-            skip_blank_lines=False,
-            skipinitialspace=True,
-        )
-    except (pd.errors.ParserError, ValueError):
-        return None
-    if len(raw) != n_lines:  # a quoted field spans lines: let the slow path say where
-        return None
-    return raw.fillna("")
-
-
-def _read_slow(body: str) -> tuple[pd.DataFrame, list[RowError]]:
-    """The csv module, record by record: reports ragged rows and fields spanning lines."""
-    reader = csv.reader(io.StringIO(body), skipinitialspace=True)
-    records: list[list[str]] = []
-    lines: list[int] = []
-    errors: list[RowError] = []
-    start = 1
-    width = 0
-    for record in reader:
-        end = reader.line_num
-        if not records:
-            width = len(record)
-            records.append(record)
-            lines.append(start - 1)
-        elif end > start:
-            errors.append(
-                RowError(
-                    start,
-                    "row",
-                    None,
-                    f"a quoted field runs from line {start} to line {end} "
-                    "(unbalanced quote?); row skipped",
-                )
-            )
-        elif len(record) > width and any(cell.strip() for cell in record[width:]):
-            errors.append(
-                RowError(
-                    start,
-                    "row",
-                    None,
-                    f"{len(record)} fields but the header has {width}; row skipped",
-                )
-            )
-        else:
-            records.append((record + [""] * width)[:width])
-            lines.append(start - 1)
-        start = end + 1
-    return pd.DataFrame(records, index=lines, dtype=object).fillna(""), errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,13 +223,15 @@ class _Checks:
         unknown = ~self.is_stock & ~self.occ["is_occ"]
         like = option_like_mask(self.symbol[unknown])
         self.option_like = like.reindex(cells.index, fill_value=False).astype(bool)
-        self.quantity = _to_number(col["quantity"])
-        self.entry_price = _to_number(col["entry_price"])
+        self.quantity = to_number(col["quantity"])
+        self.entry_price = to_number(col["entry_price"])
         self.iso = match_mask(col["entry_date"], ISO_DATE)
         self.entry_date = pd.to_datetime(
             col["entry_date"].where(self.iso), format="%Y-%m-%d", errors="coerce"
         )
         self.tags = col["tags"]
+        self.target_price = to_number(col["target_price"])
+        self.downside_price = to_number(col["downside_price"])
 
         self._masks: dict[str, pd.Series] = {}
         duplicated = self.symbol[self.symbol.duplicated(keep=False) & ~self.blank["ticker"]]
@@ -412,6 +262,16 @@ class _Checks:
             return self.entry_price.notna()
         if name == "positive":
             return self.entry_price.isna() | (self.entry_price > 0)
+        if name == "target_price_numeric":
+            return self.target_price.notna()
+        if name == "target_positive":
+            return self.target_price.isna() | (self.target_price > 0)
+        if name == "downside_price_numeric":
+            return self.downside_price.notna()
+        if name == "downside_positive":
+            return self.downside_price.isna() | (self.downside_price > 0)
+        if name == "downside_needs_target":
+            return ~self.blank["target_price"]
         if name == "iso_date":
             return self.iso
         if name == "real_date":
@@ -456,6 +316,11 @@ _CHECK_COLUMN = {
     "real_date": "entry_date",
     "not_future": "entry_date",
     "option_expired": "entry_date",
+    "target_price_numeric": "target_price",
+    "target_positive": "target_price",
+    "downside_price_numeric": "downside_price",
+    "downside_positive": "downside_price",
+    "downside_needs_target": "downside_price",
 }
 
 
@@ -491,7 +356,7 @@ def _schema(checks: _Checks) -> pa.DataFrameSchema:
     )
 
 
-def _validate(table: _Table, checks: _Checks) -> list[RowError]:
+def _validate(table: Table, checks: _Checks) -> list[RowError]:
     """Run the schema lazily and turn its failure cases into RowErrors sorted by line."""
     try:
         _schema(checks).validate(table.cells, lazy=True)
@@ -507,28 +372,22 @@ def _error_order(error: RowError) -> tuple[int, int]:
     return (error.row or 0, column)
 
 
-def _shorten(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value)
-    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
-
-
-def _row_error(failure, table: _Table, checks: _Checks) -> RowError:
+def _row_error(failure, table: Table, checks: _Checks) -> RowError:
     """One pandera failure case as a RowError with a reason a person can act on."""
     name = str(failure.check)
     if name == "column_in_schema":
         column = str(failure.failure_case)
         close = difflib.get_close_matches(column, COLUMNS, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        reason = f"unknown column ({hint}expected {', '.join(COLUMNS)}; tags is optional)"
+        optional = ", ".join(OPTIONAL_COLUMNS)
+        reason = f"unknown column ({hint}expected {', '.join(COLUMNS)}; {optional} optional)"
         return RowError(table.header_line, column, None, reason)
     if name == "column_in_dataframe":
         column = str(failure.failure_case)
         return RowError(table.header_line, column, None, "required column is missing")
     row = int(failure.index)
     column = str(failure.column)
-    value = _shorten(table.cells.at[row, column])
+    value = shorten(table.cells.at[row, column])
     if name not in _CHECK_COLUMN:  # a built-in pandera check: keep its own wording
         return RowError(row, column, value, name)
     reason = _reason(name)
@@ -543,22 +402,6 @@ def _row_error(failure, table: _Table, checks: _Checks) -> RowError:
         expiry = checks.occ["expiry"].at[row].date().isoformat()
         reason = f"{REASONS['option_expired']} ({expiry}, from {checks.symbol.at[row]})"
     return RowError(row, column, value, reason)
-
-
-def _to_number(cells: pd.Series) -> pd.Series:
-    """Floats from number cells; `$`, spaces, thousands groups, `(x)` negatives tolerated."""
-    values = pd.to_numeric(cells, errors="coerce").astype(float)
-    values[~np.isfinite(values.to_numpy())] = np.nan
-    retry = values.isna() & (cells != "")
-    if not retry.any():
-        return values
-    text = cells[retry].str.replace(r"[\s$]", "", regex=True)
-    negative = text.str.startswith("(") & text.str.endswith(")")
-    text = text.where(~negative, "-" + text.str[1:-1])
-    well_formed = text.str.fullmatch(TOLERANT_NUMBER.pattern) & text.str.contains(r"\d")
-    parsed = pd.to_numeric(text.str.replace(",", "").where(well_formed), errors="coerce")
-    values[retry] = parsed.where(np.isfinite(parsed.astype(float)))
-    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,6 +428,8 @@ def _positions(checks: _Checks) -> pd.DataFrame:
             "entry_price": checks.entry_price.to_numpy(dtype=float),
             "entry_date": checks.entry_date.dt.date.to_numpy(dtype=object),
             "tags": pd.Series(_split_tags(checks.tags), index=index, dtype=object).to_numpy(),
+            "target_price": checks.target_price.to_numpy(dtype=float),
+            "downside_price": checks.downside_price.to_numpy(dtype=float),
         }
     )
     for name in ("position_type", "underlying", "option_right", "strike", "expiry", "multiplier"):

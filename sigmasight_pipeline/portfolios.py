@@ -1,14 +1,16 @@
 """Users and portfolios in the database: password hashing and the one portfolio loader.
 
-`load_portfolio` is the only code that writes positions: CSV intake (sensor, CLI) and the demo
-all go through it. It runs in one transaction and uses COPY, so a 100,000-position file loads
-in seconds and a failure anywhere leaves the previous portfolio untouched.
+`load_portfolio` is the only code that writes positions and their events: CSV intake (sensor,
+CLI) and the demo all go through it. A re-upload is a new version of the holdings, diffed
+against the holdings open on its effective session (`holdings`): unchanged positions keep
+their ids, changes append `position_events`, nothing is deleted. It runs in one transaction
+and uses COPY, so a 100,000-position file loads in seconds and a failure anywhere leaves the
+previous portfolio untouched.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -18,15 +20,21 @@ import pandas as pd
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from psycopg import sql
 
+from sigmasight_pipeline import holdings
+from sigmasight_pipeline.csv_table import NO_ROWS, RowError
 from sigmasight_pipeline.portfolio_csv import ParsedPortfolio, read_portfolio_csv
+from sigmasight_pipeline.portfolio_inputs import set_target_prices
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
+from sigmasight_pipeline.resources.market_data import MarketDataProvider
 
 __all__ = [
     "DEMO_PORTFOLIO_DIR",
     "DEMO_USERS",
     "TAG_PALETTE",
     "LoadResult",
+    "LoadSource",
     "UnknownUserError",
     "UserExistsError",
     "create_user",
@@ -49,6 +57,7 @@ DEMO_USERS = (
 )
 DEMO_PORTFOLIO_DIR = PROJECT_ROOT / "data" / "portfolios"
 FILE_NAME_SEPARATOR = "__"  # "<username>__<portfolio name>.csv"
+TAG_SEPARATOR = "\x1f"  # joins a position's tag names when they are read back
 # Tag colors: a tag gets palette[sha256(name) % len(palette)], the same on every machine.
 TAG_PALETTE = (
     "#E6194B",
@@ -64,20 +73,6 @@ TAG_PALETTE = (
     "#808000",
     "#000075",
 )
-POSITION_DB_COLUMNS = (
-    "portfolio_id",
-    "symbol",
-    "quantity",
-    "entry_price",
-    "entry_date",
-    "position_type",
-    "underlying",
-    "option_right",
-    "strike",
-    "expiry",
-    "multiplier",
-)
-
 _hasher = PasswordHasher()
 
 
@@ -91,12 +86,15 @@ class UserExistsError(ValueError):
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What `load_portfolio` did: the portfolio, how many positions, new tags, replaced or new."""
+    """What `load_portfolio` did: the portfolio, the file's positions, new tags, replaced or
+    new, the `portfolio_loads` id (None without a source record) and the holdings changes."""
 
     portfolio_id: int
     positions: int
     tags_created: int
     replaced: bool
+    load_id: int | None
+    changes: holdings.HoldingsChanges
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,34 +172,93 @@ def tag_color(name: str) -> str:
     return TAG_PALETTE[int.from_bytes(digest[:8], "big") % len(TAG_PALETTE)]
 
 
+@dataclass(frozen=True)
+class LoadSource:
+    """The file a load comes from, recorded in `sigmasight.portfolio_loads` by the load."""
+
+    sha256: str
+    file_name: str
+    stored_as: str
+    loaded_by: str
+
+
 def load_portfolio(
     conn: psycopg.Connection,
     username: str,
     portfolio_name: str,
     parsed: ParsedPortfolio,
     source_file: str | None = None,
+    *,
+    as_of: date | str | None = None,
+    allow_close_all: bool = False,
+    source: LoadSource | None = None,
+    provider: MarketDataProvider | None = None,
 ) -> LoadResult:
-    """Create portfolio (username, portfolio_name), or replace all its positions, in ONE
-    transaction: positions by COPY, tags created per user when first seen, then linked.
+    """Create portfolio (username, portfolio_name) or load a new version of its holdings, in ONE
+    transaction (see `holdings` for the diff): positions and events by COPY, tags created per
+    user when first seen and linked (a kept position's links are the file's), target prices,
+    and, when `source` is given, the `portfolio_loads` row the events point to.
 
-    UnknownUserError if the user does not exist (nothing is written). Any failure rolls the
-    whole load back, so the previous positions stay as they were. On a connection already
-    inside a transaction this is a savepoint, committed with the caller's transaction.
+    The changes are dated on `as_of` (a closed session) or the latest closed session.
+    UnknownUserError if the user does not exist, SessionError for a bad `as_of`, HoldingsError
+    for a refused diff (nothing is written). Any failure rolls the whole load back. On a
+    connection already inside a transaction this is a savepoint, committed with the caller's.
     """
-    positions = parsed.positions
+    rows = parsed.positions.reset_index(drop=True)
     portfolio_name = portfolio_name.strip()
     if not portfolio_name:
         raise ValueError("portfolio name must not be empty")
+    session = holdings.effective_session(as_of)
     with conn.transaction():
         user_id = get_user_id(conn, username)
         if user_id is None:
             raise UnknownUserError(f"unknown user {username!r}: create the user first")
         portfolio_id, replaced = _upsert_portfolio(conn, user_id, portfolio_name, source_file)
-        if replaced:
-            _delete_positions(conn, portfolio_id)
-        position_ids = _copy_positions(conn, portfolio_id, positions)
-        tags_created = _link_tags(conn, user_id, positions, position_ids)
-    return LoadResult(portfolio_id, len(positions), tags_created, replaced)
+        if not replaced and rows.empty:
+            raise holdings.HoldingsError(
+                [RowError(None, "file", None, f"{NO_ROWS}; a new portfolio needs positions")]
+            )
+        positions, events = holdings.portfolio_history(conn, portfolio_id)
+        plan = holdings.plan_load(positions, events, rows, session, allow_close_all=allow_close_all)
+        closes = holdings.session_closes(conn, plan.wanted_closes, provider)
+        if closes.missing:
+            raise holdings.HoldingsError(holdings.missing_prices(plan, closes))
+        load_id = _record_load(conn, portfolio_id, len(rows), replaced, session, source)
+        row_ids, changes = holdings.apply_plan(conn, portfolio_id, plan, closes, load_id)
+        tags_created = _link_tags(conn, user_id, portfolio_id, rows, row_ids, plan.kept)
+        _store_targets(conn, rows, row_ids, session)
+    return LoadResult(portfolio_id, len(rows), tags_created, replaced, load_id, changes)
+
+
+def _record_load(
+    conn: psycopg.Connection,
+    portfolio_id: int,
+    positions: int,
+    replaced: bool,
+    session: date,
+    source: LoadSource | None,
+) -> int | None:
+    """The load's `portfolio_loads` row (None without a source file record)."""
+    if source is None:
+        return None
+    row = conn.execute(
+        "INSERT INTO sigmasight.portfolio_loads (portfolio_id, sha256, file_name, stored_as, "
+        "positions, replaced, loaded_by, portfolio_updated_at, effective_session) "
+        "SELECT id, %s, %s, %s, %s, %s, %s, updated_at, %s FROM sigmasight.portfolios "
+        "WHERE id = %s RETURNING id",
+        (
+            source.sha256,
+            source.file_name,
+            source.stored_as,
+            positions,
+            replaced,
+            source.loaded_by,
+            session,
+            portfolio_id,
+        ),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _upsert_portfolio(
@@ -224,51 +281,64 @@ def _upsert_portfolio(
     return int(row[0]), True
 
 
-def _delete_positions(conn: psycopg.Connection, portfolio_id: int) -> None:
-    """Drop the old positions; their tag links go first in one statement (the FK would
-    otherwise cascade row by row)."""
-    conn.execute(
-        "DELETE FROM sigmasight.position_tags pt USING sigmasight.positions p "
-        "WHERE pt.position_id = p.id AND p.portfolio_id = %s",
-        (portfolio_id,),
-    )
-    conn.execute("DELETE FROM sigmasight.positions WHERE portfolio_id = %s", (portfolio_id,))
-
-
-def _copy_rows(conn: psycopg.Connection, statement: str, frame: pd.DataFrame) -> None:
-    """COPY a DataFrame (columns in the statement's order) as CSV; NaN/None become NULL."""
-    if frame.empty:
+def _store_targets(
+    conn: psycopg.Connection, rows: pd.DataFrame, row_ids: pd.Series, session: date
+) -> None:
+    """The file's target prices, set on the load's session (unless the same values apply)."""
+    given = rows["target_price"].notna()
+    if not given.any():
         return
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, header=False, na_rep="")
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        copy.write(buffer.getvalue())
-
-
-def _copy_positions(
-    conn: psycopg.Connection, portfolio_id: int, positions: pd.DataFrame
-) -> pd.Series:
-    """COPY the positions in; their new ids, aligned with `positions`."""
-    frame = positions.assign(portfolio_id=portfolio_id)[list(POSITION_DB_COLUMNS)]
-    frame = frame.astype({"multiplier": int})
-    columns = ", ".join(POSITION_DB_COLUMNS)
-    _copy_rows(conn, f"COPY sigmasight.positions ({columns}) FROM STDIN WITH (FORMAT csv)", frame)
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT symbol, id FROM sigmasight.positions WHERE portfolio_id = %s", (portfolio_id,)
-        )
-        ids = dict(cursor.fetchall())
-    return positions["symbol"].map(ids)
+    targets = rows[given]
+    set_target_prices(
+        conn,
+        row_ids.loc[targets.index].astype(int).tolist(),
+        targets["target_price"].astype(float).tolist(),
+        targets["downside_price"].astype(float).tolist(),
+        session,
+    )
 
 
 def _link_tags(
-    conn: psycopg.Connection, user_id: int, positions: pd.DataFrame, position_ids: pd.Series
+    conn: psycopg.Connection,
+    user_id: int,
+    portfolio_id: int,
+    positions: pd.DataFrame,
+    position_ids: pd.Series,
+    kept: pd.Series,
 ) -> int:
-    """Create the user's tags not seen before, link every position to its tags; new tag count."""
+    """Create the user's tags not seen before and link positions to their tags: new positions,
+    and kept ones (`kept`: position id by file row) whose tags the file changes, which lose
+    their old links first. Returns the number of new tags."""
     if "tags" not in positions:
         return 0
-    links = pd.DataFrame({"position_id": position_ids, "tag": positions["tags"]}).explode("tag")
-    links = links.dropna(subset=["tag"])
+    tags = positions["tags"].map(lambda names: tuple(sorted(set(names))))
+    linked = pd.Series(True, index=positions.index)
+    if not kept.empty:
+        current = holdings.read_frame(
+            conn,
+            sql.SQL(
+                "SELECT pt.position_id, string_agg(t.name, {} ORDER BY t.name) AS names "
+                "FROM sigmasight.position_tags pt JOIN sigmasight.tags t ON t.id = pt.tag_id "
+                "JOIN sigmasight.positions p ON p.id = pt.position_id "
+                "WHERE p.portfolio_id = {} AND p.closed_on IS NULL GROUP BY pt.position_id"
+            ).format(sql.Literal(TAG_SEPARATOR), sql.Literal(portfolio_id)),
+            {"position_id": "int64", "names": "object"},
+        )
+        had = pd.Series(
+            [tuple(names.split(TAG_SEPARATOR)) for names in current["names"]],
+            index=current["position_id"].to_numpy(),
+            dtype=object,
+        )
+        before = kept.map(had).map(lambda names: names if isinstance(names, tuple) else ())
+        changed = before.ne(tags.loc[kept.index])
+        linked.loc[kept.index] = changed
+        relink = kept[changed].astype(int).tolist()
+        if relink:
+            conn.execute(
+                "DELETE FROM sigmasight.position_tags WHERE position_id = ANY(%s)", (relink,)
+            )
+    links = pd.DataFrame({"position_id": position_ids, "tag": positions["tags"]})[linked]
+    links = links.explode("tag").dropna(subset=["tag"])
     if links.empty:
         return 0
     names = list(dict.fromkeys(links["tag"]))
@@ -286,7 +356,7 @@ def _link_tags(
     )
     links = links.assign(tag_id=links["tag"].map(tag_ids))[["position_id", "tag_id"]]
     links = links.drop_duplicates()
-    _copy_rows(
+    holdings.copy_rows(
         conn,
         "COPY sigmasight.position_tags (position_id, tag_id) FROM STDIN WITH (FORMAT csv)",
         links.astype(int),
@@ -313,8 +383,8 @@ def portfolio_file_owner(path: Path | str) -> tuple[str, str]:
 def load_demo_portfolios(
     conn: psycopg.Connection, today: date | None = None, directory: Path = DEMO_PORTFOLIO_DIR
 ) -> list[LoadResult]:
-    """Seed the demo users, then load every `<username>__<name>.csv` in `directory` (each
-    replacing its previous version, so running it again changes nothing)."""
+    """Seed the demo users, then load every `<username>__<name>.csv` in `directory` (each a
+    new version of its holdings, so running it again changes nothing)."""
     seed_demo_users(conn)
     results = []
     for path in sorted(directory.glob("*.csv")):

@@ -15,13 +15,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
-from sigmasight_pipeline import cli, intake, sensors
+from sigmasight_pipeline import calendar, cli, intake, sensors
 from sigmasight_pipeline.portfolio_csv import MAX_FILE_BYTES
 from sigmasight_pipeline.portfolios import create_user
 from sigmasight_pipeline.resources import instance as instance_module
@@ -85,8 +86,8 @@ class Env:
             os.utime(path, (when, when))
         return path
 
-    def tick(self, *paths: Path) -> Tick:
-        """The sensor (cursor carried over) or `sigmasight ingest [PATH...]`."""
+    def tick(self, *paths: Path, options: tuple[str, ...] = ()) -> Tick:
+        """The sensor (cursor carried over) or `sigmasight ingest [OPTION...] [PATH...]`."""
         if self.mode == "sensor":
             assert not paths, "the sensor only reads the inbox"
             context = build_sensor_context(
@@ -101,7 +102,7 @@ class Env:
             self.run_keys.update(r.run_key for r in new)
             return Tick(result=result, new=new)
         self.capsys.readouterr()
-        code = cli.main(["ingest", *(str(p) for p in paths)])
+        code = cli.main(["ingest", *options, *(str(p) for p in paths)])
         lines = self.capsys.readouterr().out.splitlines()
         return Tick(code=code, lines=lines)
 
@@ -138,7 +139,8 @@ def env(
 
 
 def positions(url: str, username: str, portfolio: str) -> dict[str, tuple] | None:
-    """symbol -> (quantity, entry_price, entry_date, tags); None if no such portfolio."""
+    """Open positions: symbol -> (quantity, entry_price, entry_date, tags); None if no such
+    portfolio."""
     with connect(url) as conn:
         found = conn.execute(
             "SELECT p.id FROM sigmasight.portfolios p JOIN sigmasight.users u ON u.id = p.owner_id "
@@ -155,7 +157,7 @@ def positions(url: str, username: str, portfolio: str) -> dict[str, tuple] | Non
             FROM sigmasight.positions s
             LEFT JOIN sigmasight.position_tags pt ON pt.position_id = s.id
             LEFT JOIN sigmasight.tags t ON t.id = pt.tag_id
-            WHERE s.portfolio_id = %s GROUP BY s.id
+            WHERE s.portfolio_id = %s AND s.closed_on IS NULL GROUP BY s.id
             """,
             (found[0],),
         ).fetchall()
@@ -370,6 +372,84 @@ def test_changed_file_loads_again(env: Env) -> None:
         assert len(first.new) == len(third.new) == 1
     else:
         assert third.code == 0
+
+
+def load_events(url: str, load_id: int) -> list[tuple]:
+    """(symbol, kind, event_date) of a load's events."""
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT p.symbol, e.kind, e.event_date FROM sigmasight.position_events e "
+            "JOIN sigmasight.positions p ON p.id = e.position_id WHERE e.load_id = %s "
+            "ORDER BY 1, 2",
+            (load_id,),
+        ).fetchall()
+
+
+def test_a_reupload_is_dated_on_the_latest_closed_session(env: Env) -> None:
+    name = f"{env.user}__Growth.csv"
+    env.drop(name, V1)
+    env.tick()
+    env.drop(name, V2)
+    tick = env.tick()
+    one, two = user_loads(env.url, env.user)
+    session = calendar.latest_closed_session().date()
+    assert two.effective_session == one.effective_session == session
+    # AAPL grew (another entry price: the file's), NVDA opened, MSFT and the call closed.
+    assert load_events(env.url, two.id) == [
+        ("AAPL", "increase", session),
+        ("AAPL261218C00200000", "close", session),
+        ("MSFT", "close", session),
+        ("NVDA", "open", session),
+    ]
+    assert [kind for _, kind, _ in load_events(env.url, one.id)] == ["open"] * 3
+    if env.mode == "cli":
+        (line,) = [line for line in tick.lines if line.startswith("loaded")]
+        assert f"1 opened, 1 increased, 2 closed on {session}, realized" in line
+
+
+def test_a_file_closing_every_position_is_rejected(env: Env) -> None:
+    name = f"{env.user}__Growth.csv"
+    env.drop(name, V1)
+    env.tick()
+    for content in (f"{HEADER}\n", f"{HEADER}\nNVDA,10,90.00,2026-03-02,\n"):
+        env.drop(name, content)
+        tick = env.tick()
+        assert positions(env.url, env.user, "Growth") == V1_POSITIONS
+        report = sorted(env.files("rejected"))[-1]
+        (error,) = json.loads((env.folders.rejected / report).read_text())["errors"]
+        assert "--allow-close-all" in error["reason"], error
+        assert env.files("inbox") == [] and len(user_loads(env.url, env.user)) == 1
+        if env.mode == "cli":
+            assert tick.code == 1
+    if env.mode == "cli":  # a liquidation, said so
+        env.drop(name, f"{HEADER}\n")
+        tick = env.tick(options=("--allow-close-all",))
+        assert tick.code == 0, tick.lines
+        assert positions(env.url, env.user, "Growth") == {}
+        assert "3 closed on" in tick.lines[0]
+
+
+@pytest.mark.parametrize("env", ["cli"], indirect=True)
+def test_ingest_as_of(env: Env) -> None:
+    name = f"{env.user}__Growth.csv"
+    env.drop(name, V1)
+    env.tick()
+    env.drop(name, V2)
+    tick = env.tick(options=("--as-of", "2026-11-26"))  # Thanksgiving
+    assert tick.code == 2 and env.files("inbox") == [name]
+    assert tick.lines == [
+        "--as-of 2026-11-26 is not an NYSE session; the nearest sessions are 2026-11-25 "
+        "(before) and 2026-11-27 (after); no file was touched"
+    ]
+    tick = env.tick(options=("--as-of", "2025-12-31"))  # before AAPL's first entry
+    assert tick.code == 1 and tick.lines[0].startswith(f"rejected  {name}")
+    assert "before the portfolio's first session 2026-01-05" in tick.lines[0]
+    env.drop(name, V2)
+    tick = env.tick(options=("--as-of", "2026-11-20"))
+    assert tick.code == 0, tick.lines
+    _, two = user_loads(env.url, env.user)
+    assert two.effective_session == date(2026, 11, 20)
+    assert {day for *_, day in load_events(env.url, two.id)} == {date(2026, 11, 20)}
 
 
 def test_two_files_at_once(env: Env) -> None:

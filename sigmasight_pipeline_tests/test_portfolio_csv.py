@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigmasight_pipeline import portfolio_csv
+from sigmasight_pipeline import csv_table, portfolio_csv
 from sigmasight_pipeline.analytics.instruments import (
     SymbolError,
     classify_symbol,
@@ -135,6 +135,31 @@ def test_tags_column_is_optional_and_tags_are_cleaned() -> None:
     assert p["tags"].tolist() == [["b", "a", "c"], ["b", "a", "c"]]
     p["tags"].iloc[0].append("x")  # each row owns its list
     assert p["tags"].iloc[1] == ["b", "a", "c"]
+
+
+def test_target_price_columns_are_optional() -> None:
+    old = parse(f"{HEADER}\nAAPL,1,2,2026-01-02,\n")  # a file without them: as before
+    assert old["target_price"].isna().all() and old["downside_price"].isna().all()
+    p = parse(
+        f"{HEADER},Target Price,downside_price\n"
+        'AAPL,1,2,2026-01-02,,250,170\nMSFT,1,2,2026-01-02,,"$1,234.5",\nNVDA,1,2,2026-01-02,,,\n'
+    )
+    assert p["target_price"].tolist()[:2] == [250.0, 1234.5] and np.isnan(p["target_price"][2])
+    assert p["downside_price"].tolist()[0] == 170.0 and p["downside_price"][1:].isna().all()
+    assert p["target_price"].dtype == float and p["downside_price"].dtype == float
+
+
+def test_bad_target_prices() -> None:
+    errors = rejected(
+        f"{HEADER},target_price,downside_price\n"
+        "AAPL,1,2,2026-01-02,,abc,\nMSFT,1,2,2026-01-02,,-5,0\nNVDA,1,2,2026-01-02,,,90\n"
+    )
+    assert [(e.row, e.field, e.reason) for e in errors] == [
+        (2, "target_price", "not a number"),
+        (3, "target_price", "target price must be positive"),
+        (3, "downside_price", "downside price must be positive"),
+        (4, "downside_price", "a downside_price needs a target_price on the same row"),
+    ]
 
 
 def test_column_order_header_spelling_and_crlf_or_cr_line_ends() -> None:
@@ -277,6 +302,14 @@ def test_empty_and_header_only_files() -> None:
     assert [(e.row, e.field) for e in rejected(DATA / "header_only.csv")] == [(1, "file")]
     assert "no data rows" in rejected(DATA / "header_only.csv")[0].reason
     assert "empty" in rejected("\r\n  \n\n")[0].reason
+    assert "--allow-close-all" in rejected(DATA / "header_only.csv")[0].reason
+    # Allowed (a file that closes every position): no positions, the columns still checked.
+    empty = read_portfolio_csv(DATA / "header_only.csv", today=TODAY, allow_empty=True)
+    assert len(empty) == 0 and list(empty.positions.columns) == POSITION_COLUMNS
+    with pytest.raises(PortfolioCSVError) as info:
+        validate_portfolio_text("ticker,quantity,entry_price\n", allow_empty=True)
+    assert where(info.value.errors) == [(1, "entry_date")]
+    assert "empty" in rejected("\n\n")[0].reason  # no header: never allowed
 
 
 def test_every_error_is_collected_with_file_line_numbers() -> None:
@@ -475,8 +508,8 @@ def test_fast_and_slow_tokenizers_agree(records: list[list[str]]) -> None:
     body = buffer.getvalue().lstrip()
     if not body.strip():
         return
-    fast = portfolio_csv._read_fast(body)
-    slow, errors = portfolio_csv._read_slow(body)
+    fast = csv_table.read_fast(body)
+    slow, errors = csv_table.read_slow(body)
     if fast is None or errors:
         return
     assert fast.index.tolist() == slow.index.tolist()
