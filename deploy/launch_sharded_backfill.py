@@ -3,12 +3,13 @@
     kubectl -n dagster port-forward svc/dagster-dagster-webserver 8080:80 &
     uv run python deploy/launch_sharded_backfill.py --port 8080 --shards 8
 
-It submits the backfill's market run: the symbol-level assets (`runs.MARKET_ASSETS`) over the
+It submits the backfill's market run: the market data assets (`runs.MARKET_ASSETS`) over the
 window and its lookback, once for the whole book, tagged `sigmasight/stage=market` and
-`sigmasight/shards=n`. When that run succeeds, the code location's `portfolio_runs_after_market`
-sensor requests the n shard runs of the portfolio assets over the window, each tagged
-`sigmasight/shard` = "i/n" (the portfolios whose id % n == i, see `scope.py`); the run queue
-starts them as its limits allow (deploy/README.md), on Kubernetes each in its own pod.
+`sigmasight/shards=n`. When that run succeeds, the code location's `backfill_next_stage` sensor
+requests the symbol analytics run, and when that succeeds, the n shard runs of the portfolio
+assets over the window, each tagged `sigmasight/shard` = "i/n" (the portfolios whose
+id % n == i, see `scope.py`); the run queue starts them as its limits allow (deploy/README.md),
+on Kubernetes each in its own pod.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import pandas as pd
 from dagster_graphql import DagsterGraphQLClient
 
 from sigmasight_pipeline import calendar
-from sigmasight_pipeline.runs import BackfillPlan, plan_runs
-from sigmasight_pipeline.schedules import SHARDS_TAG, STAGE_TAG
+from sigmasight_pipeline.runs import BackfillPlan, market_run
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
 # The chart names the code location after its user deployment (deploy/helm/values.yaml).
@@ -34,8 +34,8 @@ ASSET_JOB = "__ASSET_JOB"
 
 def market_run_request(end: pd.Timestamp, days: int, shards: int) -> tuple[list[str], dict]:
     """The assets and tags of a sharded backfill's market run."""
-    market, _ = plan_runs(BackfillPlan.ending(end, days), shards)
-    return list(market.assets), {**market.tags, STAGE_TAG: "market", SHARDS_TAG: str(shards)}
+    run = market_run(BackfillPlan.ending(end, days), shards)
+    return list(run.assets), run.tags
 
 
 def main(argv: list[str] | None = None) -> int:

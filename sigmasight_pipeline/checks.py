@@ -67,6 +67,14 @@ KEYS: dict[str, tuple[str, ...]] = {
     "portfolio_greeks": ("trade_date", "portfolio_id", "view"),
     "portfolio_risk_metrics": ("trade_date", "portfolio_id"),
     "portfolio_snapshots": ("trade_date", "portfolio_id"),
+    "symbol_volatility": ("trade_date", "symbol"),
+    "specific_risk": ("trade_date", "symbol"),
+    "portfolio_volatility": ("trade_date", "portfolio_id"),
+    "portfolio_correlations": ("trade_date", "portfolio_id"),
+    "portfolio_concentration": ("trade_date", "portfolio_id"),
+    "portfolio_sector_exposures": ("trade_date", "portfolio_id", "sector"),
+    "portfolio_risk_decomposition": ("trade_date", "portfolio_id", "component"),
+    "portfolio_stress_results": ("trade_date", "portfolio_id", "scenario_id"),
 }
 
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
@@ -160,6 +168,85 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
                 lambda f: f["cvar_95_1d"].isna() | (f["cvar_95_1d"] >= f["var_95_1d"] - 1e-9),
                 name="CVaR >= VaR",
             ),
+        ],
+    ),
+    "symbol_volatility": pa.DataFrameSchema(
+        {
+            **{
+                c: pa.Column(float, pa.Check.ge(0), nullable=True)
+                for c in ("vol_21d", "vol_63d", "vol_252d", "vol_ewma", "vol_har_21d")
+            },
+            "vol_percentile_252d": pa.Column(float, pa.Check.in_range(0, 100), nullable=True),
+        },
+        checks=[_unique(*KEYS["symbol_volatility"]), _has_reason("vol_21d")],
+    ),
+    "specific_risk": pa.DataFrameSchema(
+        {"specific_variance": pa.Column(float, pa.Check.ge(0), nullable=True)},
+        checks=[_unique(*KEYS["specific_risk"]), _has_reason("specific_variance")],
+    ),
+    "portfolio_volatility": pa.DataFrameSchema(
+        {
+            c: pa.Column(float, pa.Check.ge(0), nullable=True)
+            for c in ("vol_21d", "vol_63d", "vol_252d", "vol_ewma", "vol_ex_ante_usd")
+        },
+        checks=[_unique(*KEYS["portfolio_volatility"]), _has_reason("vol_ex_ante_usd")],
+    ),
+    "portfolio_correlations": pa.DataFrameSchema(
+        {
+            "avg_pairwise_correlation": pa.Column(
+                float, pa.Check.in_range(-1 - 1e-9, 1 + 1e-9), nullable=True
+            ),
+            "effective_number_of_bets": pa.Column(float, pa.Check.ge(0), nullable=True),
+        },
+        checks=[
+            _unique(*KEYS["portfolio_correlations"]),
+            pa.Check(
+                lambda f: pd.Series(
+                    [
+                        bool(np.all(np.abs(c[np.isfinite(c)]) <= 1 + 1e-9))
+                        for c in f["correlations"]
+                    ],
+                    index=f.index,
+                ),
+                name="|correlation| <= 1",
+            ),
+        ],
+    ),
+    "portfolio_concentration": pa.DataFrameSchema(
+        {
+            "hhi": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True),
+            "effective_n": pa.Column(float, pa.Check.ge(1 - 1e-9), nullable=True),
+            "top5_weight": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True),
+        },
+        checks=[_unique(*KEYS["portfolio_concentration"]), _has_reason("hhi")],
+    ),
+    "portfolio_sector_exposures": pa.DataFrameSchema(
+        {"gross_weight": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True)},
+        checks=[
+            _unique(*KEYS["portfolio_sector_exposures"]),
+            pa.Check(
+                lambda f: f["gross_exposure_usd"] >= f["net_exposure_usd"].abs() - 1e-6,
+                name="gross >= |net|",
+            ),
+        ],
+    ),
+    "portfolio_risk_decomposition": pa.DataFrameSchema(
+        {"variance_usd2": pa.Column(float, nullable=True)},
+        checks=[
+            _unique(*KEYS["portfolio_risk_decomposition"]),
+            pa.Check(
+                lambda f: f["total_vol_usd"].isna() | (f["total_vol_usd"] >= 0),
+                name="model volatility >= 0",
+            ),
+            _has_reason("total_vol_usd"),
+        ],
+    ),
+    "portfolio_stress_results": pa.DataFrameSchema(
+        {"n_missing": pa.Column(int, pa.Check.ge(0))},
+        checks=[
+            _unique(*KEYS["portfolio_stress_results"]),
+            pa.Check(lambda f: f["n_missing"] <= f["n_positions"], name="n_missing <= positions"),
+            _has_reason("pnl_usd"),
         ],
     ),
 }

@@ -2,28 +2,44 @@
 
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from sigmasight_pipeline.assets import factors, greeks, market, portfolio, risk
+from sigmasight_pipeline.assets import (
+    concentration,
+    correlation,
+    decomposition,
+    factors,
+    greeks,
+    market,
+    portfolio,
+    risk,
+    stress,
+    volatility,
+)
 from sigmasight_pipeline.assets.common import positions_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
 from sigmasight_pipeline.resources.read_api import SigmaSightReader
 from sigmasight_pipeline.schedules import (
+    backfill_next_stage,
     daily_after_close,
     daily_update_job,
-    portfolio_runs_after_market,
     weekly_backfill,
 )
 from sigmasight_pipeline.sensors import portfolio_inbox_sensor
 
+ASSET_MODULES = [
+    market, portfolio, greeks, factors, risk, volatility, correlation, concentration,
+    decomposition, stress,
+]  # fmt: skip
+
 defs = Definitions(
     assets=[
         positions_spec,
-        *load_assets_from_modules([market, portfolio, greeks, factors, risk]),
+        *load_assets_from_modules(ASSET_MODULES),
     ],
     jobs=[daily_update_job],
     schedules=[daily_after_close, weekly_backfill],
-    sensors=[portfolio_inbox_sensor, portfolio_runs_after_market],
+    sensors=[portfolio_inbox_sensor, backfill_next_stage],
     resources={
         "io_manager": PostgresPandasIOManager(),
         "database": PostgresResource(),

@@ -6,7 +6,7 @@ import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -23,18 +23,32 @@ from psycopg import sql
 
 from sigmasight_pipeline import calendar
 from sigmasight_pipeline.resources.database import connect, reachable_database_url
+from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.scope import Scope
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
-# Sessions of history the windows read before the first backfilled day: 60-session betas and
-# volatilities need 60 returns, which need 61 closes.
-LOOKBACK_SESSIONS = 61
-# Symbol-level assets: run over the window and its lookback before the portfolio assets.
+# Sessions of history the windows read before the first backfilled day: a 252-session
+# volatility percentile of 21-day volatilities needs 272 returns, which need 273 closes (the
+# 60-session betas need fewer).
+LOOKBACK_SESSIONS = 273
+# What the 60-session betas and volatilities of the window's first day need (the inbox sensor's
+# runs, which must be quick, take this much history; the long volatility windows of new tickers
+# fill in with the next backfill).
+BETA_LOOKBACK_SESSIONS = 61
+# A backfill runs in stages, each run over its sessions:
+# 1. market data over the window and its lookback history (skipped when already complete);
 MARKET_ASSETS = (
-    "securities", "prices", "returns", "short_interest", "factor_betas",
+    "securities", "prices", "returns", "stress_scenarios", "stress_episodes",
 )  # fmt: skip
+# 2. the symbol-level analytics over the window (once for the whole book);
+SYMBOL_ASSETS = ("short_interest", "factor_betas", "specific_risk", "symbol_volatility")
+# 3. the portfolio assets over the window: with stage 2 in one run, or one run per shard after
+#    it. Each stage's runs are requested when the previous stage's run succeeds.
+STAGE_TAG = "sigmasight/stage"  # market | symbols | portfolios
+SHARDS_TAG = "sigmasight/shards"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+WINDOW_START_TAG = "sigmasight/window_start"
 
 Progress = Callable[[str], None]
 
@@ -47,9 +61,11 @@ class BackfillPlan:
     history: pd.DatetimeIndex
 
     @classmethod
-    def ending(cls, end: pd.Timestamp, days: int = BACKFILL_DAYS) -> BackfillPlan:
+    def ending(
+        cls, end: pd.Timestamp, days: int = BACKFILL_DAYS, lookback: int = LOOKBACK_SESSIONS
+    ) -> BackfillPlan:
         window = calendar.last_sessions(end, days)
-        return cls(window, calendar.previous_sessions(window[0], LOOKBACK_SESSIONS))
+        return cls(window, calendar.previous_sessions(window[0], lookback))
 
     @staticmethod
     def key(day: pd.Timestamp) -> str:
@@ -197,18 +213,29 @@ def check_note(evaluation) -> str:
     return f"{evaluation.asset_check_key.to_user_string()}: " + "; ".join(parts)
 
 
-def execute_request(instance: DagsterInstance, request: RunRequest) -> RunOutcome:
-    """Run a sensor's range RunRequest in this process, tagged as the daemon tags it."""
+def execute_request(instance: DagsterInstance, request: RunRequest) -> list[RunOutcome]:
+    """Run a sensor's range RunRequest in this process, tagged as the daemon tags it, then the
+    runs `backfill_next_stage` would request after it (as the daemon would)."""
     from sigmasight_pipeline.sensors import SENSOR_NAME
 
     tags = {**request.tags, RUN_KEY_TAG: request.run_key or "", SENSOR_NAME_TAG: SENSOR_NAME}
-    return materialize(
-        instance,
-        [key.to_user_string() for key in request.asset_selection or []],
-        request.tags[RANGE_START_TAG],
-        request.tags[RANGE_END_TAG],
-        tags=tags,
-    )
+    outcomes = [
+        materialize(
+            instance,
+            [key.to_user_string() for key in request.asset_selection or []],
+            request.tags[RANGE_START_TAG],
+            request.tags[RANGE_END_TAG],
+            tags=tags,
+        )
+    ]
+    stage = next_runs(tags) if outcomes[-1].success else []
+    while stage:
+        results = [
+            materialize(instance, list(r.assets), r.start, r.end, tags=r.tags) for r in stage
+        ]
+        outcomes += results
+        stage = next_runs(stage[0].tags) if all(r.success for r in results) else []
+    return outcomes
 
 
 def partitioned_assets() -> list[str]:
@@ -224,58 +251,99 @@ def partitioned_assets() -> list[str]:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run of a backfill: the assets it materializes, its partition range and its tags
-    (the range, and for a shard its scope)."""
+    """One run of a backfill: its stage, the assets it materializes, its partition range and
+    its tags (the range, the stage, the book's scope or shard)."""
 
+    stage: str
     assets: tuple[str, ...]
     start: str
     end: str
     tags: dict[str, str]
 
 
-def plan_runs(
-    plan: BackfillPlan, shards: int = 1, with_history: bool = True
-) -> tuple[PlannedRun, list[PlannedRun]]:
-    """The market run (symbol-level assets over the window, and its lookback history when
-    `with_history`) and one run of the portfolio assets over the window per shard (a shard is
-    the portfolios whose id % shards == i; one shard is the whole book, unscoped)."""
+def portfolio_assets() -> tuple[str, ...]:
+    return tuple(a for a in partitioned_assets() if a not in (*MARKET_ASSETS, *SYMBOL_ASSETS))
+
+
+def market_run(
+    plan: BackfillPlan, shards: int = 1, scope: Scope | None = None, with_history: bool = True
+) -> PlannedRun:
+    """The first run of a backfill; its tags carry what follows (`next_runs`)."""
     if shards < 1:
         raise ValueError(f"shards={shards}: expected at least 1")
     first = plan.key(plan.history[0] if with_history else plan.window[0])
-    start, last = plan.key(plan.window[0]), plan.key(plan.window[-1])
-    market = PlannedRun(tuple(MARKET_ASSETS), first, last, range_tags(first, last))
-    assets = tuple(a for a in partitioned_assets() if a not in MARKET_ASSETS)
-    scopes = [Scope()] if shards == 1 else [Scope(shard=(i, shards)) for i in range(shards)]
-    portfolio_runs = [
-        PlannedRun(assets, start, last, {**range_tags(start, last), **scope.tags()})
-        for scope in scopes
+    last = plan.key(plan.window[-1])
+    tags = {
+        **range_tags(first, last),
+        STAGE_TAG: "market",
+        SHARDS_TAG: str(shards),
+        WINDOW_START_TAG: plan.key(plan.window[0]),
+        **(scope or Scope()).tags(),
+    }
+    return PlannedRun("market", MARKET_ASSETS, first, last, tags)
+
+
+def next_runs(tags: Mapping[str, str]) -> list[PlannedRun]:
+    """The runs that follow a backfill run that succeeded, from its tags: after the market
+    run, the symbol analytics and the portfolio assets over the window in one run, or (with
+    shards) the symbol analytics alone; after that, one portfolio run per shard."""
+    stage = tags.get(STAGE_TAG)
+    start, last = tags.get(WINDOW_START_TAG), tags.get(RANGE_END_TAG)
+    if stage not in ("market", "symbols") or not start or not last:
+        return []
+    shards = int(tags.get(SHARDS_TAG, "1"))
+    scope = Scope.from_tags(tags)
+    base = {**range_tags(start, last), SHARDS_TAG: str(shards), WINDOW_START_TAG: start}
+    if stage == "market" and (shards == 1 or not scope.is_everything):
+        assets = (*SYMBOL_ASSETS, *portfolio_assets())
+        return [PlannedRun("portfolios", assets, start, last, {**base, STAGE_TAG: "portfolios",
+                                                                 **scope.tags()})]  # fmt: skip
+    if stage == "market":
+        return [PlannedRun("symbols", SYMBOL_ASSETS, start, last, {**base, STAGE_TAG: "symbols"})]
+    return [
+        PlannedRun(
+            "portfolios",
+            portfolio_assets(),
+            start,
+            last,
+            {**base, STAGE_TAG: "portfolios", **Scope(shard=(i, shards)).tags()},
+        )
+        for i in range(shards)
     ]
-    return market, portfolio_runs
 
 
-def history_is_complete(url: str, plan: BackfillPlan) -> bool:
-    """True when every stock and ETF of the universe has a return on every session of the
-    plan's lookback history but the first (whose return needs a close before it): the market
-    run can then start at the window and not recompute the history."""
+def history_is_complete(url: str, plan: BackfillPlan, scope: Scope | None = None) -> bool:
+    """True when every stock and ETF of the universe (or those the scope's portfolios hold, and
+    the factor ETFs) has a return on every session of the plan's lookback history but the
+    first (whose return needs a close before it): the market run can then start at the window
+    and not recompute the history."""
     days = plan.history
+    scope = scope or Scope()
+    wanted = (
+        sql.SQL("SELECT symbol FROM sigmasight.securities WHERE security_type <> 'OPTION'")
+        if scope.is_everything
+        else sql.SQL(
+            "SELECT underlying FROM sigmasight.positions WHERE {} UNION SELECT unnest({})"
+        ).format(scope.portfolio_filter(), sql.Literal(list(MARKET_ETFS)))
+    )
     query = sql.SQL(
         """
-        SELECT count(*) FROM sigmasight.securities s
+        WITH wanted (symbol) AS ({wanted})
+        SELECT count(*), count(*) FILTER (WHERE coalesce(r.n, 0) < {need}) FROM wanted
         LEFT JOIN (
             SELECT symbol, count(*) AS n FROM sigmasight.returns
             WHERE trade_date BETWEEN {first} AND {last} GROUP BY symbol
         ) r USING (symbol)
-        WHERE s.security_type <> 'OPTION' AND coalesce(r.n, 0) < {need}
         """
     ).format(
+        wanted=wanted,
         first=sql.Literal(days[1].date()),
         last=sql.Literal(days[-1].date()),
         need=sql.Literal(len(days) - 1),
     )
     with connect(url) as conn:
-        incomplete = conn.execute(query).fetchone()[0]
-        stored = conn.execute("SELECT count(*) FROM sigmasight.securities").fetchone()[0]
-    return stored > 0 and incomplete == 0
+        symbols, incomplete = conn.execute(query).fetchone()
+    return symbols > 0 and incomplete == 0
 
 
 def _execute_planned(run: PlannedRun) -> RunOutcome:
@@ -294,30 +362,32 @@ def backfill(
     shards: int = 1,
     url: str | None = None,
 ) -> list[RunOutcome]:
-    """The market run: symbol-level assets (market data, returns, betas) over the window and
-    its lookback history, so every day of the window has full 60-session betas and
-    volatilities (the history is skipped when it is already complete); then the portfolio
-    assets over the window: one run, or one run per shard, the shards in parallel processes."""
+    """A backfill's runs, each stage after the previous one succeeded (see MARKET_ASSETS):
+    market data over the window and its lookback history (skipped when the history is already
+    complete), then the symbol analytics and the portfolio assets over the window: one run,
+    or a symbol run then one run per shard, the shards in parallel processes."""
     say = progress or (lambda _: None)
     with_history = not history_is_complete(url or reachable_database_url(), plan)
-    market, portfolio_runs = plan_runs(plan, shards, with_history)
-    sessions = len(calendar.sessions(market.start, market.end))
-    say(f"market data {market.start}..{market.end} ({sessions} sessions): one run")
-    outcomes = [materialize(instance, list(market.assets), market.start, market.end, progress)]
-    if not outcomes[-1].success:
-        return outcomes
-    first = portfolio_runs[0]
-    what = "one run" if shards == 1 else f"{shards} shard runs in parallel"
-    say(f"portfolio analytics {first.start}..{first.end} ({len(plan.window)} sessions): {what}")
-    if shards == 1:
-        run = portfolio_runs[0]
-        outcomes.append(
-            materialize(instance, list(run.assets), run.start, run.end, progress, tags=run.tags)
-        )
-        return outcomes
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=shards, mp_context=context) as pool:
-        outcomes += list(pool.map(_execute_planned, portfolio_runs))
+    stage = [market_run(plan, shards, with_history=with_history)]
+    outcomes: list[RunOutcome] = []
+    while stage:
+        first = stage[0]
+        sessions = len(calendar.sessions(first.start, first.end))
+        what = "one run" if len(stage) == 1 else f"{len(stage)} shard runs in parallel"
+        say(f"{first.stage} {first.start}..{first.end} ({sessions} sessions): {what}")
+        if len(stage) == 1:
+            run = stage[0]
+            results = [
+                materialize(instance, list(run.assets), run.start, run.end, progress, tags=run.tags)
+            ]
+        else:
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=len(stage), mp_context=context) as pool:
+                results = list(pool.map(_execute_planned, stage))
+        outcomes += results
+        if not all(r.success for r in results):
+            return outcomes
+        stage = next_runs(first.tags)
     return outcomes
 
 

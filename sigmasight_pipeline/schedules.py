@@ -24,13 +24,11 @@ from sigmasight_pipeline import calendar
 from sigmasight_pipeline.assets.common import positions_spec
 from sigmasight_pipeline.resources.database import database_url
 from sigmasight_pipeline.resources.tables import query_frame
-from sigmasight_pipeline.runs import RANGE_END_TAG, BackfillPlan, plan_runs, range_tags
+from sigmasight_pipeline.runs import BackfillPlan, market_run, next_runs, range_tags
 from sigmasight_pipeline.settings import shards
 
 # The daily run also fetches again any of the previous sessions that were not yet published.
 REFETCH_SESSIONS = 5
-STAGE_TAG = "sigmasight/stage"  # a backfill's "market" run, then its "portfolio" runs
-SHARDS_TAG = "sigmasight/shards"
 
 PIPELINE_ASSETS = AssetSelection.all() - AssetSelection.assets(positions_spec.key)
 
@@ -82,17 +80,17 @@ def unpublished_sessions(url: str, day, sessions: int = REFETCH_SESSIONS) -> lis
     default_status=DefaultScheduleStatus.STOPPED,
 )
 def weekly_backfill(context: ScheduleEvaluationContext):
-    """Saturday 06:00: the 90 sessions to the latest closed one, as `sigmasight backfill` does
-    it: the market run over the window and its 61-session lookback (prices already stored are
-    not fetched again), then, requested by `portfolio_runs_after_market` when it succeeds,
-    the portfolio runs over the window: one per shard (SIGMASIGHT_SHARDS, default 1), run in
-    parallel by the run queue."""
+    """Saturday 06:00: the 90 sessions to the latest closed one, as `sigmasight backfill`
+    does it: this requests the market run (over the window and its lookback; prices already
+    stored are not fetched again), and `backfill_next_stage` requests the following runs as
+    each stage succeeds (the portfolio runs: one, or one per shard of SIGMASIGHT_SHARDS, run in
+    parallel by the run queue)."""
     plan = BackfillPlan.ending(calendar.latest_closed_session(context.scheduled_execution_time))
-    market, _ = plan_runs(plan, shards())
+    run = market_run(plan, shards())
     return RunRequest(
-        run_key=f"backfill-{market.end}",
-        asset_selection=[AssetKey(a) for a in market.assets],
-        tags={**market.tags, STAGE_TAG: "market", SHARDS_TAG: str(shards())},
+        run_key=f"backfill-{run.end}",
+        asset_selection=[AssetKey(a) for a in run.assets],
+        tags=run.tags,
     )
 
 
@@ -100,22 +98,23 @@ def weekly_backfill(context: ScheduleEvaluationContext):
     run_status=DagsterRunStatus.SUCCESS,
     request_job=daily_update_job,
     default_status=DefaultSensorStatus.RUNNING,
-    description="After a backfill's market run succeeds: its portfolio runs, one per shard.",
+    minimum_interval_seconds=5,
+    description=(
+        "A backfill's next stage (runs.next_runs): after its market run, the symbol analytics "
+        "and portfolio runs; after a sharded backfill's symbol run, one run per shard."
+    ),
 )
-def portfolio_runs_after_market(context: RunStatusSensorContext):
-    """The portfolio runs of a backfill whose market run (tag sigmasight/stage=market) just
-    succeeded; run keys name the market run, so each is requested once."""
-    tags = context.dagster_run.tags
-    if tags.get(STAGE_TAG) != "market":
-        return SkipReason("not a backfill's market run")
-    end = pd.Timestamp(tags[RANGE_END_TAG])
-    plan = BackfillPlan.ending(end)
-    _, portfolio_runs = plan_runs(plan, int(tags.get(SHARDS_TAG, "1")))
+def backfill_next_stage(context: RunStatusSensorContext):
+    """The runs that follow a backfill run that succeeded; run keys name that run, so each
+    is requested once."""
+    planned = next_runs(context.dagster_run.tags)
+    if not planned:
+        return SkipReason("not a backfill stage with a next one")
     return [
         RunRequest(
-            run_key=f"{context.dagster_run.run_id}-portfolio-{i}",
+            run_key=f"{context.dagster_run.run_id}-{run.stage}-{i}",
             asset_selection=[AssetKey(a) for a in run.assets],
-            tags={**run.tags, STAGE_TAG: "portfolio"},
+            tags=run.tags,
         )
-        for i, run in enumerate(portfolio_runs)
+        for i, run in enumerate(planned)
     ]

@@ -4,13 +4,14 @@ Each tick runs the intake (`intake.process_inbox`: validate, load in one transac
 processed/ or rejected/), then requests ONE run for every load recorded since its cursor (loads
 by `sigmasight ingest` included):
 
-- The run is scoped to the loaded portfolios (`sigmasight/portfolios` tag, see `scope.py`):
+- The runs are scoped to the loaded portfolios (`sigmasight/portfolios` tag, see `scope.py`):
   their position, risk and snapshot rows are recomputed, the other portfolios' rows are never
-  touched, and a problem in the new file cannot fail anyone else's partitions.
-- It covers the 90-session window ending at the latest closed session and the 61 sessions
-  before it that the window's 60-session betas and volatilities read: market data for the
-  new tickers (symbol-level assets only recompute the scoped portfolios' symbols) and the
-  portfolio assets, in one run, so a drop needs a single run launch.
+  touched, and a problem in the new file cannot fail anyone else's partitions. Symbol-level
+  assets only recompute the scoped portfolios' symbols.
+- The tick requests the backfill's market run: market data over the 90-session window ending
+  at the latest closed session, and, when their tickers are new, the 61 sessions before it
+  that the window's 60-session betas read. When it succeeds, `backfill_next_stage`
+  (schedules.py) requests the analytics run over the window (runs.next_runs).
 
 Run keys are `portfolio-<16 hex>`, the hex a sha256 of the batch's `load id:file sha256`
 pairs: a tick repeated after a crash requests the same key, which Dagster launches once. Loads
@@ -24,7 +25,6 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from functools import cache
 
 from dagster import (
     AssetKey,
@@ -40,7 +40,14 @@ from dagster import (
 
 from sigmasight_pipeline import calendar, intake
 from sigmasight_pipeline.resources.database import PostgresResource
-from sigmasight_pipeline.runs import RANGE_END_TAG, RANGE_START_TAG, BackfillPlan, range_tags
+from sigmasight_pipeline.runs import (
+    BETA_LOOKBACK_SESSIONS,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    BackfillPlan,
+    history_is_complete,
+    market_run,
+)
 from sigmasight_pipeline.scope import PORTFOLIOS_TAG, Scope
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 
@@ -64,26 +71,21 @@ def make_cursor(last_load_id: int | None) -> str:
     return json.dumps({"version": CURSOR_VERSION, "last_load_id": last_load_id})
 
 
-@cache
-def window_assets() -> tuple[AssetKey, ...]:
-    """Every asset downstream of `positions`, from the code location's asset graph."""
-    from sigmasight_pipeline.definitions import defs  # definitions imports this module
-
-    return tuple(sorted(DOWNSTREAM_OF_POSITIONS.resolve(defs.resolve_asset_graph())))
-
-
-def batch_request(loads: Sequence[intake.LoadRecord], days: int = BACKFILL_DAYS) -> RunRequest:
-    """One run over the window and its lookback, scoped to the loaded portfolios."""
-    plan = BackfillPlan.ending(calendar.latest_closed_session(), days)
+def batch_request(
+    url: str, loads: Sequence[intake.LoadRecord], days: int = BACKFILL_DAYS
+) -> RunRequest:
+    """The market run of a backfill scoped to the loaded portfolios (over the window, and the
+    60-session history of new tickers); `backfill_next_stage` requests its analytics run."""
+    plan = BackfillPlan.ending(calendar.latest_closed_session(), days, BETA_LOOKBACK_SESSIONS)
     pairs = "|".join(f"{load.id}:{load.sha256}" for load in sorted(loads, key=lambda x: x.id))
     digest = hashlib.sha256(pairs.encode()).hexdigest()
     scope = Scope.of([load.portfolio_id for load in loads])
+    run = market_run(plan, scope=scope, with_history=not history_is_complete(url, plan, scope))
     return RunRequest(
         run_key=f"portfolio-{digest[:16]}",
-        asset_selection=list(window_assets()),
+        asset_selection=[AssetKey(a) for a in run.assets],
         tags={
-            **range_tags(plan.key(plan.history[0]), plan.key(plan.window[-1])),
-            **scope.tags(),
+            **run.tags,
             LOADS_TAG: ",".join(str(load.id) for load in sorted(loads, key=lambda x: x.id)),
         },
     )
@@ -134,7 +136,7 @@ def evaluate(
         events = [_materialization(load) for load in new]
         current = [load for load in new if load.current]
         if current:
-            request = batch_request(current)
+            request = batch_request(url, current)
             requests.append(request)
             context.log.info(
                 f"{request.run_key}: one run {request.tags[RANGE_START_TAG]}.."

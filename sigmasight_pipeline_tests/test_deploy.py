@@ -37,7 +37,12 @@ from sigmasight_pipeline.assets.common import MARKET_DATA_API_POOL, SYMBOL_TABLE
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
 from sigmasight_pipeline.resources.instance import INSTANCE_YAML as LOCAL_INSTANCE_YAML
 from sigmasight_pipeline.resources.instance import dagster_storage_url
-from sigmasight_pipeline.runs import MARKET_ASSETS, BackfillPlan, partitioned_assets
+from sigmasight_pipeline.runs import (
+    MARKET_ASSETS,
+    SYMBOL_ASSETS,
+    BackfillPlan,
+    partitioned_assets,
+)
 from sigmasight_pipeline.scope import SHARD_TAG, Scope
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -412,13 +417,15 @@ def launcher_script() -> ModuleType:
     return module
 
 
-def test_a_sharded_backfill_is_a_market_run_then_one_run_per_shard(launcher_script):
-    """The launcher queues the market run; when it succeeds, the sensor asks one run of the
-    portfolio assets per shard, over the window."""
+def test_a_sharded_backfill_is_a_market_run_a_symbol_run_then_one_run_per_shard(
+    launcher_script,
+):
+    """The launcher queues the market run; when it succeeds, the sensor asks the symbol
+    analytics run over the window, and when that succeeds, one portfolio run per shard."""
     from dagster import DagsterEvent, DagsterEventType, build_run_status_sensor_context
 
     from sigmasight_pipeline.definitions import defs
-    from sigmasight_pipeline.schedules import portfolio_runs_after_market
+    from sigmasight_pipeline.schedules import backfill_next_stage
 
     plan = BackfillPlan.ending(pd.Timestamp("2026-11-20"))
     assets, tags = launcher_script.market_run_request(pd.Timestamp("2026-11-20"), 90, 4)
@@ -429,22 +436,31 @@ def test_a_sharded_backfill_is_a_market_run_then_one_run_per_shard(launcher_scri
     assert (tags["sigmasight/stage"], tags["sigmasight/shards"]) == ("market", "4")
 
     instance = DagsterInstance.ephemeral()
-    run = instance.create_run_for_job(
-        defs.resolve_implicit_global_asset_job_def(), tags=tags, run_config={}
-    )
-    context = build_run_status_sensor_context(
-        sensor_name="portfolio_runs_after_market",
-        dagster_instance=instance,
-        dagster_run=run,
-        dagster_event=DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name),
-    )
-    requests = portfolio_runs_after_market(context)
+
+    def after(run_tags: dict) -> list:
+        run = instance.create_run_for_job(
+            defs.resolve_implicit_global_asset_job_def(), tags=run_tags, run_config={}
+        )
+        context = build_run_status_sensor_context(
+            sensor_name="backfill_next_stage",
+            dagster_instance=instance,
+            dagster_run=run,
+            dagster_event=DagsterEvent(DagsterEventType.RUN_SUCCESS.value, run.job_name),
+        )
+        return backfill_next_stage(context)
+
+    (symbols,) = after(tags)
+    assert {k.to_user_string() for k in symbols.asset_selection} == set(SYMBOL_ASSETS)
+    assert symbols.tags["sigmasight/stage"] == "symbols"
+    requests = after(symbols.tags)
     assert [Scope.from_tags(r.tags).shard for r in requests] == [(i, 4) for i in range(4)]
-    portfolio_assets = set(partitioned_assets()) - set(MARKET_ASSETS)
-    for request in requests:
-        assert {k.to_user_string() for k in request.asset_selection} == portfolio_assets
+    portfolio_assets = set(partitioned_assets()) - set(MARKET_ASSETS) - set(SYMBOL_ASSETS)
+    for request in (symbols, *requests):
         assert request.tags["dagster/asset_partition_range_start"] == start
         assert request.tags["dagster/asset_partition_range_end"] == last
+    for request in requests:
+        assert {k.to_user_string() for k in request.asset_selection} == portfolio_assets
+    assert not after(requests[0].tags)  # the shard runs are the last stage
 
 
 def test_launcher_names_dagsters_asset_job_and_repository(launcher_script):

@@ -24,6 +24,7 @@ from sigmasight_pipeline.analytics.stress import (
     position_stress,
     rate_shock_return,
     scenario_table,
+    scenarios_from_table,
     underlying_moves,
 )
 
@@ -114,6 +115,7 @@ def test_shipped_library_has_the_required_scenarios() -> None:
     assert list(table.columns) == list(SCENARIO_COLUMNS)
     row = table.set_index("scenario_id").loc["rates_up_100bp"]
     assert row["shock_rates_bp"] == 100 and row["shock_market"] == 0
+    assert scenarios_from_table(table) == list(scenarios.values())  # the stored table round-trips
 
 
 def _write(tmp_path: Path, body: str, name: str = "scenarios.yaml") -> Path:

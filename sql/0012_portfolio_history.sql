@@ -1,4 +1,4 @@
--- depends: 0008_operations
+-- depends: 0011_risk_depth
 -- Issue 12 (portfolio history): holdings that change over time, realized P&L, cash flows and
 -- target prices. Loader: sigmasight_pipeline/portfolios.py (`load_portfolio`) with the diff in
 -- sigmasight_pipeline/holdings/; the math in sigmasight_pipeline/analytics/holdings.py.

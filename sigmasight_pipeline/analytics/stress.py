@@ -70,6 +70,7 @@ __all__ = [
     "position_stress",
     "rate_shock_return",
     "scenario_table",
+    "scenarios_from_table",
     "underlying_moves",
 ]
 
@@ -242,6 +243,36 @@ def scenario_table(scenarios: Iterable[Scenario]) -> pd.DataFrame:
     return table
 
 
+def scenarios_from_table(table: pd.DataFrame) -> list[Scenario]:
+    """The scenarios of a `scenario_table` (as stored in sigmasight.stress_scenarios), in its
+    row order; shocks of 0 are left out."""
+    scenarios = []
+    for row in table.to_dict("records"):
+        shocks = {}
+        if row["kind"] == "factor":
+            for factor in RETURN_FACTORS:
+                value = row.get(f"shock_{factor.lower().replace(' ', '_')}")
+                if pd.notna(value) and value != 0:
+                    shocks[factor] = float(value)
+            rates = row.get("shock_rates_bp")
+            if pd.notna(rates) and rates != 0:
+                shocks[RATES_FACTOR] = float(rates)
+        description = row.get("description")
+        scenarios.append(
+            Scenario(
+                id=row["scenario_id"],
+                name=row["name"],
+                kind=row["kind"],
+                description=description if isinstance(description, str) else None,
+                shocks=shocks,
+                vol_multiplier=float(row["vol_multiplier"]),
+                start=pd.Timestamp(row["start_date"]) if pd.notna(row["start_date"]) else None,
+                end=pd.Timestamp(row["end_date"]) if pd.notna(row["end_date"]) else None,
+            )
+        )
+    return scenarios
+
+
 def rate_shock_return(delta_bp: float | np.ndarray, duration: float = TLT_DURATION) -> np.ndarray:
     """TLT's return for a parallel yield change of ``delta_bp`` basis points: -duration x dy."""
     return -duration * np.asarray(delta_bp, dtype=float) / 10_000.0
@@ -363,9 +394,9 @@ def underlying_moves(
                 missing = ~np.isfinite(beta[:, k])
                 reason[missing & pd.isna(reason)] = f"no {factor} beta"
         else:
-            own = replay_returns.get(s.id)
-            if own is None:
-                raise ValueError(f"replay {s.id!r} needs episode returns; pass `episodes`")
+            # No episode returns at all (none fetched yet): every move falls back, and is NaN
+            # with a reason when SPY's return is missing too.
+            own = replay_returns.get(s.id, pd.Series(dtype=float))
             move = own.reindex(names).to_numpy(dtype=float)
             source = np.where(np.isfinite(move), "replay_own_history", "replay_beta_x_spy")
             spy = float(own.get(MARKET_SYMBOL, np.nan))

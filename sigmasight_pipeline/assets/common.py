@@ -19,6 +19,7 @@ from dagster import (
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
+from sigmasight_pipeline.resources.io_manager import TableReader
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.scope import Scope
@@ -170,4 +171,79 @@ def lookback(sessions: int) -> TimeWindowPartitionMapping:
     """The partitions of the run plus `sessions` trading days before them."""
     return TimeWindowPartitionMapping(
         start_offset=-sessions, allow_nonexistent_upstream_partitions=True
+    )
+
+
+RISK_ROW_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
+    "multiplier", "underlying", "price", "market_value", "exposure", "underlying_price",
+    "strike", "t_years", "rate", "volatility", "delta", "gamma", "vega",
+    "delta_adjusted_exposure", "source",
+]  # fmt: skip
+
+
+def position_risk_rows(
+    positions: pd.DataFrame,
+    values: pd.DataFrame,
+    greeks: pd.DataFrame,
+) -> pd.DataFrame:
+    """Every position-day of a chunk with its attributes and Greeks, stocks included (delta 1
+    per share, delta-adjusted exposure = exposure): what the risk assets start from.
+
+    values: position_values rows (trade_date, position_id, portfolio_id, quantity, price,
+    market_value, exposure); greeks: position_greeks rows of the options (underlying_price,
+    strike, t_years, rate, volatility, delta, gamma, vega, delta_adjusted_exposure, source).
+    A position's `exposure` on its underlying is its delta-adjusted exposure.
+    """
+    rows = with_positions(
+        values, positions, ("symbol", "position_type", "multiplier", "underlying")
+    ).merge(
+        greeks.drop(columns=["portfolio_id"], errors="ignore"),
+        on=["trade_date", "position_id"],
+        how="left",
+    )
+    is_stock = rows["position_type"].isin(["LONG", "SHORT"])
+    rows.loc[is_stock, "underlying_price"] = rows.loc[is_stock, "price"]
+    rows.loc[is_stock, "delta"] = 1.0
+    rows.loc[is_stock, ["gamma", "vega"]] = 0.0
+    rows.loc[is_stock, "delta_adjusted_exposure"] = rows.loc[is_stock, "exposure"]
+    rows.loc[is_stock, "source"] = "stock"
+    return rows.reindex(columns=RISK_ROW_COLUMNS)
+
+
+def on_underlyings(rows: pd.DataFrame) -> pd.DataFrame:
+    """The dollar exposure each position puts on its underlying (options delta-adjusted):
+    trade_date, position_id, portfolio_id, underlying, exposure."""
+    return rows[["trade_date", "position_id", "portfolio_id", "underlying"]].assign(
+        exposure=rows["delta_adjusted_exposure"]
+    )
+
+
+def read_risk_rows(
+    url: str,
+    ids: Sequence[int],
+    position_values: TableReader,
+    position_greeks: TableReader,
+    where: sql.Composable | None = None,
+) -> pd.DataFrame:
+    """`position_risk_rows` of the portfolios `ids`, on the days of the readers' slices
+    (narrowed by `where`, e.g. the run's days only)."""
+    portfolios = portfolios_in(ids)
+    clause = portfolios if where is None else all_of(portfolios, where)
+    positions = load_positions(url, portfolios)
+    values = position_values.frame(
+        ["trade_date", "position_id", "portfolio_id", "quantity", "price", "market_value",
+         "exposure"], clause,
+    )  # fmt: skip
+    greeks = position_greeks.frame(
+        ["trade_date", "position_id", "underlying_price", "strike", "t_years", "rate",
+         "volatility", "delta", "gamma", "vega", "delta_adjusted_exposure", "source"], clause,
+    )  # fmt: skip
+    return position_risk_rows(positions, values, greeks)
+
+
+def run_days(days: pd.DatetimeIndex) -> sql.Composable:
+    """SQL selecting the run's own sessions (not the lookback a reader's slice may add)."""
+    return sql.SQL("trade_date BETWEEN {} AND {}").format(
+        sql.Literal(days[0].date()), sql.Literal(days[-1].date())
     )

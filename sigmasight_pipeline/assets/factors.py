@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
-from sigmasight_pipeline.analytics import exposures, factors, market
+from sigmasight_pipeline.analytics import exposures, factors, market, stress
 from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
@@ -35,6 +35,7 @@ from sigmasight_pipeline.checks import (
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS, MarketDataResource
+from sigmasight_pipeline.settings import tlt_duration
 
 FACTOR_GROUP = "factors"
 BETA_WINDOW = 60
@@ -146,9 +147,12 @@ def position_factor_exposures(
 ):
     """Each position's beta to every factor (options carry their underlying's betas, applied
     to delta-adjusted exposure), one row per position-day with a column per factor; the
-    dollar exposure to a factor is exposure x its beta. Chunks of portfolios."""
+    dollar exposure to a factor is exposure x its beta. pnl_usd_per_100bp: exposure x rate
+    beta x TLT's return for +100 bp (-duration x 1 %, SIGMASIGHT_TLT_DURATION, default 16.5).
+    Chunks of portfolios."""
     url = database.url()
     scope = run_scope(context)
+    duration = tlt_duration()
 
     def chunks():
         for ids in portfolio_chunks(url, scope):
@@ -171,7 +175,11 @@ def position_factor_exposures(
             si = short_interest.frame(
                 ["trade_date", "symbol", "short_interest_pct_float"], underlyings
             )
-            yield exposures.position_factor_exposures(risk, betas, si)
+            frame = exposures.position_factor_exposures(risk, betas, si)
+            frame["pnl_usd_per_100bp"] = stress.pnl_usd_per_100bp(
+                frame["exposure"], frame["beta_rates"], duration
+            )
+            yield frame
 
     validator = TableValidator("position_factor_exposures")
     yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))

@@ -4,7 +4,7 @@ INSERT ... SELECT over the position rows)."""
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
-from sigmasight_pipeline.analytics import valuation
+from sigmasight_pipeline.analytics import stress, valuation
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
@@ -29,6 +29,7 @@ from sigmasight_pipeline.checks import (
 )
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
+from sigmasight_pipeline.settings import tlt_duration
 
 PORTFOLIO_GROUP = "portfolio"
 # The day's numbers; the position's attributes (symbol, type, entry) stay in `positions`.
@@ -94,8 +95,9 @@ SNAPSHOT_COLUMNS = [
     "position_count", "long_count", "short_count", "lc_count", "lp_count", "sc_count", "sp_count",
     "unpriced_count", "delta", "gamma", "theta", "vega", "dollar_delta",
     "delta_adjusted_exposure", "beta_market", "beta_momentum", "beta_value", "beta_growth",
-    "beta_quality", "beta_size", "beta_low_volatility", "short_interest_exposure",
-    "volatility_ann", "sharpe", "max_drawdown", "var_95_1d", "cvar_95_1d",
+    "beta_quality", "beta_size", "beta_low_volatility", "beta_rates", "pnl_usd_per_100bp",
+    "short_interest_exposure", "volatility_ann", "sharpe", "max_drawdown", "var_95_1d",
+    "cvar_95_1d",
 ]  # fmt: skip
 
 # Daily portfolio totals of the position rows, the trailing-window P&L over `window_start`
@@ -136,6 +138,9 @@ WITH days (trade_date, window_start) AS (
            max(beta) FILTER (WHERE factor = 'Quality') AS beta_quality,
            max(beta) FILTER (WHERE factor = 'Size') AS beta_size,
            max(beta) FILTER (WHERE factor = 'Low Volatility') AS beta_low_volatility,
+           max(beta) FILTER (WHERE factor = 'Rates') AS beta_rates,
+           max(dollar_exposure) FILTER (WHERE factor = 'Rates') * {tlt_100bp}
+               AS pnl_usd_per_100bp,
            max(beta) FILTER (WHERE factor = 'Short Interest') AS short_interest_exposure
     FROM sigmasight.portfolio_factor_exposures
     WHERE trade_date BETWEEN {day0} AND {last} AND {portfolios}
@@ -147,7 +152,7 @@ SELECT t.trade_date, t.portfolio_id, t.total_value, t.long_exposure, t.short_exp
        t.lc_count, t.lp_count, t.sc_count, t.sp_count, t.unpriced_count,
        g.delta, g.gamma, g.theta, g.vega, g.dollar_delta, g.delta_adjusted_exposure,
        b.beta_market, b.beta_momentum, b.beta_value, b.beta_growth, b.beta_quality, b.beta_size,
-       b.beta_low_volatility, b.short_interest_exposure,
+       b.beta_low_volatility, b.beta_rates, b.pnl_usd_per_100bp, b.short_interest_exposure,
        r.volatility_ann, r.sharpe, r.max_drawdown, r.var_95_1d, r.cvar_95_1d
 FROM totals t
 JOIN trail w USING (trade_date, portfolio_id)
@@ -201,6 +206,7 @@ def portfolio_snapshots(
         day0=sql.Literal(days[0].date()),
         scope=scope.portfolio_filter("v.portfolio_id"),
         portfolios=scope.portfolio_filter(),
+        tlt_100bp=sql.Literal(float(stress.rate_shock_return(100.0, tlt_duration()))),
     )
     replace = scope.portfolio_filter()
     yield Output(TableWrite(replace=replace, insert_select=select, columns=SNAPSHOT_COLUMNS))

@@ -92,7 +92,7 @@ def run() -> list[dict]:
         instance = DagsterInstance.get()
         plan = runs.BackfillPlan.ending(calendar.latest_closed_session())
         assert all(o.success for o in runs.backfill(instance, plan))
-        _, (window_run,) = runs.plan_runs(plan)
+        window_run = runs.next_runs(runs.market_run(plan).tags)[0]  # symbols + portfolios
         cli = runs.materialize(instance, list(window_run.assets), window_run.start, window_run.end)
         assert cli.success, cli.problems
 

@@ -374,6 +374,19 @@ def write_table_slice(
     return stats
 
 
+STORAGE_TABLE = "storage_table"
+
+
+def stored_slice(context: OutputContext | InputContext, table_slice: TableSlice) -> TableSlice:
+    """The slice in the table the asset is stored in: its own name, or the table its
+    `storage_table` metadata names (an asset whose contract name is a view over a compact
+    table, e.g. portfolio_correlations over portfolio_correlation_matrices)."""
+    output = context if isinstance(context, OutputContext) else context.upstream_output
+    metadata = (output.definition_metadata if output is not None else None) or {}
+    table = metadata.get(STORAGE_TABLE)
+    return table_slice._replace(table=table) if table else table_slice
+
+
 class TableWriteHandler(DbTypeHandler[TableWrite]):
     """Stores `TableWrite`s (chunked or set-based) and loads inputs as lazy `TableReader`s."""
 
@@ -384,6 +397,7 @@ class TableWriteHandler(DbTypeHandler[TableWrite]):
         obj: TableWrite,
         connection: Transaction,
     ):
+        table_slice = stored_slice(context, table_slice)
         metadata = write_table_slice(connection.conn, _url(context), table_slice, obj).metadata()
         for summary in obj.summaries:
             metadata.update(summary())
@@ -392,6 +406,7 @@ class TableWriteHandler(DbTypeHandler[TableWrite]):
     def load_input(
         self, context: InputContext, table_slice: TableSlice, connection: Transaction
     ) -> TableReader:
+        table_slice = stored_slice(context, table_slice)
         return TableReader(
             _url(context), table_slice.schema, table_slice.table, _slice_where(table_slice)
         )

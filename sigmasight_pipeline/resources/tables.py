@@ -33,6 +33,10 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
     "boolean": pa.bool_(),
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
+    "text[]": pa.list_(pa.string()),
+    "real[]": pa.list_(pa.float32()),
+    "smallint[]": pa.list_(pa.int16()),
+    "integer[]": pa.list_(pa.int32()),
 }
 
 
@@ -126,8 +130,11 @@ def _column_types(url: str, schema: str, table: str) -> dict[str, str]:
         cursor.execute(
             render(
                 sql.SQL(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = {} AND table_name = {} ORDER BY ordinal_position"
+                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) "
+                    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = {} AND c.relname = {} AND a.attnum > 0 "
+                    "AND NOT a.attisdropped ORDER BY a.attnum"
                 ).format(sql.Literal(schema), sql.Literal(table))
             )
         )

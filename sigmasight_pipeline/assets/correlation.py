@@ -1,0 +1,98 @@
+"""Correlations of each portfolio's underlyings over 90 sessions, their clusters, the average
+pairwise correlation and the effective number of bets (chunks of portfolios; one matrix per
+portfolio, never universe x universe)."""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetIn, Output, asset
+
+from sigmasight_pipeline.analytics import correlation, market
+from sigmasight_pipeline.assets.common import (
+    PARTITIONED,
+    SINGLE_RUN,
+    TRADING_DAYS,
+    TRANSIENT_RETRY,
+    lookback,
+    on_underlyings,
+    partition_days,
+    portfolio_chunks,
+    read_risk_rows,
+    run_days,
+    run_scope,
+    sessions_with_lookback,
+    symbols_in,
+)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
+from sigmasight_pipeline.resources.database import PostgresResource
+from sigmasight_pipeline.resources.io_manager import STORAGE_TABLE, TableReader, TableWrite
+
+RISK_GROUP = "risk"
+WINDOW = correlation.CORRELATION_WINDOW
+MATRIX_COLUMNS = [
+    "trade_date", "portfolio_id", "symbols", "correlations", "pair_obs", "cluster_ids",
+    "avg_pairwise_correlation", "avg_pnl_correlation", "effective_number_of_bets", "n_clusters",
+    "reason",
+]  # fmt: skip
+
+
+def correlation_matrices(result: correlation.CorrelationResult) -> pd.DataFrame:
+    """One row per (day, portfolio): its symbols, the upper triangle of its correlation matrix
+    row by row with each pair's overlap, each symbol's cluster (NaN: none) and the summary.
+
+    `portfolio_correlations` emits each portfolio's pairs and clusters as contiguous blocks, in
+    the order of its summary rows; this cuts them at the summary's counts."""
+    summary = result.summary.reset_index(drop=True)
+    pair_cuts = np.cumsum(summary["n_pairs"].to_numpy())[:-1]
+    symbol_cuts = np.cumsum(summary["n_symbols"].to_numpy())[:-1]
+    pairs, clusters = result.pairs, result.clusters
+    cluster_ids = clusters["cluster_id"].to_numpy(dtype=float, na_value=np.nan)
+    return summary.assign(
+        symbols=np.split(clusters["symbol"].to_numpy(dtype=object), symbol_cuts),
+        correlations=np.split(pairs["correlation"].to_numpy(dtype=float), pair_cuts),
+        pair_obs=np.split(pairs["n_obs"].to_numpy(dtype=float), pair_cuts),
+        cluster_ids=np.split(cluster_ids, symbol_cuts),
+    )[MATRIX_COLUMNS]
+
+
+@asset(
+    partitions_def=TRADING_DAYS,
+    backfill_policy=SINGLE_RUN,
+    metadata={**PARTITIONED, STORAGE_TABLE: "portfolio_correlation_matrices"},
+    group_name=RISK_GROUP,
+    kinds={"postgres", "pandas", "scipy"},
+    retry_policy=TRANSIENT_RETRY,
+    ins={"returns": AssetIn(partition_mapping=lookback(WINDOW - 1))},
+    check_specs=[schema_check_spec("portfolio_correlations")],
+)
+def portfolio_correlations(
+    context: AssetExecutionContext,
+    position_values: TableReader,
+    position_greeks: TableReader,
+    returns: TableReader,
+    database: PostgresResource,
+):
+    """Per portfolio and day: the 90-session Pearson correlations of its underlyings
+    (pairwise-complete, at least 20 common sessions), clusters cut at |rho| >= 0.7 (scipy,
+    complete linkage), the average pairwise correlation and the effective number of bets.
+    Stored compactly (one row per portfolio-day in portfolio_correlation_matrices); the views
+    portfolio_correlations and correlation_clusters give one row per pair and per symbol."""
+    url = database.url()
+    days = partition_days(context)
+    sessions = pd.DatetimeIndex(sessions_with_lookback(days, WINDOW - 1), name="trade_date")
+    scope = run_scope(context)
+
+    def chunks():
+        for ids in portfolio_chunks(url, scope):
+            rows = read_risk_rows(url, ids, position_values, position_greeks, run_days(days))
+            exposures = on_underlyings(rows).dropna(subset=["underlying"])
+            underlyings = sorted(exposures["underlying"].unique())
+            frame = returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(underlyings))
+            wide = market.returns_matrix(frame).reindex(sessions)
+            result = correlation.portfolio_correlations(
+                exposures.fillna({"exposure": 0.0}), wide, days
+            )
+            yield correlation_matrices(result)
+
+    validator = TableValidator("portfolio_correlations")
+    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield validator.result()

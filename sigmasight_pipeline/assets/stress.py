@@ -1,0 +1,300 @@
+"""Stress tests: the scenario library (loaded from its file), the historical episodes' returns
+and each portfolio's P&L under every scenario, options fully revalued (chunks of portfolios,
+blocks of days)."""
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from sigmasight_pipeline import calendar
+from sigmasight_pipeline.analytics import stress
+from sigmasight_pipeline.assets.common import (
+    MARKET_DATA_API_POOL,
+    PARTITIONED,
+    SINGLE_RUN,
+    TRADING_DAYS,
+    TRANSIENT_RETRY,
+    portfolio_chunks,
+    read_risk_rows,
+    run_scope,
+    symbols_in,
+)
+from sigmasight_pipeline.checks import (
+    RowWarning,
+    TableValidator,
+    schema_check_spec,
+    warning_check_spec,
+)
+from sigmasight_pipeline.resources.database import PostgresResource, transaction
+from sigmasight_pipeline.resources.io_manager import CompanionRows, TableReader, TableWrite
+from sigmasight_pipeline.resources.market_data import MarketDataResource
+from sigmasight_pipeline.resources.tables import query_frame
+from sigmasight_pipeline.settings import stress_scenario_files, tlt_duration
+
+STRESS_GROUP = "stress"
+EPISODE_COLUMNS = [
+    "symbol", "scenario_id", "start_date", "end_date", "episode_return", "reason",
+]  # fmt: skip
+SESSIONS_PER_BOUNDARY = 3  # closes fetched up to each episode date (a halted symbol still has one)
+PROVIDER_FAILED = "provider failed"
+GRID_ROWS_PER_BLOCK = 400_000  # positions x scenarios revalued at once
+
+
+@asset(group_name=STRESS_GROUP, kinds={"postgres", "yaml"})
+def stress_scenarios(context: AssetExecutionContext) -> pd.DataFrame:
+    """The scenario library: data/stress_scenarios.yaml (its top documents the format) and the
+    files SIGMASIGHT_STRESS_SCENARIOS lists. Edit a file and materialize this asset (then the
+    stress results) to update them; a malformed file fails here, naming the file and scenario."""
+    files = stress_scenario_files()
+    table = stress.scenario_table(stress.load_scenarios(files))
+    table.insert(1, "ordinal", np.arange(1, len(table) + 1))
+    context.add_output_metadata(
+        {
+            "files": MetadataValue.md("\n".join(f"- {f}" for f in files)),
+            "scenarios": len(table),
+            "factor": int(table["kind"].eq("factor").sum()),
+            "replay": int(table["kind"].eq("replay").sum()),
+        }
+    )
+    return table
+
+
+def _boundary_sessions(day: pd.Timestamp) -> list[pd.Timestamp]:
+    """The last sessions on or before `day` whose closes an episode boundary may use."""
+    return list(calendar.sessions(day - pd.Timedelta(days=10), day)[-SESSIONS_PER_BOUNDARY:])
+
+
+def _episode_wanted(symbols: list[str], replays: list[stress.Scenario]) -> pd.DataFrame:
+    days = sorted({d for s in replays for b in (s.start, s.end) for d in _boundary_sessions(b)})
+    grid = pd.MultiIndex.from_product([symbols, [d.date() for d in days]])
+    return grid.to_frame(index=False, name=["symbol", "trade_date"])
+
+
+EPISODES_COMPLETE = "episodes_complete"
+
+
+@asset(
+    group_name=STRESS_GROUP,
+    kinds={"postgres", "pandas"},
+    pool=MARKET_DATA_API_POOL,
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[
+        AssetCheckSpec(
+            EPISODES_COMPLETE,
+            asset="stress_episodes",
+            blocking=False,
+            description=(
+                "Every stock and ETF has its own return over every replay episode (warning: "
+                "those without one replay Market beta x SPY's return)"
+            ),
+        )
+    ],
+)
+def stress_episodes(
+    context: AssetExecutionContext,
+    stress_scenarios: pd.DataFrame,
+    securities: pd.DataFrame,
+    market_data: MarketDataResource,
+    database: PostgresResource,
+):
+    """Each stock's and ETF's compounded return over each replay episode, from the close of its
+    start to the close of its end (the last close on or before each date), from the market data
+    provider. Returns already stored for the same dates are kept; only new symbols, new or
+    edited episodes and earlier provider failures are fetched."""
+    replays = [s for s in stress.scenarios_from_table(stress_scenarios) if s.kind == "replay"]
+    symbols = sorted(securities.loc[securities["security_type"].ne("OPTION"), "symbol"])
+    stored = query_frame(
+        database.url(), f"SELECT {', '.join(EPISODE_COLUMNS)} FROM sigmasight.stress_episodes"
+    )
+    stored["start_date"] = pd.to_datetime(stored["start_date"])
+    stored["end_date"] = pd.to_datetime(stored["end_date"])
+    current = pd.DataFrame(
+        [(s.id, s.start, s.end) for s in replays], columns=["scenario_id", "start_date", "end_date"]
+    )
+    kept = stored.merge(current, on=["scenario_id", "start_date", "end_date"])
+    kept = kept[kept["symbol"].isin(symbols)]
+    kept = kept[~kept["reason"].fillna("").str.startswith(PROVIDER_FAILED)]
+    parts, fetched, fatal = [kept], 0, None
+    for scenario in replays:
+        have = set(kept.loc[kept["scenario_id"].eq(scenario.id), "symbol"])
+        missing = [s for s in symbols if s not in have]
+        if not missing:
+            continue
+        result = market_data.get_provider().fetch_bars(_episode_wanted(missing, [scenario]))
+        fatal = fatal or result.fatal
+        fetched += len(result.bars)
+        closes = result.bars.pivot_table(
+            index="trade_date", columns="symbol", values="close", aggfunc="last"
+        ).reindex(columns=missing)
+        closes.index = pd.to_datetime(closes.index)
+        returns = stress.episode_returns(closes, [scenario])
+        failed = result.issues.loc[result.issues["kind"].eq("failed"), ["symbol", "detail"]]
+        failed = failed.drop_duplicates("symbol").set_index("symbol")["detail"]
+        no_return = returns["episode_return"].isna()
+        why = returns["symbol"].map(failed)
+        if result.fatal:
+            why = why.fillna(result.fatal)
+        provider = no_return & why.notna()
+        returns.loc[provider, "reason"] = PROVIDER_FAILED + ": " + why[provider].astype(str)
+        parts.append(returns.assign(start_date=scenario.start, end_date=scenario.end))
+    table = pd.concat(parts, ignore_index=True)[EPISODE_COLUMNS]
+    without = table[table["episode_return"].isna()]
+    metadata = {
+        "episodes": len(replays), "symbols": len(symbols), "bars_fetched": fetched,
+        "without_own_return": len(without), "provider_stopped": fatal or "no",
+    }  # fmt: skip
+    yield Output(table, metadata=metadata)
+    examples = [
+        f"{r.symbol} over {r.scenario_id}: {r.reason}" for r in without.head(10).itertuples()
+    ]
+    yield AssetCheckResult(
+        check_name=EPISODES_COMPLETE,
+        asset_key="stress_episodes",
+        passed=without.empty,
+        metadata={
+            "rows_checked": len(table),
+            "rows_failing": len(without),
+            "failing_keys": MetadataValue.md("\n".join(f"- {e}" for e in examples) or "none"),
+        },
+    )
+
+
+def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
+    """The id of the set of scenarios (in this order) whose P&L arrays a position row holds."""
+    with transaction(url) as conn:
+        conn.execute(
+            "INSERT INTO sigmasight.stress_scenario_sets (scenario_ids) VALUES (%s) "
+            "ON CONFLICT (scenario_ids) DO NOTHING",
+            (scenario_ids,),
+        )
+        row = conn.execute(
+            "SELECT set_id FROM sigmasight.stress_scenario_sets WHERE scenario_ids = %s",
+            (scenario_ids,),
+        ).fetchone()
+    return int(row[0])
+
+
+def position_pnl_arrays(results: pd.DataFrame, scenario_ids: list[str], set_id: int):
+    """`position_stress` rows as one row per position-day with the P&L of every scenario in
+    `scenario_ids` order (position_stress_pnl)."""
+    order = {sid: k for k, sid in enumerate(scenario_ids)}
+    frame = results.assign(ordinal=results["scenario_id"].map(order)).sort_values(
+        ["trade_date", "position_id", "ordinal"], kind="stable"
+    )
+    width = len(scenario_ids)
+    heads = frame.iloc[::width]
+    return pd.DataFrame(
+        {
+            "trade_date": heads["trade_date"].to_numpy(),
+            "position_id": heads["position_id"].to_numpy(),
+            "portfolio_id": heads["portfolio_id"].to_numpy(),
+            "set_id": set_id,
+            "pnl_usd": list(frame["pnl_usd"].to_numpy(dtype=float).reshape(-1, width)),
+            "pnl_usd_delta_gamma": list(
+                frame["pnl_usd_delta_gamma"].to_numpy(dtype=float).reshape(-1, width)
+            ),
+        }
+    )
+
+
+def _day_blocks(rows: pd.DataFrame, scenarios: int):
+    """The chunk's rows in blocks of whole days, each about GRID_ROWS_PER_BLOCK revaluations."""
+    per_day = max(1, int(rows.groupby("trade_date").size().max()) * scenarios)
+    days = sorted(rows["trade_date"].unique())
+    step = max(1, GRID_ROWS_PER_BLOCK // per_day)
+    for i in range(0, len(days), step):
+        yield rows[rows["trade_date"].isin(days[i : i + step])]
+
+
+def stress_complete_warning() -> RowWarning:
+    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        return frame["n_missing"].gt(0), frame["scenario_id"] + ": " + frame["reason"].fillna("")
+
+    return RowWarning("portfolio_stress_results", "stress_complete", flag)
+
+
+STRESS_COMPLETE_SPEC = warning_check_spec(
+    "portfolio_stress_results",
+    "stress_complete",
+    "Every position has a stress P&L under every scenario (warning: those without one are "
+    "left out of the portfolio's sum, counted in n_missing)",
+)
+
+
+@asset(
+    partitions_def=TRADING_DAYS,
+    backfill_policy=SINGLE_RUN,
+    metadata=PARTITIONED,
+    group_name=STRESS_GROUP,
+    kinds={"postgres", "pandas"},
+    retry_policy=TRANSIENT_RETRY,
+    check_specs=[schema_check_spec("portfolio_stress_results"), STRESS_COMPLETE_SPEC],
+)
+def portfolio_stress_results(
+    context: AssetExecutionContext,
+    position_values: TableReader,
+    position_greeks: TableReader,
+    factor_betas: TableReader,
+    stress_scenarios: pd.DataFrame,
+    stress_episodes: pd.DataFrame,
+    database: PostgresResource,
+):
+    """Per portfolio, day and scenario: the P&L (sum of its positions'), as a fraction of gross
+    exposure, the worst position and the method. Each underlying moves by its betas x the
+    factor shocks (Rates through its rate beta and TLT's duration), or by its own return over
+    a replayed episode (else Market beta x SPY's). Stocks: exposure x move; options fully
+    revalued with Black-Scholes at the shocked spot and implied vol, time unchanged, with the
+    delta-gamma estimate beside it. Nothing is clipped. Also writes position_stress_pnl (same
+    transaction): every position's P&L per scenario (the view position_stress_results)."""
+    url = database.url()
+    scope = run_scope(context)
+    scenarios = stress.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
+    ids = [s.id for s in scenarios]
+    set_id = scenario_set_id(url, ids)
+    duration = tlt_duration()
+    episodes = stress_episodes[["symbol", "scenario_id", "episode_return"]]
+
+    def chunks():
+        for portfolio_ids in portfolio_chunks(url, scope):
+            rows = read_risk_rows(url, portfolio_ids, position_values, position_greeks)
+            underlyings = sorted(rows["underlying"].dropna().unique())
+            betas = factor_betas.frame(
+                ["trade_date", "symbol", "factor", "beta"], symbols_in(underlyings)
+            )
+            for block in _day_blocks(rows, len(ids)):
+                days = block["trade_date"].unique()
+                moves = stress.underlying_moves(
+                    betas[betas["trade_date"].isin(days)], scenarios, episodes, duration,
+                    symbols=underlyings,
+                )  # fmt: skip
+                results = stress.position_stress(block, moves, scenarios)
+                gross = (
+                    block.assign(gross_exposure=block["market_value"].abs())
+                    .groupby(["trade_date", "portfolio_id"], as_index=False)["gross_exposure"]
+                    .sum()
+                )
+                yield CompanionRows(
+                    "position_stress_pnl", position_pnl_arrays(results, ids, set_id)
+                )
+                yield stress.portfolio_stress(results, gross_exposure=gross)
+
+    validator, complete = TableValidator("portfolio_stress_results"), stress_complete_warning()
+    replace = scope.portfolio_filter()
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=replace,
+            observers=[validator, complete],
+            companions={"position_stress_pnl": replace},
+        ),
+        metadata={"scenarios": len(ids), "tlt_duration": duration},
+    )
+    yield validator.result()
+    yield complete.result()
