@@ -67,6 +67,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "portfolio_greeks": ("trade_date", "portfolio_id", "view"),
     "portfolio_risk_metrics": ("trade_date", "portfolio_id"),
     "portfolio_snapshots": ("trade_date", "portfolio_id"),
+    "portfolio_returns": ("trade_date", "portfolio_id"),
     "symbol_volatility": ("trade_date", "symbol"),
     "specific_risk": ("trade_date", "symbol"),
     "portfolio_volatility": ("trade_date", "portfolio_id"),
@@ -167,6 +168,18 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             pa.Check(
                 lambda f: f["cvar_95_1d"].isna() | (f["cvar_95_1d"] >= f["var_95_1d"] - 1e-9),
                 name="CVaR >= VaR",
+            ),
+        ],
+    ),
+    "portfolio_returns": pa.DataFrameSchema(
+        {"flows_usd": pa.Column(float), "gross_value_usd": pa.Column(float, pa.Check.ge(0))},
+        checks=[
+            _unique(*KEYS["portfolio_returns"]),
+            _finite("realized_pnl_usd", "realized_pnl_cum_usd", "flows_usd"),
+            _has_reason("twr_daily"),
+            pa.Check(
+                lambda f: f["twr_daily"].isna() | (f["twr_daily"] > -1 - 1e-9),
+                name="a day loses at most the capital at work",
             ),
         ],
     ),

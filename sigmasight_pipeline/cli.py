@@ -308,6 +308,24 @@ def cmd_equity_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_equity_start(args: argparse.Namespace) -> int:
+    from sigmasight_pipeline.portfolio_inputs import InputError, set_starting_equity
+    from sigmasight_pipeline.resources.database import connect
+
+    url = _prepare(quiet=True)
+    try:
+        with connect(url) as conn:
+            set_starting_equity(conn, args.user, args.portfolio, args.amount)
+    except InputError as exc:
+        _say(f"refused: {exc}")
+        return 1
+    _say(
+        f"{args.user} / {args.portfolio}: returns start from an equity of ${args.amount:,.2f} "
+        "(re-run the backfill over its first days to apply it)"
+    )
+    return 0
+
+
 def cmd_targets_set(args: argparse.Namespace) -> int:
     from sigmasight_pipeline.portfolio_inputs import InputError, set_target
     from sigmasight_pipeline.resources.database import connect
@@ -411,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     equity_add.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="a session")
     equity_add.add_argument("--note")
     equity_add.set_defaults(func=cmd_equity_add)
+    equity_start = equity_sub.add_parser(
+        "start",
+        help="the equity the portfolio's returns start from (default: its first day's gross value)",
+    )
+    equity_start.add_argument("user")
+    equity_start.add_argument("portfolio")
+    equity_start.add_argument("amount", type=float, help="dollars, e.g. 1000000")
+    equity_start.set_defaults(func=cmd_equity_start)
 
     targets = sub.add_parser("targets", help="target prices of positions")
     targets_sub = targets.add_subparsers(dest="targets_command", required=True)

@@ -200,6 +200,23 @@ def add_equity_change(
     return EquityChange(int(row[0]), portfolio_id, day, amount_usd, kind, note, equity)
 
 
+def set_starting_equity(
+    conn: psycopg.Connection, username: str, portfolio: str, amount_usd: float
+) -> int:
+    """Set the equity the portfolio's returns start from (the end of the day before its first
+    return) instead of its first day's gross value; InputError for an amount that is not a
+    positive number. Returns the portfolio id. The next backfill's first row uses it."""
+    if not math.isfinite(amount_usd) or amount_usd <= 0:
+        raise InputError(f"starting equity {amount_usd} must be a positive number of dollars")
+    with conn.transaction():
+        portfolio_id = find_portfolio(conn, username, portfolio)
+        conn.execute(
+            "UPDATE sigmasight.portfolios SET starting_equity_usd = %s WHERE id = %s",
+            (amount_usd, portfolio_id),
+        )
+    return portfolio_id
+
+
 # ---------------------------------------------------------------------------------------------
 # Target prices
 

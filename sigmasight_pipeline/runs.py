@@ -323,7 +323,7 @@ def history_is_complete(url: str, plan: BackfillPlan, scope: Scope | None = None
         sql.SQL("SELECT symbol FROM sigmasight.securities WHERE security_type <> 'OPTION'")
         if scope.is_everything
         else sql.SQL(
-            "SELECT underlying FROM sigmasight.positions WHERE {} UNION SELECT unnest({})"
+            "SELECT underlying FROM sigmasight.positions WHERE {} UNION SELECT unnest({}::text[])"
         ).format(scope.portfolio_filter(), sql.Literal(list(MARKET_ETFS)))
     )
     query = sql.SQL(

@@ -845,8 +845,8 @@ def test_contributions_and_withdrawals(conn: psycopg.Connection, db_url: str, us
 def test_withdrawals_are_checked_against_the_latest_snapshot(
     conn: psycopg.Connection, user: str
 ) -> None:
-    """A snapshot's total_value + all net flows to the date; once snapshots carry equity_usd
-    (added by the assets), that + the flows after the snapshot."""
+    """A snapshot's total_value + all net flows to the date; once the snapshot carries
+    equity_usd (the assets write it), that + the flows after the snapshot."""
     from sigmasight_pipeline.portfolio_inputs import InputError, add_equity_change
 
     first = load_portfolio(conn, user, "Main", book(csv_of("AAPL,100,190,2026-05-01,")))
@@ -864,18 +864,14 @@ def test_withdrawals_are_checked_against_the_latest_snapshot(
     assert "total_value (gross market value) $25,000.00 of the 2026-11-20 snapshot" in str(
         caught.value
     )
-    conn.execute("ALTER TABLE sigmasight.portfolio_snapshots ADD COLUMN equity_usd float8")
-    try:
-        conn.execute(
-            "UPDATE sigmasight.portfolio_snapshots SET equity_usd = 30000 WHERE portfolio_id = %s",
-            (first.portfolio_id,),
-        )
-        with pytest.raises(InputError, match=r"equity of \$30,000.00") as caught:
-            add_equity_change(conn, user, "Main", -30_000.01, S2)
-        assert "equity_usd $30,000.00 of the 2026-11-20 snapshot" in str(caught.value)
-        assert add_equity_change(conn, user, "Main", -30_000, S2).kind == "withdrawal"
-    finally:
-        conn.execute("ALTER TABLE sigmasight.portfolio_snapshots DROP COLUMN equity_usd")
+    conn.execute(
+        "UPDATE sigmasight.portfolio_snapshots SET equity_usd = 30000 WHERE portfolio_id = %s",
+        (first.portfolio_id,),
+    )
+    with pytest.raises(InputError, match=r"equity of \$30,000.00") as caught:
+        add_equity_change(conn, user, "Main", -30_000.01, S2)
+    assert "equity_usd $30,000.00 of the 2026-11-20 snapshot" in str(caught.value)
+    assert add_equity_change(conn, user, "Main", -30_000, S2).kind == "withdrawal"
 
 
 def test_set_target(conn: psycopg.Connection, user: str) -> None:

@@ -18,7 +18,6 @@ from sigmasight_pipeline.analytics.risk import (
     daily_risk_free,
     parametric_cvar,
     parametric_var,
-    portfolio_daily_returns,
     rolling_parametric_var,
     rolling_risk_metrics,
 )
@@ -49,45 +48,6 @@ def _row(frame: pd.DataFrame, day: pd.Timestamp, portfolio: str) -> pd.Series:
     match = frame[(frame["trade_date"] == day) & (frame["portfolio_id"] == portfolio)]
     assert len(match) == 1
     return match.iloc[0]
-
-
-# --- portfolio_daily_returns ------------------------------------------------------------
-
-
-def test_portfolio_daily_returns_hand_case() -> None:
-    d = pd.to_datetime(["2024-03-01", "2024-03-04", "2024-03-05", "2024-03-06"])
-    snapshots = pd.DataFrame(
-        {
-            "trade_date": [d[0], d[1], d[2], d[3], d[0], d[1], d[3]],
-            "portfolio_id": ["A", "A", "A", "A", "B", "B", "B"],
-            "total_value": [1000.0, 1100.0, 0.0, 500.0, 200.0, 210.0, 220.0],
-            "daily_pnl": [5.0, 100.0, -1100.0, 50.0, 0.0, 10.0, 4.0],
-        }
-    ).sample(frac=1.0, random_state=1)  # input order must not matter
-    out = portfolio_daily_returns(snapshots)
-    assert list(out.columns) == ["trade_date", "portfolio_id", "daily_return"]
-    got = out.set_index(["portfolio_id", "trade_date"])["daily_return"]
-    assert np.isnan(got[("A", d[0])])  # first day
-    assert got[("A", d[1])] == pytest.approx(100.0 / 1000.0)
-    assert got[("A", d[2])] == pytest.approx(-1100.0 / 1100.0)
-    assert np.isnan(got[("A", d[3])])  # previous value 0
-    assert np.isnan(got[("B", d[0])])
-    assert got[("B", d[1])] == pytest.approx(10.0 / 200.0)
-    assert np.isnan(got[("B", d[3])])  # B has no 03-05 snapshot: no two-session return
-    assert len(out) == 7
-
-
-def test_portfolio_daily_returns_rejects_duplicates() -> None:
-    snapshots = pd.DataFrame(
-        {
-            "trade_date": ["2024-03-01", "2024-03-01"],
-            "portfolio_id": [1, 1],
-            "total_value": [1.0, 2.0],
-            "daily_pnl": [0.0, 0.0],
-        }
-    )
-    with pytest.raises(ValueError, match="duplicate"):
-        portfolio_daily_returns(snapshots)
 
 
 def test_daily_risk_free_compounds_back() -> None:
@@ -418,19 +378,6 @@ def test_returns_below_minus_one_are_rejected() -> None:
     bad.iloc[-5, 0] = -1.0
     row = _row(rolling_risk_metrics(bad, spy, [returns.index[-1]], RF), returns.index[-1], "p1")
     assert row["max_drawdown"] == pytest.approx(-1.0)
-
-
-def test_portfolio_daily_returns_reject_infinite_values() -> None:
-    snapshots = pd.DataFrame(
-        {
-            "trade_date": pd.to_datetime(["2024-03-01", "2024-03-04"]),
-            "portfolio_id": [1, 1],
-            "total_value": [100.0, np.inf],
-            "daily_pnl": [0.0, 1.0],
-        }
-    )
-    with pytest.raises(ValueError, match=r"snapshots.total_value .*2024-03-04"):
-        portfolio_daily_returns(snapshots)
 
 
 def test_rolling_parametric_var_unpriced_exposure_is_not_zero() -> None:

@@ -100,6 +100,9 @@ def _portfolio(tickers: list[str], option_root: str | None = None) -> str:
 PORTFOLIO_TABLES = (
     "position_values", "position_greeks", "position_factor_exposures", "portfolio_greeks",
     "portfolio_factor_exposures", "portfolio_risk_metrics", "portfolio_snapshots",
+    "portfolio_returns", "portfolio_volatility", "portfolio_correlation_matrices",
+    "portfolio_concentration", "portfolio_sector_exposures", "portfolio_risk_decomposition",
+    "position_risk_contributions", "portfolio_stress_results", "position_stress_pnl",
 )  # fmt: skip
 
 
@@ -126,10 +129,13 @@ def _load_of(sensor: Sensor, user: str, name: str) -> intake.LoadRecord:
 def test_a_drop_is_one_scoped_run_over_the_window_and_its_lookback(
     sensor: Sensor, user: str
 ) -> None:
-    """New tickers and a new option contract: one run gives the new portfolio 90 sessions of
+    """New tickers and a new option contract: one request (its market run, then the analytics
+    run the run status sensor asks for) gives the new portfolio 90 sessions of
     snapshots with full 60-session history, and leaves another portfolio's rows as they were."""
     tickers = [f"Z{uuid.uuid4().hex[:4].upper()}{c}" for c in "ABC"]  # unknown to the DB
-    plan = runs.BackfillPlan.ending(calendar.latest_closed_session())
+    plan = runs.BackfillPlan.ending(
+        calendar.latest_closed_session(), lookback=runs.BETA_LOOKBACK_SESSIONS
+    )
     window = (plan.key(plan.window[0]), plan.key(plan.window[-1]))
 
     sensor.drop(f"{user}__First.csv", _portfolio(["AAPL", "MSFT"]))

@@ -161,7 +161,7 @@ def test_first_priced_session_has_zero_pnl_with_a_reason() -> None:
     values = valuation.position_values(
         _one_position(option, SESSIONS[0], multiplier=100), closes, SESSIONS, SESSIONS
     ).set_index("trade_date")
-    assert "pnl_reason" in values.columns and list(values.columns)[-1] == "pnl_reason"
+    assert list(values.columns) == valuation.POSITION_VALUE_COLUMNS[1:]  # trade_date: index
     mon = values.loc[SESSIONS[0]]  # entry day without a price: missing, with a reason
     assert mon["price_source"] == "missing" and np.isnan(mon["daily_pnl"])
     assert mon["pnl_reason"] == "no price: no close on this session or the 5 before"

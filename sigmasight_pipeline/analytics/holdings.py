@@ -48,6 +48,7 @@ __all__ = [
     "NO_EQUITY",
     "NO_PNL",
     "NO_START",
+    "PORTFOLIO_RETURN_COLUMNS",
     "REDUCING_KINDS",
     "TWR_COLUMNS",
     "average_cost_after",
@@ -56,6 +57,8 @@ __all__ = [
     "event_states",
     "holdings_on",
     "mark_to_market_pnl",
+    "opening_events",
+    "portfolio_returns",
     "realized_pnl",
     "time_weighted_returns",
 ]
@@ -329,6 +332,21 @@ def daily_holdings(
     return out.sort_values(["trade_date", "position_id"], kind="stable").reset_index(drop=True)
 
 
+def opening_events(positions: pd.DataFrame) -> pd.DataFrame:
+    """One `open` event per position: its quantity at its entry price on its entry date (the
+    history of positions loaded once and never changed)."""
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, len(positions) + 1),
+            "position_id": positions["id"].to_numpy(),
+            "event_date": pd.to_datetime(positions["entry_date"]).to_numpy(),
+            "kind": "open",
+            "quantity_change": positions["quantity"].to_numpy(float),
+            "price": positions["entry_price"].to_numpy(float),
+        }
+    )
+
+
 def holdings_on(positions: pd.DataFrame, events: pd.DataFrame, day: object) -> pd.DataFrame:
     """`daily_holdings` of one day: the positions held on `day` (a session), by position_id."""
     return daily_holdings(positions, events, pd.DatetimeIndex([pd.Timestamp(day)]))
@@ -413,11 +431,13 @@ def time_weighted_returns(
     pnl = out["pnl_usd"].astype(float).to_numpy()
     flows = out["flows_usd"].astype(float).fillna(0.0).to_numpy()
     e0 = out["portfolio_id"].map(pd.Series(start_equity, dtype=float)).to_numpy(float)
-    cum0 = (
-        out["portfolio_id"].map(pd.Series(start_twr_cumulative, dtype=float)).fillna(0.0)
-        if start_twr_cumulative is not None
-        else pd.Series(0.0, index=out.index)
-    ).to_numpy(float)
+    # A portfolio without a start cumulative starts at 0; one whose start is NaN (its chain
+    # already has a hole) stays NaN.
+    given = {} if start_twr_cumulative is None else start_twr_cumulative
+    starts = pd.Series(given, dtype=float)
+    cum0 = np.where(
+        out["portfolio_id"].isin(starts.index), out["portfolio_id"].map(starts), 0.0
+    ).astype(float)
     group = out["portfolio_id"].to_numpy()
     # A day without a P&L or a start, or with no capital at work, breaks the chain from there.
     unknown = np.isnan(pnl) | np.isnan(e0)
@@ -440,3 +460,76 @@ def time_weighted_returns(
     out["twr_cumulative"] = cumulative
     out["twr_reason"] = reason
     return out
+
+
+PORTFOLIO_RETURN_COLUMNS = [
+    "trade_date", "portfolio_id", "pnl_usd", "realized_pnl_usd", "realized_pnl_cum_usd",
+    "flows_usd", "gross_value_usd", "equity_start_usd", "equity_usd", "twr_daily",
+    "twr_cumulative", "reason",
+]  # fmt: skip
+
+
+def portfolio_returns(
+    daily: pd.DataFrame,
+    flows: pd.DataFrame,
+    realized_events: pd.DataFrame,
+    previous: pd.DataFrame,
+    starting_equity: Mapping[int, float] | pd.Series,
+) -> pd.DataFrame:
+    """Each portfolio's P&L, flows, realized P&L, equity and time-weighted return per day.
+
+    daily: trade_date, portfolio_id, pnl_usd, realized_pnl_usd, gross_value_usd (the position
+    rows summed). flows: `daily_flows` of the same sessions (a flow on a day without holdings
+    still gets a row, with P&L 0). realized_events: portfolio_id, event_date,
+    realized_pnl_usd of every decrease and close, for realized_pnl_cum_usd (all the
+    portfolio's realized P&L through the day). previous: portfolio_id, equity_usd,
+    twr_cumulative of the session before the first day, where stored: the chain goes on from
+    it. Otherwise the start equity is `starting_equity` (set by the user) or the gross value of
+    the portfolio's first day. Returns PORTFOLIO_RETURN_COLUMNS (`time_weighted_returns`;
+    reason: why a return is missing).
+    """
+    keys = ["portfolio_id", "trade_date"]
+    frame = daily.assign(trade_date=naive_dates(daily["trade_date"], "daily.trade_date"))
+    moved = flows[[*keys, "flows_usd"]].assign(
+        trade_date=naive_dates(flows["trade_date"], "flows.trade_date")
+    )
+    frame = frame.merge(moved, on=keys, how="outer", indicator=True)
+    held = frame.pop("_merge").ne("right_only").where(lambda h: ~h)  # NaN where held
+    frame["flows_usd"] = frame["flows_usd"].fillna(0.0)
+    # A day with a flow but no holdings: nothing held, nothing gained.
+    frame[["realized_pnl_usd", "gross_value_usd"]] = frame[
+        ["realized_pnl_usd", "gross_value_usd"]
+    ].fillna(0.0)
+    frame["pnl_usd"] = frame["pnl_usd"].where(frame["pnl_usd"].notna() | held.isna(), 0.0)
+    frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    realized = realized_events.dropna(subset=["realized_pnl_usd"])
+    realized = realized.assign(
+        event_date=naive_dates(realized["event_date"], "realized_events.event_date")
+    ).sort_values("event_date")
+    realized = realized.assign(
+        realized_pnl_cum_usd=realized.groupby("portfolio_id")["realized_pnl_usd"].cumsum()
+    )
+    cumulative = pd.merge_asof(
+        frame[keys].sort_values("trade_date"),
+        realized[["portfolio_id", "event_date", "realized_pnl_cum_usd"]],
+        left_on="trade_date",
+        right_on="event_date",
+        by="portfolio_id",
+    ).set_index(keys)["realized_pnl_cum_usd"]
+    frame["realized_pnl_cum_usd"] = (
+        cumulative.reindex(pd.MultiIndex.from_frame(frame[keys])).fillna(0.0).to_numpy()
+    )
+
+    chained = previous.set_index("portfolio_id") if len(previous) else None
+    first_gross = frame.groupby("portfolio_id")["gross_value_usd"].first()
+    start = pd.Series(starting_equity, dtype=float).reindex(first_gross.index)
+    start = start.fillna(first_gross.where(first_gross > 0))
+    start_cumulative = {}
+    if chained is not None:
+        has_previous = start.index.intersection(chained.index)
+        start.loc[has_previous] = chained.loc[has_previous, "equity_usd"].astype(float)
+        start_cumulative = chained.loc[has_previous, "twr_cumulative"].astype(float)
+    out = time_weighted_returns(frame, start, start_cumulative)
+    out = out.rename(columns={"twr_reason": "reason"})
+    return out[PORTFOLIO_RETURN_COLUMNS]

@@ -36,7 +36,6 @@ from sigmasight_pipeline.analytics.validation import (
     naive_dates,
     require_finite,
     require_returns,
-    require_unique_pairs,
     sorted_unique_rows,
 )
 
@@ -47,7 +46,6 @@ __all__ = [
     "daily_risk_free",
     "parametric_cvar",
     "parametric_var",
-    "portfolio_daily_returns",
     "rolling_parametric_var",
     "rolling_risk_metrics",
 ]
@@ -118,46 +116,6 @@ def daily_risk_free(annual_risk_free: float) -> float:
     return float((1.0 + annual_risk_free) ** (1.0 / ANNUALIZATION) - 1.0)
 
 
-def portfolio_daily_returns(snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Daily return per portfolio: ``daily_pnl_t / total_value_{t-1}``.
-
-    ``snapshots`` has trade_date, portfolio_id, total_value (gross: sum of position market
-    values) and daily_pnl, one row per (trade_date, portfolio_id). The previous session is the
-    previous date present in ``snapshots`` (over all portfolios), so a portfolio missing a
-    session gets NaN the next day rather than a return over two sessions. The return is NaN on
-    a portfolio's first day and when the previous value is missing, zero or negative.
-    Returns trade_date, portfolio_id, daily_return, sorted by portfolio_id, trade_date.
-    """
-    _require_columns(
-        snapshots, ("trade_date", "portfolio_id", "total_value", "daily_pnl"), "snapshots"
-    )
-    frame = snapshots[["trade_date", "portfolio_id", "total_value", "daily_pnl"]].copy()
-    frame["trade_date"] = _date_index(frame["trade_date"], "snapshots.trade_date")
-    require_unique_pairs(frame, ["trade_date", "portfolio_id"], "snapshots")
-    for column in ("total_value", "daily_pnl"):
-        require_finite(
-            frame.set_index(["trade_date", "portfolio_id"])[column], f"snapshots.{column}"
-        )
-    if frame.empty:
-        return pd.DataFrame(
-            {
-                "trade_date": pd.Series(dtype="datetime64[ns]"),
-                "portfolio_id": pd.Series(dtype=snapshots["portfolio_id"].dtype),
-                "daily_return": pd.Series(dtype=float),
-            }
-        )
-    values = frame.pivot(index="trade_date", columns="portfolio_id", values="total_value")
-    previous = values.sort_index().astype(float).shift(1)
-    previous = previous.where(previous > 0)
-    prev_long = previous.stack(future_stack=True).rename("previous_value")
-    frame = frame.join(prev_long, on=["trade_date", "portfolio_id"])
-    frame["daily_return"] = frame["daily_pnl"].astype(float) / frame["previous_value"]
-    out = frame.sort_values(["portfolio_id", "trade_date"])[
-        ["trade_date", "portfolio_id", "daily_return"]
-    ]
-    return out.reset_index(drop=True)
-
-
 def _window(values: np.ndarray, end: int, length: int) -> np.ndarray:
     """Rows ``end - length + 1 .. end`` (inclusive), clipped at the start."""
     return values[max(0, end - length + 1) : end + 1]
@@ -184,11 +142,12 @@ def rolling_risk_metrics(
 ) -> pd.DataFrame:
     """Trailing risk metrics per (end date, portfolio), long format.
 
-    ``portfolio_returns``: dates x portfolio_id daily returns (e.g. the pivot of
-    `portfolio_daily_returns`); its rows define the trading days windows count. ``spy_returns``:
-    SPY daily returns by date (aligned to those rows; missing days are NaN). ``total_values``:
-    optional dates x portfolio_id total value, for the dollar VaR/CVaR (fraction x the value on
-    the end date, the base of the next day's return); without it the ``_usd`` columns are NaN.
+    ``portfolio_returns``: dates x portfolio_id daily returns (e.g. the pivot of the
+    time-weighted returns of `analytics.holdings.portfolio_returns`); its rows define the
+    trading days windows count. ``spy_returns``: SPY daily returns by date (aligned to those
+    rows; missing days are NaN). ``total_values``: optional dates x portfolio_id total value,
+    for the dollar VaR/CVaR (fraction x the value on the end date, the base of the next day's
+    return); without it the ``_usd`` columns are NaN.
 
     Windows end at the end date inclusive: beta over ``beta_window`` rows (days where both the
     portfolio and SPY returns are present); volatility, Sharpe and Sortino over ``vol_window``;

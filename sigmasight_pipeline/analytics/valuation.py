@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sigmasight_pipeline.analytics.holdings import (
+    daily_holdings,
+    mark_to_market_pnl,
+    opening_events,
+)
 from sigmasight_pipeline.analytics.market import close_matrix, lookup
 from sigmasight_pipeline.analytics.validation import is_price, naive_dates, unique_pivot
 
@@ -14,7 +19,7 @@ POSITION_VALUE_COLUMNS = [
     "trade_date", "position_id", "portfolio_id", "symbol", "position_type", "quantity",
     "multiplier", "entry_date", "entry_price", "price", "price_date", "prev_price",
     "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl", "daily_pnl",
-    "pnl_reason",
+    "pnl_reason", "realized_pnl_usd", "realized_pnl_cum_usd",
 ]  # fmt: skip
 POSITION_COUNT_COLUMNS = {
     "LONG": "long_count",
@@ -31,30 +36,41 @@ def position_values(
     prices: pd.DataFrame,
     sessions: pd.DatetimeIndex,
     days: pd.DatetimeIndex,
+    holdings: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Value every position on every day of `days` from its entry date on.
+    """Value every position on every day of `days` it is held, with that day's holdings.
 
     positions: id, portfolio_id, symbol, position_type, quantity, multiplier, entry_price,
     entry_date, expiry. prices: symbol, trade_date, close, covering `sessions`, which must include
     the session before days[0] (for daily P&L) and up to MAX_CARRY_FORWARD_SESSIONS before that.
+    holdings: `analytics.holdings.daily_holdings` of the positions over `days` (quantity at the
+    start and end of each day, average cost, the day's trade value and realized P&L); None:
+    each position held from its entry date at its quantity and entry price (its open event).
+    An option is not valued after its expiry.
 
     market value = |q| x price x multiplier; exposure = q x price x multiplier; cost basis =
-    q x entry price x multiplier; unrealized P&L = exposure - cost basis; daily P&L = q x
-    multiplier x (price - previous price), with the entry price as the previous price on the
-    entry day.
+    q x average cost x multiplier; unrealized P&L = exposure - cost basis (q: the quantity at
+    the day's close); daily P&L = mark to market (`holdings.mark_to_market_pnl`): q x price x
+    mult - q_start x previous price x mult - the day's trade value, so an entry day's P&L runs
+    from the entry price and a close day's (q 0) from the previous close to the sale price;
+    realized_pnl_usd / realized_pnl_cum_usd: the day's and the position's to date.
 
     Only a finite close > 0 is a price (`market.close_matrix`): a zero or negative close counts
     as missing. A missing close is carried forward up to MAX_CARRY_FORWARD_SESSIONS sessions and
     flagged (`carried_forward`); beyond that the row is `missing` with NULL values, never a
-    zero. After the entry day, a priced row with no previous price (the first priced session of
-    a position entered earlier, e.g. an option with no bar before) has daily P&L 0.0 and a NULL
-    `prev_price`. `pnl_reason` says why whenever a row is not a plain market-priced day (first
-    priced session, carried forward, rejected close, missing); it is None otherwise.
+    zero. A priced row held since before the day but with no previous price (the first priced
+    session of a position entered earlier, e.g. an option with no bar before) has no P&L on
+    what it held (start valued at today's price) and a NULL `prev_price`. `pnl_reason` says
+    why whenever a row is not a plain market-priced day (first priced session, carried
+    forward, rejected close, missing); it is None otherwise.
     Duplicate (symbol, trade_date) prices raise a ValueError.
     """
     columns = POSITION_VALUE_COLUMNS
     if positions.empty or len(days) == 0:
         return pd.DataFrame(columns=columns)
+    day_index = naive_dates(days, "days").sort_values()
+    if holdings is None:
+        holdings = daily_holdings(positions, opening_events(positions), day_index)
 
     closes = close_matrix(prices, sessions)
     closes = closes.reindex(columns=positions["symbol"].unique())
@@ -68,13 +84,17 @@ def position_values(
     ).ffill(limit=MAX_CARRY_FORWARD_SESSIONS)
     prev_filled = filled.shift(1)
 
-    day_index = naive_dates(days, "days").sort_values()
-    # Cross join positions x days, then keep the held ones (entered, not past expiry).
-    grid = positions.merge(pd.DataFrame({"trade_date": day_index}), how="cross")
-    entry = pd.to_datetime(grid["entry_date"])
+    # The held position-days, with the positions' attributes; options not after expiry.
+    attributes = positions[
+        ["id", "portfolio_id", "symbol", "position_type", "multiplier", "entry_date",
+         "entry_price", "expiry"]
+    ].rename(columns={"id": "position_id"})  # fmt: skip
+    grid = holdings.drop(columns=["portfolio_id"], errors="ignore").assign(
+        trade_date=naive_dates(holdings["trade_date"], "holdings.trade_date")
+    )
+    grid = grid[grid["trade_date"].isin(day_index)].merge(attributes, on="position_id")
     expiry = pd.to_datetime(grid["expiry"])
-    held = (entry <= grid["trade_date"]) & (expiry.isna() | (grid["trade_date"] <= expiry))
-    grid = grid[held].reset_index(drop=True)
+    grid = grid[expiry.isna() | (grid["trade_date"] <= expiry)].reset_index(drop=True)
     if grid.empty:
         return pd.DataFrame(columns=columns)
 
@@ -86,16 +106,18 @@ def position_values(
     is_rejected = lookup(rejected, dates, symbols, missing=False).astype(bool)
 
     qty = grid["quantity"].to_numpy(float)
+    qty_start = grid["quantity_start"].to_numpy(float)
     mult = grid["multiplier"].to_numpy(float)
     entry_price = grid["entry_price"].to_numpy(float)
-    entered_today = (pd.to_datetime(grid["entry_date"]) == grid["trade_date"]).to_numpy()
-    # On the entry day the P&L runs from the entry price.
-    prev_price = np.where(entered_today, entry_price, prev_price)
     is_missing = np.isnan(price)
-    first_priced = ~is_missing & np.isnan(prev_price)
-
-    daily_pnl = qty * mult * (price - prev_price)
-    daily_pnl = np.where(first_priced, 0.0, daily_pnl)
+    first_priced = ~is_missing & np.isnan(prev_price) & (qty_start != 0)
+    daily_pnl = mark_to_market_pnl(
+        qty_start, qty, np.where(first_priced, price, prev_price), price,
+        grid["trade_value_usd"].to_numpy(float), mult,
+    )  # fmt: skip
+    # Opened today: the P&L runs from the entry price (the previous price shown).
+    opened_today = qty_start == 0
+    prev_price = np.where(opened_today, entry_price, prev_price)
     since = pd.Series(price_date).dt.strftime("%Y-%m-%d").fillna("").to_numpy(dtype=object)
     rejected_text = "close <= 0 is not a price"
     n = len(grid)
@@ -122,7 +144,7 @@ def position_values(
     out = pd.DataFrame(
         {
             "trade_date": grid["trade_date"],
-            "position_id": grid["id"].astype(int),
+            "position_id": grid["position_id"].astype(int),
             "portfolio_id": grid["portfolio_id"].astype(int),
             "symbol": grid["symbol"],
             "position_type": grid["position_type"],
@@ -140,11 +162,13 @@ def position_values(
     )
     out["market_value"] = np.abs(qty) * price * mult
     out["exposure"] = qty * price * mult
-    out["cost_basis"] = qty * entry_price * mult
+    out["cost_basis"] = grid["cost_basis_usd"].to_numpy(float)
     out["unrealized_pnl"] = out["exposure"] - out["cost_basis"]
     out["daily_pnl"] = daily_pnl
     out["pnl_reason"] = reason
-    return out[columns]
+    out["realized_pnl_usd"] = grid["realized_pnl_usd"].to_numpy(float)
+    out["realized_pnl_cum_usd"] = grid["realized_pnl_cum_usd"].to_numpy(float)
+    return out[columns].sort_values(["trade_date", "position_id"]).reset_index(drop=True)
 
 
 def _rejected_closes(prices: pd.DataFrame, closes: pd.DataFrame) -> pd.DataFrame:

@@ -74,6 +74,21 @@ def load_positions(url: str, portfolios: sql.Composable) -> pd.DataFrame:
     return frame
 
 
+EVENT_COLUMNS = ("id", "position_id", "event_date", "kind", "quantity_change", "price")
+
+
+def load_events(url: str, portfolios: sql.Composable) -> pd.DataFrame:
+    """The position events (the holdings' history) of the portfolios `portfolios` selects."""
+    query = sql.SQL("SELECT {} FROM sigmasight.position_events WHERE {} ORDER BY id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in EVENT_COLUMNS), portfolios
+    )
+    frame = query_frame(url, query)
+    if frame.empty:
+        frame = pd.DataFrame(columns=list(EVENT_COLUMNS))
+    frame["event_date"] = pd.to_datetime(frame["event_date"])
+    return frame
+
+
 def with_positions(
     frame: pd.DataFrame,
     positions: pd.DataFrame,
@@ -187,8 +202,9 @@ def position_risk_rows(
     values: pd.DataFrame,
     greeks: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Every position-day of a chunk with its attributes and Greeks, stocks included (delta 1
-    per share, delta-adjusted exposure = exposure): what the risk assets start from.
+    """Every position-day of a chunk held at the day's close, with its attributes and Greeks,
+    stocks included (delta 1 per share, delta-adjusted exposure = exposure): what the risk
+    assets start from.
 
     values: position_values rows (trade_date, position_id, portfolio_id, quantity, price,
     market_value, exposure); greeks: position_greeks rows of the options (underlying_price,
@@ -208,7 +224,8 @@ def position_risk_rows(
     rows.loc[is_stock, ["gamma", "vega"]] = 0.0
     rows.loc[is_stock, "delta_adjusted_exposure"] = rows.loc[is_stock, "exposure"]
     rows.loc[is_stock, "source"] = "stock"
-    return rows.reindex(columns=RISK_ROW_COLUMNS)
+    held = rows["quantity"] != 0  # a position closed on the day holds nothing at its close
+    return rows.loc[held].reindex(columns=RISK_ROW_COLUMNS).reset_index(drop=True)
 
 
 def on_underlyings(rows: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,6 @@ in chunks of portfolios."""
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Output, asset
-from psycopg import sql
 
 from sigmasight_pipeline.analytics import exposures, market, risk
 from sigmasight_pipeline.assets.common import (
@@ -11,7 +10,6 @@ from sigmasight_pipeline.assets.common import (
     SINGLE_RUN,
     TRADING_DAYS,
     TRANSIENT_RETRY,
-    all_of,
     load_positions,
     lookback,
     partition_days,
@@ -41,7 +39,7 @@ RISK_METRIC_COLUMNS = [
 
 
 def risk_metrics_chunk(
-    totals: pd.DataFrame,
+    portfolio_returns: pd.DataFrame,
     symbol_returns: pd.DataFrame,
     today: pd.DataFrame,
     greeks: pd.DataFrame,
@@ -49,16 +47,16 @@ def risk_metrics_chunk(
 ) -> pd.DataFrame:
     """Risk metrics of one chunk of portfolios.
 
-    totals: trade_date, portfolio_id, total_value, daily_pnl over the window and its lookback;
-    symbol_returns: trade_date, symbol, daily_return of SPY and the chunk's underlyings;
-    today / greeks: the chunk's position values and Greeks on `days`.
+    portfolio_returns: trade_date, portfolio_id, twr_daily, gross_value_usd over the window and
+    its lookback; symbol_returns: trade_date, symbol, daily_return of SPY and the chunk's
+    underlyings; today / greeks: the chunk's position values and Greeks on `days`.
     """
-    daily = risk.portfolio_daily_returns(totals)
-    wide = daily.pivot(index="trade_date", columns="portfolio_id", values="daily_return")
+    frame = portfolio_returns.assign(trade_date=pd.to_datetime(portfolio_returns["trade_date"]))
+    wide = frame.pivot(index="trade_date", columns="portfolio_id", values="twr_daily")
     symbols = market.returns_matrix(symbol_returns)
     wide = wide.reindex(wide.index.union(symbols.index)).sort_index()
     spy = symbols["SPY"] if "SPY" in symbols else pd.Series(dtype=float)
-    values = totals.pivot(index="trade_date", columns="portfolio_id", values="total_value")
+    values = frame.pivot(index="trade_date", columns="portfolio_id", values="gross_value_usd")
     metrics = risk.rolling_risk_metrics(
         wide, spy.reindex(wide.index), days, risk_free_rate(),
         beta_window=RISK_WINDOW, vol_window=RISK_WINDOW, drawdown_window=DRAWDOWN_WINDOW,
@@ -88,7 +86,7 @@ def risk_metrics_chunk(
     group_name="risk",
     kinds={"postgres", "pandas"},
     ins={
-        "position_values": AssetIn(partition_mapping=lookback(DRAWDOWN_WINDOW)),
+        "portfolio_returns": AssetIn(partition_mapping=lookback(DRAWDOWN_WINDOW)),
         "returns": AssetIn(partition_mapping=lookback(RISK_WINDOW - 1)),
     },
     retry_policy=TRANSIENT_RETRY,
@@ -96,33 +94,31 @@ def risk_metrics_chunk(
 )
 def portfolio_risk_metrics(
     context: AssetExecutionContext,
+    portfolio_returns: TableReader,
     position_values: TableReader,
     returns: TableReader,
     position_greeks: TableReader,
     database: PostgresResource,
 ):
-    """From each portfolio's daily return series (daily P&L over the previous day's gross
-    value): beta to SPY and annualized volatility (60 sessions), Sharpe and Sortino, maximum
-    drawdown (90 sessions), historical 1-day 95% VaR/CVaR; parametric VaR/CVaR in dollars from
-    the covariance of the underlyings' returns over 60 sessions and today's exposures."""
+    """From each portfolio's daily time-weighted return (portfolio_returns: P&L over the
+    capital at work, flows excluded): beta to SPY and annualized volatility (60 sessions),
+    Sharpe and Sortino, maximum drawdown (90 sessions), historical 1-day 95% VaR/CVaR;
+    parametric VaR/CVaR in dollars from the covariance of the underlyings' returns over 60
+    sessions and today's exposures."""
     url = database.url()
     days = partition_days(context)
     scope = run_scope(context)
-    on_days = f"trade_date >= '{days[0]:%Y-%m-%d}'"
 
     def chunks():
         for ids in portfolio_chunks(url, scope):
             where = portfolios_in(ids)
-            totals = position_values.totals(
-                {"total_value": "market_value", "daily_pnl": "daily_pnl"},
-                ["trade_date", "portfolio_id"],
-                where,
+            series = portfolio_returns.frame(
+                ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], where
             )
-            today_where = all_of(where, sql.SQL(on_days))
             positions = load_positions(url, where)
             today = with_positions(
                 position_values.frame(
-                    ["trade_date", "position_id", "portfolio_id", "exposure"], today_where
+                    ["trade_date", "position_id", "portfolio_id", "exposure"], where
                 ),
                 positions,
             )
@@ -133,7 +129,7 @@ def portfolio_risk_metrics(
             symbol_returns = returns.frame(
                 ["trade_date", "symbol", "daily_return"], symbols_in(underlyings)
             )
-            yield risk_metrics_chunk(totals, symbol_returns, today, greeks, days)
+            yield risk_metrics_chunk(series, symbol_returns, today, greeks, days)
 
     validator, plausible = TableValidator("portfolio_risk_metrics"), extreme_volatility_warning()
     yield Output(

@@ -5,7 +5,7 @@ portfolio's ex-ante volatility from today's exposures."""
 import pandas as pd
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 
-from sigmasight_pipeline.analytics import market, risk, volatility
+from sigmasight_pipeline.analytics import market, volatility
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
@@ -18,7 +18,6 @@ from sigmasight_pipeline.assets.common import (
     portfolio_chunks,
     portfolios_in,
     read_risk_rows,
-    run_days,
     run_scope,
     scope_symbols,
     sessions_with_lookback,
@@ -89,20 +88,21 @@ def symbol_volatility(
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
     ins={
-        "position_values": AssetIn(partition_mapping=lookback(HISTORY)),
+        "portfolio_returns": AssetIn(partition_mapping=lookback(HISTORY)),
         "returns": AssetIn(partition_mapping=lookback(EX_ANTE_WINDOW - 1)),
     },
     check_specs=[schema_check_spec("portfolio_volatility")],
 )
 def portfolio_volatility(
     context: AssetExecutionContext,
+    portfolio_returns: TableReader,
     position_values: TableReader,
     position_greeks: TableReader,
     returns: TableReader,
     database: PostgresResource,
 ):
-    """The same measures on each portfolio's daily return series (daily P&L over the previous
-    day's gross value), where its history allows, and its ex-ante volatility: sqrt(252 e'Se)
+    """The same measures on each portfolio's daily time-weighted return (portfolio_returns),
+    where its history allows, and its ex-ante volatility: sqrt(252 e'Se)
     on today's exposures (options delta-adjusted on their underlying) and the 60-session
     covariance of the underlyings' returns, in dollars and as a fraction of gross value."""
     url = database.url()
@@ -112,21 +112,21 @@ def portfolio_volatility(
 
     def chunks():
         for ids in portfolio_chunks(url, scope):
-            totals = position_values.totals(
-                {"total_value": "market_value", "daily_pnl": "daily_pnl"},
-                ["trade_date", "portfolio_id"],
-                portfolios_in(ids),
+            series = portfolio_returns.frame(
+                ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], portfolios_in(ids)
             )
-            daily = risk.portfolio_daily_returns(totals)
-            wide = daily.pivot(index="trade_date", columns="portfolio_id", values="daily_return")
+            series["trade_date"] = pd.to_datetime(series["trade_date"])
+            wide = series.pivot(index="trade_date", columns="portfolio_id", values="twr_daily")
             wide = wide.reindex(pd.DatetimeIndex(sessions, name="trade_date"))
             realized = volatility.volatility_measures(wide, days, id_column="portfolio_id")
-            rows = read_risk_rows(url, ids, position_values, position_greeks, run_days(days))
+            rows = read_risk_rows(url, ids, position_values, position_greeks)
             exposures = on_underlyings(rows)
             underlyings = sorted(exposures["underlying"].dropna().unique())
             frame = returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(underlyings))
             block = market.returns_matrix(frame)
-            values = totals[totals["trade_date"].isin(days)]
+            values = series[series["trade_date"].isin(days)].rename(
+                columns={"gross_value_usd": "total_value"}
+            )
             ex_ante = volatility.ex_ante_volatility(exposures, block, values, window=EX_ANTE_WINDOW)
             merged = realized.merge(
                 ex_ante.rename(columns={"n_obs": "ex_ante_obs", "reason": "ex_ante_reason"}),

@@ -1,0 +1,196 @@
+"""Portfolio history through the pipeline: every day valued with that day's holdings, realized
+P&L, flows, equity and time-weighted returns, on a real backfill into the embedded Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import DagsterInstance
+
+from sigmasight_pipeline import runs
+from sigmasight_pipeline.portfolio_csv import validate_portfolio_text
+from sigmasight_pipeline.portfolio_inputs import add_equity_change
+from sigmasight_pipeline.portfolios import create_user, load_portfolio
+from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.tables import query_frame
+
+END = pd.Timestamp("2026-11-20")
+EFFECTIVE = date(2026, 11, 10)  # the re-upload's session
+CONTRIBUTION_DAY = date(2026, 11, 13)
+CONTRIBUTION = 250_000.0
+TODAY = date(2026, 11, 21)
+HEADER = "ticker,quantity,entry_price,entry_date,tags"
+BOOK = f"""{HEADER}
+AAPL,400,190.00,2026-06-01,tech
+MSFT,200,400.00,2026-06-01,tech
+XOM,500,110.00,2026-06-01,energy
+KO,-300,60.00,2026-06-01,hedge
+"""
+# XOM gone, MSFT halved, NVDA new; AAPL and KO unchanged.
+EDITED = f"""{HEADER}
+AAPL,400,190.00,2026-06-01,tech
+MSFT,100,400.00,2026-06-01,tech
+KO,-300,60.00,2026-06-01,hedge
+NVDA,150,120.00,{EFFECTIVE},ai
+"""
+OTHER = f"""{HEADER}
+JPM,100,150.00,2026-06-01,
+PEP,50,170.00,2026-06-01,
+"""
+
+
+def _book(text: str):
+    return validate_portfolio_text(text, path="book.csv", today=TODAY)
+
+
+def _rows(url: str, table: str, portfolio_id: int, before: date | None = None) -> pd.DataFrame:
+    clause = "" if before is None else f" AND trade_date < '{before}'"
+    return query_frame(
+        url,
+        f"SELECT * FROM sigmasight.{table} WHERE portfolio_id = {portfolio_id}{clause} "
+        "ORDER BY trade_date, 2, 3",
+    )
+
+
+class History:
+    """Two portfolios backfilled, one re-uploaded and given a contribution, backfilled again."""
+
+    def __init__(self, url: str, instance: DagsterInstance) -> None:
+        self.url = url
+        user = f"hist_{uuid.uuid4().hex[:8]}"
+        with connect(url, autocommit=True) as conn:
+            create_user(conn, user, "secret")
+            self.portfolio = load_portfolio(conn, user, "Hist", _book(BOOK)).portfolio_id
+            self.other = load_portfolio(conn, user, "Other", _book(OTHER)).portfolio_id
+        self.plan = runs.BackfillPlan.ending(END, days=30)
+        assert all(o.success for o in runs.backfill(instance, self.plan))
+        self.before = {
+            table: _rows(url, table, self.portfolio)
+            for table in ("position_values", "portfolio_snapshots", "portfolio_returns")
+        }
+        self.other_before = _rows(url, "portfolio_snapshots", self.other)
+        with connect(url, autocommit=True) as conn:
+            load_portfolio(conn, user, "Hist", _book(EDITED), as_of=EFFECTIVE)
+            add_equity_change(
+                conn, user, "Hist", CONTRIBUTION, CONTRIBUTION_DAY, note="top-up", today=TODAY
+            )
+        outcomes = runs.backfill(instance, self.plan)
+        assert all(o.success for o in outcomes), [o.problems for o in outcomes]
+
+    def values(self) -> pd.DataFrame:
+        frame = query_frame(
+            self.url,
+            "SELECT v.*, p.symbol, p.entry_price FROM sigmasight.position_values v "
+            f"JOIN sigmasight.positions p ON p.id = v.position_id "
+            f"WHERE v.portfolio_id = {self.portfolio} ORDER BY v.trade_date, p.symbol",
+        )
+        frame["trade_date"] = pd.to_datetime(frame["trade_date"]).dt.date
+        return frame
+
+    def close(self, symbol: str, day: date) -> float:
+        return float(
+            query_frame(
+                self.url,
+                f"SELECT close FROM sigmasight.prices WHERE symbol = '{symbol}' "
+                f"AND trade_date = '{day}'",
+            )["close"].iloc[0]
+        )
+
+
+@pytest.fixture(scope="module")
+def history(isolated_db_url: str, dagster_instance: DagsterInstance) -> Iterator[History]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATABASE_URL", isolated_db_url)
+        yield History(isolated_db_url, dagster_instance)
+
+
+def test_days_before_the_reupload_are_unchanged(history: History) -> None:
+    for table, before in history.before.items():
+        after = _rows(history.url, table, history.portfolio, before=EFFECTIVE)
+        expected = before[pd.to_datetime(before["trade_date"]).dt.date < EFFECTIVE]
+        columns = [c for c in expected.columns if c in after.columns]
+        pd.testing.assert_frame_equal(
+            after[columns].reset_index(drop=True), expected[columns].reset_index(drop=True)
+        )
+    # The other portfolio's rows are what they were.
+    pd.testing.assert_frame_equal(
+        _rows(history.url, "portfolio_snapshots", history.other), history.other_before
+    )
+
+
+def test_each_day_is_valued_with_that_days_holdings(history: History) -> None:
+    values = history.values()
+    by = values.set_index(["symbol", "trade_date"])
+    day_before = max(d for d in values["trade_date"] if d < EFFECTIVE)
+    after = min(d for d in values["trade_date"] if d > EFFECTIVE)
+    assert by.loc[("MSFT", day_before), "quantity"] == 200
+    assert by.loc[("MSFT", EFFECTIVE), "quantity"] == 100
+    assert by.loc[("MSFT", after), "quantity"] == 100
+    # XOM is sold at the effective session's close: held that day (nothing at its close), gone
+    # after, and its last day's P&L runs from the previous close to the sale.
+    assert by.loc[("XOM", EFFECTIVE), "quantity"] == 0
+    assert by.loc[("XOM", EFFECTIVE), "market_value"] == 0
+    assert ("XOM", after) not in by.index
+    xom_close = history.close("XOM", EFFECTIVE)
+    xom_previous = history.close("XOM", day_before)
+    assert by.loc[("XOM", EFFECTIVE), "daily_pnl"] == pytest.approx(
+        500 * (xom_close - xom_previous), rel=1e-9
+    )
+    assert ("NVDA", day_before) not in by.index
+    nvda = by.loc[("NVDA", EFFECTIVE)]
+    assert nvda["daily_pnl"] == pytest.approx(150 * (history.close("NVDA", EFFECTIVE) - 120.0))
+
+
+def test_realized_pnl_of_the_closed_and_the_halved_positions(history: History) -> None:
+    xom = (history.close("XOM", EFFECTIVE) - 110.0) * 500
+    msft = (history.close("MSFT", EFFECTIVE) - 400.0) * 100
+    values = history.values().set_index(["symbol", "trade_date"])
+    assert values.loc[("XOM", EFFECTIVE), "realized_pnl_usd"] == pytest.approx(xom, rel=1e-9)
+    assert values.loc[("MSFT", EFFECTIVE), "realized_pnl_usd"] == pytest.approx(msft, rel=1e-9)
+    assert values.loc[("MSFT", END.date()), "realized_pnl_cum_usd"] == pytest.approx(msft)
+    snapshots = _rows(history.url, "portfolio_snapshots", history.portfolio)
+    snapshots["trade_date"] = pd.to_datetime(snapshots["trade_date"]).dt.date
+    snap = snapshots.set_index("trade_date")
+    assert snap.loc[EFFECTIVE, "realized_pnl_usd"] == pytest.approx(xom + msft, rel=1e-9)
+    assert (snap.loc[snap.index < EFFECTIVE, "realized_pnl_cum_usd"] == 0).all()
+    assert np.allclose(snap.loc[snap.index >= EFFECTIVE, "realized_pnl_cum_usd"], xom + msft)
+    # Positions held at the close: XOM is not counted on the day it is sold.
+    assert snap.loc[EFFECTIVE, "position_count"] == 4  # AAPL, MSFT, KO, NVDA
+
+
+def test_twr_chains_the_sub_periods_around_a_contribution(history: History) -> None:
+    snap = _rows(history.url, "portfolio_snapshots", history.portfolio)
+    snap["trade_date"] = pd.to_datetime(snap["trade_date"]).dt.date
+    snap = snap.set_index("trade_date")
+    assert snap.loc[CONTRIBUTION_DAY, "flows_usd"] == CONTRIBUTION
+    assert (snap.drop(index=CONTRIBUTION_DAY)["flows_usd"] == 0).all()
+    # By hand: the start equity is the first day's gross value; equity moves by P&L and flows.
+    start = snap["total_value"].iloc[0]
+    pnl = snap["daily_pnl"]
+    before = pnl[pnl.index < CONTRIBUTION_DAY]
+    equity_before = start + before.sum()  # end of the day before the contribution
+    after = pnl[pnl.index >= CONTRIBUTION_DAY]
+    capital = equity_before + CONTRIBUTION
+    equity_end = capital + after.sum()
+    hand = (equity_before / start) * (equity_end / capital) - 1.0
+    assert snap["twr_cumulative"].iloc[-1] == pytest.approx(hand, rel=1e-9)
+    assert snap["equity_usd"].iloc[-1] == pytest.approx(equity_end, rel=1e-12)
+    # The contribution changes the day's base, not its return.
+    day = snap.loc[CONTRIBUTION_DAY]
+    previous_equity = snap.loc[snap.index < CONTRIBUTION_DAY, "equity_usd"].iloc[-1]
+    expected = day["daily_pnl"] / (previous_equity + CONTRIBUTION)
+    assert day["twr_daily"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_risk_metrics_use_the_time_weighted_returns(history: History) -> None:
+    returns = _rows(history.url, "portfolio_returns", history.portfolio)
+    metrics = _rows(history.url, "portfolio_risk_metrics", history.portfolio)
+    twr = returns["twr_daily"].dropna().to_numpy()
+    assert metrics["volatility_ann"].iloc[-1] == pytest.approx(
+        np.std(twr, ddof=1) * np.sqrt(252), rel=1e-9
+    )
