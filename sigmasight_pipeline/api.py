@@ -2,8 +2,10 @@
 
 Routes (under /api/v1, PRD section 3): `POST /auth/login`, `GET /portfolios`, `GET /portfolio`,
 `GET /positions`, `GET /risk/greeks`, `GET /risk/factors`, `GET /risk/metrics`,
-`GET /portfolio/snapshots`, `GET /tags`. OpenAPI at /openapi.json; Swagger UI at /docs and
-ReDoc at /redoc, both served with their assets from this server (no CDN: they work offline).
+`GET /risk/volatility`, `GET /risk/correlations`, `GET /risk/concentration`, `GET /risk/sectors`,
+`GET /risk/decomposition`, `GET /risk/stress`, `GET /portfolio/snapshots`, `GET /tags`. OpenAPI
+at /openapi.json; Swagger UI at /docs and ReDoc at /redoc, both served with their assets from
+this server (no CDN: they work offline).
 
 Every route but login needs `Authorization: Bearer <token>` (HS256 JWT, signed with
 `SIGMASIGHT_JWT_SECRET`). Per-portfolio routes take `portfolio_id` (default: the caller's first
@@ -47,6 +49,9 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from sigmasight_pipeline.resources.read_api import (
     POSITION_TYPES,
+    Concentration,
+    CorrelationFormat,
+    Correlations,
     FactorExposures,
     Greeks,
     GreeksView,
@@ -55,11 +60,15 @@ from sigmasight_pipeline.resources.read_api import (
     Overview,
     PortfolioRef,
     Positions,
+    RiskDecomposition,
     RiskMetrics,
+    SectorExposures,
     SigmaSightReader,
     SnapshotHistory,
+    StressResults,
     Tag,
     TagMode,
+    Volatility,
 )
 
 __all__ = ["API_PREFIX", "DOCS_ASSETS_URL", "SECRET_ENV", "create_app", "serve"]
@@ -256,6 +265,7 @@ AsOfParam = Annotated[
     date | None,
     Query(description="trading day; default: the portfolio's latest fully materialized day"),
 ]
+TopParam = Annotated[int, Query(ge=1, le=1000, description="how many to list, largest first")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +426,7 @@ def create_app(
     @router.get("/risk/factors", response_model=FactorExposures, tags=["risk"], responses=ERRORS)
     def get_factors(p: PortfolioDep, as_of: AsOfParam = None) -> FactorExposures:
         """Beta (holdings-based; each factor says its method) and dollar exposure to the eight
-        factors."""
+        factors and Rates, and the linear P&L per +100 bp of long Treasury yields."""
         return reader.factor_exposures(p.id, as_of)
 
     @router.get("/risk/metrics", response_model=RiskMetrics, tags=["risk"], responses=ERRORS)
@@ -424,6 +434,66 @@ def create_app(
         """Realized beta, volatility, Sharpe, Sortino, max drawdown, VaR and CVaR (parametric in
         USD; historical as a fraction and in USD)."""
         return reader.risk_metrics(p.id, as_of)
+
+    @router.get("/risk/volatility", response_model=Volatility, tags=["risk"], responses=ERRORS)
+    def get_volatility(p: PortfolioDep, as_of: AsOfParam = None) -> Volatility:
+        """Realized (21/63/252 sessions), EWMA, HAR-forecast and ex-ante volatility of the
+        portfolio; every name held with its exposure and its own volatility measures."""
+        return reader.volatility(p.id, as_of)
+
+    @router.get("/risk/correlations", response_model=Correlations, tags=["risk"], responses=ERRORS)
+    def get_correlations(
+        p: PortfolioDep,
+        form: Annotated[
+            CorrelationFormat,
+            Query(
+                alias="format",
+                description="matrix: symbols x symbols (heatmap); pairs: one row per pair",
+            ),
+        ] = "matrix",
+        as_of: AsOfParam = None,
+    ) -> Correlations:
+        """90-session correlations of the underlyings (matrix or pairs; null where undefined,
+        with the reason), clusters at |rho| >= 0.7, average and P&L-weighted correlation and
+        the effective number of bets."""
+        return reader.correlations(p.id, as_of, form)
+
+    @router.get(
+        "/risk/concentration", response_model=Concentration, tags=["risk"], responses=ERRORS
+    )
+    def get_concentration(
+        p: PortfolioDep, top: TopParam = 10, as_of: AsOfParam = None
+    ) -> Concentration:
+        """HHI, effective N, top-5/top-10 weights and the largest name, with the `top` names."""
+        return reader.concentration(p.id, as_of, top)
+
+    @router.get("/risk/sectors", response_model=SectorExposures, tags=["risk"], responses=ERRORS)
+    def get_sectors(p: PortfolioDep, as_of: AsOfParam = None) -> SectorExposures:
+        """Long, short, gross and net exposure per GICS sector, weights, the S&P 500 weight
+        and the active weight."""
+        return reader.sector_exposures(p.id, as_of)
+
+    @router.get(
+        "/risk/decomposition", response_model=RiskDecomposition, tags=["risk"], responses=ERRORS
+    )
+    def get_decomposition(
+        p: PortfolioDep, top: TopParam = 10, as_of: AsOfParam = None
+    ) -> RiskDecomposition:
+        """Model variance split into factors and specific risk, and the `top` positions by
+        Euler contribution to the model volatility."""
+        return reader.risk_decomposition(p.id, as_of, top)
+
+    @router.get("/risk/stress", response_model=StressResults, tags=["risk"], responses=ERRORS)
+    def get_stress(
+        p: PortfolioDep,
+        worst: Annotated[
+            int, Query(ge=1, le=100, description="worst positions listed per scenario")
+        ] = 3,
+        as_of: AsOfParam = None,
+    ) -> StressResults:
+        """Every stress scenario's P&L (options fully revalued; delta-gamma beside it) with its
+        worst positions, and the rate beta and P&L per +100 bp."""
+        return reader.stress_results(p.id, as_of, worst)
 
     @router.get(
         "/portfolio/snapshots", response_model=SnapshotHistory, tags=["portfolio"], responses=ERRORS

@@ -259,11 +259,43 @@ def test_no_data_is_404_with_a_reason(client: httpx.Client, tokens: dict[str, st
     assert r.status_code == 404 and "no snapshot" in r.json()["detail"]
 
 
+# The risk-depth routes and the table each reads (the dataset has snapshots, none of these).
+RISK_DEPTH = {
+    "/risk/volatility": ("volatility", "portfolio_volatility"),
+    "/risk/correlations": ("correlations", "portfolio_correlation_matrices"),
+    "/risk/concentration": ("concentration", "portfolio_concentration"),
+    "/risk/sectors": ("sector exposures", "portfolio_sector_exposures"),
+    "/risk/decomposition": ("risk decomposition", "portfolio_risk_decomposition"),
+    "/risk/stress": ("stress results", "portfolio_stress_results"),
+}
+
+
+@pytest.mark.parametrize("path", list(RISK_DEPTH))
+def test_risk_depth_day_without_rows_is_404_naming_day_and_table(
+    client: httpx.Client, tokens: dict[str, str], path: str
+) -> None:
+    what, table = RISK_DEPTH[path]
+    r = get(client, path, tokens["alice"])
+    assert r.status_code == 404
+    assert r.json() == {"detail": f"no {what} for portfolio 1 on 2024-02-02 (no rows in {table})"}
+    r = get(client, path, tokens["bob"], as_of="2024-02-01")
+    assert r.json() == {"detail": f"no {what} for portfolio 3 on 2024-02-01 (no rows in {table})"}
+    r = get(client, path, tokens["alice"], as_of="2024-01-28")  # a Sunday: no snapshot
+    assert r.status_code == 404
+    assert r.json() == {"detail": "no snapshot for portfolio 1 on 2024-01-28"}
+
+
+def test_factors_rate_sensitivity_is_null_when_not_computed(
+    client: httpx.Client, tokens: dict[str, str]
+) -> None:
+    assert get(client, "/risk/factors", tokens["alice"]).json()["pnl_usd_per_100bp"] is None
+
+
 def test_openapi_routes(base_url: str) -> None:
     spec = httpx.get(base_url + "/openapi.json").json()
     paths = set(spec["paths"])
     for route in ("/auth/login", "/portfolio", "/positions", "/risk/greeks", "/risk/factors",
-                  "/risk/metrics", "/portfolio/snapshots", "/tags"):  # fmt: skip
+                  "/risk/metrics", "/portfolio/snapshots", "/tags", *RISK_DEPTH):  # fmt: skip
         assert API_PREFIX + route in paths
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(p.startswith(DOCS_ASSETS_URL) for p in paths)
@@ -309,6 +341,7 @@ def test_every_response_field_is_documented_and_says_its_unit(base_url: str) -> 
     schemas = httpx.get(base_url + "/openapi.json").json()["components"]["schemas"]
     money_words = {"pnl", "value", "exposure", "price", "strike", "var", "cvar"}
     fraction_words = {"volatility", "drawdown", "coverage"}
+    unitless_words = {"correlation"}  # avg_pnl_correlation: a correlation of P&L, no unit
     undocumented, unitless = [], []
     for name, schema in schemas.items():
         if name in ("HTTPValidationError", "ValidationError"):  # FastAPI's own, unused here
@@ -318,7 +351,7 @@ def test_every_response_field_is_documented_and_says_its_unit(base_url: str) -> 
                 undocumented.append(f"{name}.{prop}")
             types = {spec.get("type")} | {t.get("type") for t in spec.get("anyOf", [])}
             words = set(prop.split("_"))
-            if "number" not in types or words & {"usd", "fraction"}:
+            if "number" not in types or words & {"usd", "fraction", *unitless_words}:
                 continue
             if words & (money_words | fraction_words):
                 unitless.append(f"{name}.{prop}")
@@ -330,7 +363,7 @@ def test_every_response_field_is_documented_and_says_its_unit(base_url: str) -> 
 
 PROTECTED = [
     "/portfolio", "/positions", "/risk/greeks", "/risk/factors", "/risk/metrics",
-    "/portfolio/snapshots", "/tags", "/portfolios",
+    "/portfolio/snapshots", "/tags", "/portfolios", *RISK_DEPTH,
 ]  # fmt: skip
 
 
@@ -424,6 +457,12 @@ def test_role_comes_from_the_database(client: httpx.Client) -> None:
         ("/portfolio", {"as_of": "yesterday"}, "as_of"),
         ("/portfolio/snapshots", {"start": "2024-02-02", "end": "2024-02-01"}, "start"),
         ("/portfolio/snapshots", {"end": "2024-13-01"}, "end"),
+        ("/risk/correlations", {"format": "heatmap"}, "format"),
+        ("/risk/concentration", {"top": "0"}, "top"),
+        ("/risk/decomposition", {"top": "1001"}, "top"),
+        ("/risk/decomposition", {"top": "ten"}, "top"),
+        ("/risk/stress", {"worst": "0"}, "worst"),
+        ("/risk/volatility", {"as_of": "2024-02-30"}, "as_of"),
     ],
 )
 def test_bad_parameters_are_422_naming_the_field(

@@ -559,6 +559,67 @@ def test_risk_metrics(reader: SigmaSightReader) -> None:
         reader.risk_metrics(2)
 
 
+def test_risk_depth_needs_its_tables_rows(reader: SigmaSightReader) -> None:
+    """A day with a snapshot but no rows in a risk-depth table: NoDataError naming the day and
+    the table (the numbers themselves: test_read_api_risk, on the demo backfill)."""
+    cases = [
+        (reader.volatility, "volatility", "portfolio_volatility"),
+        (reader.correlations, "correlations", "portfolio_correlation_matrices"),
+        (reader.concentration, "concentration", "portfolio_concentration"),
+        (reader.sector_exposures, "sector exposures", "portfolio_sector_exposures"),
+        (reader.risk_decomposition, "risk decomposition", "portfolio_risk_decomposition"),
+        (reader.stress_results, "stress results", "portfolio_stress_results"),
+    ]
+    for read, what, table in cases:
+        with pytest.raises(NoDataError) as caught:
+            read(1, D1)
+        assert str(caught.value) == f"no {what} for portfolio 1 on {D1} (no rows in {table})"
+        with pytest.raises(NoDataError, match="no snapshot for portfolio 1 on 2024-02-03"):
+            read(1, date(2024, 2, 3))
+    with pytest.raises(ValueError, match="format"):
+        reader.correlations(1, form="heatmap")  # type: ignore[arg-type]
+    for read, argument in ((reader.concentration, "top"), (reader.risk_decomposition, "top"),
+                           (reader.stress_results, "worst")):  # fmt: skip
+        with pytest.raises(ValueError, match=argument):
+            read(1, None, 0)
+
+
+def test_factor_exposures_rate_sensitivity(reader: SigmaSightReader, db_url: str) -> None:
+    """Rates (stored beyond the eight) gets its ETF and method; $ per +100 bp comes from the
+    day's snapshot (null here: not computed)."""
+    with psycopg.connect(db_url) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO sigmasight.portfolio_factor_exposures VALUES (%s, 3, 'Rates', 0.2, "
+            "1170.0, 1.0)",
+            (D,),
+        )
+        conn.execute(
+            "UPDATE sigmasight.portfolio_snapshots SET beta_rates = 0.2, "
+            "pnl_usd_per_100bp = -193.05 WHERE portfolio_id = 3 AND trade_date = %s",
+            (D,),
+        )
+        conn.execute(
+            "INSERT INTO sigmasight.portfolio_factor_exposures VALUES (%s, 3, 'Market', 1.0, "
+            "5850.0, 1.0)",
+            (D,),
+        )
+    try:
+        f = reader.factor_exposures(3)
+        rates = f.factors[-1]
+        assert (rates.factor, rates.etf, rates.beta, rates.exposure_usd) == (
+            "Rates", "TLT", 0.2, 1170.0,
+        )  # fmt: skip
+        assert "beta on TLT" in rates.method and f.pnl_usd_per_100bp == -193.05
+        assert reader.factor_exposures(1).pnl_usd_per_100bp is None
+    finally:
+        with psycopg.connect(db_url) as conn, conn.transaction():
+            conn.execute("DELETE FROM sigmasight.portfolio_factor_exposures WHERE portfolio_id = 3")
+            conn.execute(
+                "UPDATE sigmasight.portfolio_snapshots SET beta_rates = NULL, "
+                "pnl_usd_per_100bp = NULL WHERE portfolio_id = 3"
+            )
+
+
 # ---------------------------------------------------------------------------------------------
 # History, tags, users
 
@@ -713,13 +774,20 @@ def test_database_down_is_an_operational_error(db_url: str) -> None:
 
 def test_queries_can_use_indexes(db_url: str) -> None:
     """With sequential scans disabled, no hot query falls back to one: an index serves each."""
+    from sigmasight_pipeline.analytics.decomposition import MODEL_FACTORS
     from sigmasight_pipeline.resources.read_api import (
+        common,
+        concentration,
+        correlation,
+        decomposition,
         portfolio,
         positions,
         risk,
         snapshots,
+        stress,
         tags,
         users,
+        volatility,
     )
 
     cases = [
@@ -735,6 +803,17 @@ def test_queries_can_use_indexes(db_url: str) -> None:
         (users.RESOLVE_PORTFOLIO_SQL, {"uid": 1, "pid": None}),
         (users.RESOLVE_PORTFOLIO_SQL, {"uid": 3, "pid": 2}),
         (users.PORTFOLIOS_OWNED_SQL, {"uid": 1}),
+        (common.RATES_SQL, {"pid": 1, "day": D}),
+        (volatility.PORTFOLIO_VOLATILITY_SQL, {"pid": 1, "day": D}),
+        (volatility.UNDERLYING_VOLATILITY_SQL, {"pid": 1, "day": D}),
+        (correlation.CORRELATION_SUMMARY_SQL, {"pid": 1, "day": D}),
+        (correlation.CORRELATION_PAIRS_SQL, {"pid": 1, "day": D}),
+        (concentration.CONCENTRATION_SQL, {"pid": 1, "day": D}),
+        (concentration.SECTORS_SQL, {"pid": 1, "day": D}),
+        (decomposition.COMPONENTS_SQL, {"pid": 1, "day": D, "factors": list(MODEL_FACTORS)}),
+        (decomposition.CONTRIBUTIONS_SQL, {"pid": 1, "day": D, "top": 10}),
+        (stress.STRESS_SQL, {"pid": 1, "day": D}),
+        (stress.WORST_POSITIONS_SQL, {"pid": 1, "day": D, "worst": 3}),
     ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET enable_seqscan = off")

@@ -3,8 +3,10 @@
 Run with ``uv run python -m sigmasight_pipeline.benchmarks.api``. It creates a throwaway
 database on the project's server (embedded or DATABASE_URL), loads 50 users x 2 portfolios of
 50 positions each (20 long, 15 short, 15 options: the PRD's sample shape) over 90 NYSE sessions,
-all by set-based SQL, starts the real server (`api.serve`, uvicorn in a subprocess on a free
-127.0.0.1 port), logs every user in over HTTP, then per route measures:
+with every table the routes read (the risk-depth tables of issue 11 too: a 35 x 35 correlation
+matrix, 20 stress scenarios with every position's P&L), all by set-based SQL, starts the real
+server (`api.serve`, uvicorn in a subprocess on a free 127.0.0.1 port), logs every user in over
+HTTP, then per route measures:
 
 - p50 / p99 latency of sequential requests (one keep-alive client, rotating over the 100
   portfolios with their owners' tokens), after a short warm-up;
@@ -56,7 +58,7 @@ LOGINS = 50  # one per user (argon2 verification: the slow route by design)
 
 TAG_NAMES = ["momentum", "tech", "hedge", "options", "value", "core"]
 FACTORS = ["Market", "Momentum", "Value", "Growth", "Quality", "Size", "Low Volatility",
-           "Short Interest"]  # fmt: skip
+           "Short Interest", "Rates"]  # fmt: skip
 
 ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("GET /portfolio (overview)", "/portfolio", {}),
@@ -70,6 +72,14 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("GET /risk/metrics", "/risk/metrics", {}),
     ("GET /portfolio/snapshots (90 days)", "/portfolio/snapshots", {}),
     ("GET /tags?portfolio_id (that portfolio's tags)", "/tags", {}),
+    ("GET /risk/volatility (35 names)", "/risk/volatility", {}),
+    ("GET /risk/correlations (35 x 35 matrix)", "/risk/correlations", {}),
+    ("GET /risk/correlations?format=pairs (595 pairs)", "/risk/correlations",
+     {"format": "pairs"}),
+    ("GET /risk/concentration (top 10)", "/risk/concentration", {}),
+    ("GET /risk/sectors", "/risk/sectors", {}),
+    ("GET /risk/decomposition (top 10 of 50)", "/risk/decomposition", {}),
+    ("GET /risk/stress (20 scenarios, worst 3 each)", "/risk/stress", {}),
 ]  # fmt: skip
 
 _S = "sigmasight"
@@ -115,9 +125,9 @@ _LOAD = [
     """,
     # Prices follow a deterministic wave around the entry price.
     f"""
-    INSERT INTO {_S}.position_values
-    SELECT d.day, p.id, p.portfolio_id, p.symbol, p.position_type, p.quantity, p.multiplier,
-           p.entry_date, p.entry_price, x.price, d.day, x.prev, 'market',
+    INSERT INTO {_S}.position_values (trade_date, position_id, portfolio_id, quantity, price,
+        price_date, price_source, market_value, exposure, cost_basis, unrealized_pnl, daily_pnl)
+    SELECT d.day, p.id, p.portfolio_id, p.quantity, x.price, d.day, 'market',
            abs(p.quantity) * x.price * p.multiplier, p.quantity * x.price * p.multiplier,
            p.quantity * p.entry_price * p.multiplier,
            p.quantity * (x.price - p.entry_price) * p.multiplier,
@@ -129,37 +139,41 @@ _LOAD = [
                p.entry_price * (1 + 0.1 * sin((d.n - 1) / 7.0 + p.id)) AS prev
     ) x
     """,
+    # Greeks of the options (stocks have none stored: delta 1 per share).
     f"""
-    INSERT INTO {_S}.position_greeks (trade_date, position_id, portfolio_id, symbol,
-        position_type, quantity, multiplier, underlying, underlying_price, strike, t_years, rate,
-        volatility, volatility_source, delta, gamma, theta, vega, rho, position_delta,
-        position_gamma, position_theta, position_vega, position_rho, dollar_delta,
-        delta_adjusted_exposure, source)
-    SELECT v.trade_date, v.position_id, v.portfolio_id, v.symbol, v.position_type, v.quantity,
-           v.multiplier, p.underlying, 100.0, p.strike, 0.5, 0.04, 0.3, 'implied',
-           g.delta, g.gamma, g.theta, g.vega, g.rho,
-           g.delta * v.quantity * v.multiplier, g.gamma * v.quantity * v.multiplier,
-           g.theta * v.quantity * v.multiplier, g.vega * v.quantity * v.multiplier,
-           g.rho * v.quantity * v.multiplier, g.delta * v.quantity * v.multiplier * 100.0,
-           g.delta * v.quantity * v.multiplier * 100.0,
-           CASE WHEN v.multiplier = 1 THEN 'stock' ELSE 'model' END
+    INSERT INTO {_S}.position_greeks (trade_date, position_id, portfolio_id, underlying_price,
+        strike, t_years, rate, volatility, volatility_source, option_price, delta, gamma, theta,
+        vega, rho, position_delta, position_gamma, position_theta, position_vega, position_rho,
+        dollar_delta, delta_adjusted_exposure, source)
+    SELECT v.trade_date, v.position_id, v.portfolio_id, 100.0, p.strike, 0.5, 0.04, 0.3,
+           'implied', v.price, g.delta, g.gamma, g.theta, g.vega, g.rho,
+           g.delta * v.quantity * p.multiplier, g.gamma * v.quantity * p.multiplier,
+           g.theta * v.quantity * p.multiplier, g.vega * v.quantity * p.multiplier,
+           g.rho * v.quantity * p.multiplier, g.delta * v.quantity * p.multiplier,
+           g.delta * v.quantity * p.multiplier * 100.0, 'model'
     FROM {_S}.position_values v
     JOIN {_S}.positions p ON p.id = v.position_id
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN v.multiplier = 1 THEN 1.0 WHEN p.option_right = 'C' THEN 0.55
-                    ELSE -0.45 END AS delta,
-               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.02 END AS gamma,
-               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE -0.05 END AS theta,
-               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.2 END AS vega,
-               CASE WHEN v.multiplier = 1 THEN 0.0 ELSE 0.05 END AS rho
+        SELECT CASE WHEN p.option_right = 'C' THEN 0.55 ELSE -0.45 END AS delta,
+               0.02 AS gamma, -0.05 AS theta, 0.2 AS vega, 0.05 AS rho
     ) g
+    WHERE p.position_type NOT IN ('LONG', 'SHORT')
     """,
     f"""
     INSERT INTO {_S}.portfolio_greeks
-    SELECT trade_date, portfolio_id, w.view, sum(position_delta), sum(position_gamma),
-           sum(position_theta), sum(position_vega), sum(position_rho), sum(dollar_delta),
-           sum(delta_adjusted_exposure), 0, count(*)
-    FROM {_S}.position_greeks
+    SELECT trade_date, portfolio_id, w.view, sum(delta), sum(gamma), sum(theta), sum(vega),
+           sum(rho), sum(dae) / 100, sum(dae), 0, count(*)
+    FROM (
+        SELECT g.trade_date, g.portfolio_id, v.quantity, g.position_delta AS delta,
+               g.position_gamma AS gamma, g.position_theta AS theta, g.position_vega AS vega,
+               g.position_rho AS rho, g.delta_adjusted_exposure AS dae
+        FROM {_S}.position_greeks g
+        JOIN {_S}.position_values v USING (portfolio_id, trade_date, position_id)
+        UNION ALL
+        SELECT v.trade_date, v.portfolio_id, v.quantity, v.quantity, 0, 0, 0, 0, v.exposure
+        FROM {_S}.position_values v JOIN {_S}.positions p ON p.id = v.position_id
+        WHERE p.position_type IN ('LONG', 'SHORT')
+    ) r
     CROSS JOIN (VALUES ('portfolio'), ('longs'), ('shorts')) w(view)
     WHERE w.view = 'portfolio' OR (w.view = 'longs') = (quantity > 0)
     GROUP BY trade_date, portfolio_id, w.view
@@ -169,18 +183,18 @@ _LOAD = [
         short_exposure, gross_exposure, net_exposure, daily_pnl, window_pnl, window_start,
         unrealized_pnl, position_count, long_count, short_count, lc_count, lp_count, sc_count,
         sp_count, unpriced_count)
-    SELECT trade_date, portfolio_id, sum(market_value), sum(greatest(exposure, 0)),
-           sum(least(exposure, 0)), sum(abs(exposure)), sum(exposure), sum(daily_pnl),
-           sum(sum(daily_pnl)) OVER (PARTITION BY portfolio_id ORDER BY trade_date),
-           %(first)s, sum(unrealized_pnl), count(*),
-           count(*) FILTER (WHERE position_type = 'LONG'),
-           count(*) FILTER (WHERE position_type = 'SHORT'),
-           count(*) FILTER (WHERE position_type = 'LC'),
-           count(*) FILTER (WHERE position_type = 'LP'),
-           count(*) FILTER (WHERE position_type = 'SC'),
-           count(*) FILTER (WHERE position_type = 'SP'), 0
-    FROM {_S}.position_values
-    GROUP BY trade_date, portfolio_id
+    SELECT v.trade_date, v.portfolio_id, sum(v.market_value), sum(greatest(v.exposure, 0)),
+           sum(least(v.exposure, 0)), sum(abs(v.exposure)), sum(v.exposure), sum(v.daily_pnl),
+           sum(sum(v.daily_pnl)) OVER (PARTITION BY v.portfolio_id ORDER BY v.trade_date),
+           %(first)s, sum(v.unrealized_pnl), count(*),
+           count(*) FILTER (WHERE p.position_type = 'LONG'),
+           count(*) FILTER (WHERE p.position_type = 'SHORT'),
+           count(*) FILTER (WHERE p.position_type = 'LC'),
+           count(*) FILTER (WHERE p.position_type = 'LP'),
+           count(*) FILTER (WHERE p.position_type = 'SC'),
+           count(*) FILTER (WHERE p.position_type = 'SP'), 0
+    FROM {_S}.position_values v JOIN {_S}.positions p ON p.id = v.position_id
+    GROUP BY v.trade_date, v.portfolio_id
     """,
     f"""
     INSERT INTO {_S}.portfolio_factor_exposures
@@ -196,13 +210,124 @@ _LOAD = [
     """,
 ]
 
+# The risk-depth tables (issue 11) in the pipeline's shapes: per portfolio-day, one row of
+# volatility, concentration, correlation matrix (35 underlyings), 11 sectors, 9 risk components
+# and 20 stress results; per position-day, a risk contribution and 20 stress P&Ls.
+_LOAD_RISK_DEPTH = [
+    f"""
+    UPDATE {_S}.portfolio_snapshots s
+    SET beta_rates = f.beta, pnl_usd_per_100bp = -0.165 * f.dollar_exposure
+    FROM {_S}.portfolio_factor_exposures f
+    WHERE f.trade_date = s.trade_date AND f.portfolio_id = s.portfolio_id AND f.factor = 'Rates'
+    """,
+    f"""
+    INSERT INTO {_S}.symbol_volatility (trade_date, symbol, vol_21d, vol_63d, vol_252d,
+        vol_ewma, vol_har_21d, vol_percentile_252d, n_obs)
+    SELECT d.day, 'STK' || k, 0.2 + 0.004 * k, 0.21 + 0.004 * k, 0.22 + 0.004 * k,
+           0.2 + 0.005 * k, 0.21 + 0.003 * k, 2.5 * k, 252
+    FROM unnest(%(days)s::date[]) d(day) CROSS JOIN generate_series(1, 35) k
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_volatility
+    SELECT trade_date, portfolio_id, 0.12, 0.13, NULL, 0.125, NULL, NULL, 0.11,
+           0.11 * gross_exposure, 89, 'vol_252d: 89 obs < 168'
+    FROM {_S}.portfolio_snapshots
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_correlation_matrices
+    SELECT s.trade_date, s.portfolio_id, m.symbols, m.correlations, m.pair_obs, m.cluster_ids,
+           0.25, 0.1, 8.0, 30, NULL
+    FROM {_S}.portfolio_snapshots s
+    CROSS JOIN (
+        SELECT (SELECT array_agg('STK' || k ORDER BY 'STK' || k)
+                FROM generate_series(1, 35) k) AS symbols,
+               (SELECT array_agg(CASE WHEN n %% 97 = 0 THEN NULL
+                                      ELSE (0.3 + 0.4 * sin(n))::real END ORDER BY n)
+                FROM generate_series(1, 595) n) AS correlations,
+               (SELECT array_agg(CASE WHEN n %% 97 = 0 THEN 15 ELSE 90 END::smallint ORDER BY n)
+                FROM generate_series(1, 595) n) AS pair_obs,
+               (SELECT array_agg((1 + k %% 30)::smallint ORDER BY k)
+                FROM generate_series(1, 35) k) AS cluster_ids
+    ) m
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_concentration
+    SELECT trade_date, portfolio_id, gross_exposure, 35, 0.06, 1 / 0.06, 0.35, 0.5, 'STK20',
+           0.12, 0.12 * gross_exposure, 0, NULL
+    FROM {_S}.portfolio_snapshots
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_sector_exposures
+    SELECT s.trade_date, s.portfolio_id, x.sector, 0.06 * s.long_exposure,
+           0.06 * s.short_exposure, 0.06 * s.gross_exposure, 0.06 * s.net_exposure,
+           0.06, 0.06 * s.net_exposure / nullif(s.gross_exposure, 0), 0.09,
+           0.06 * s.net_exposure / nullif(s.gross_exposure, 0) - 0.09, 3, DATE '2024-03-31', NULL
+    FROM {_S}.portfolio_snapshots s
+    CROSS JOIN unnest(%(sectors)s::text[]) x(sector)
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_risk_decomposition
+    SELECT s.trade_date, s.portfolio_id, c.component,
+           CASE WHEN c.component = 'specific' THEN NULL ELSE 0.1 * s.net_exposure END,
+           c.share * (0.15 * s.gross_exposure) ^ 2, c.share, c.share * 0.15 * s.gross_exposure,
+           0.15 * s.gross_exposure, 1.0, NULL
+    FROM {_S}.portfolio_snapshots s
+    CROSS JOIN (VALUES ('Market', 0.5), ('Momentum', 0.02), ('Value', 0.03), ('Growth', 0.01),
+                       ('Quality', 0.02), ('Size', 0.04), ('Low Volatility', 0.01),
+                       ('Rates', 0.07), ('specific', 0.3)) c(component, share)
+    """,
+    f"""
+    INSERT INTO {_S}.position_risk_contributions
+    SELECT v.trade_date, v.position_id, v.portfolio_id, v.exposure, m.marginal,
+           v.exposure * m.marginal, 0.7 * v.exposure * m.marginal, 0.3 * v.exposure * m.marginal,
+           0.02, NULL
+    FROM {_S}.position_values v
+    CROSS JOIN LATERAL (SELECT 0.1 + 0.001 * (v.position_id %% 50) AS marginal) m
+    """,
+    f"""
+    INSERT INTO {_S}.stress_scenarios (scenario_id, ordinal, name, kind, description,
+        vol_multiplier, shock_market)
+    SELECT 'scenario_' || k, k, 'Scenario ' || k, 'factor', 'Market ' || (k - 10) || ' %%',
+           1.0, (k - 10) / 100.0
+    FROM generate_series(1, 20) k
+    """,
+    f"""
+    INSERT INTO {_S}.stress_scenario_sets (scenario_ids)
+    SELECT array_agg(scenario_id ORDER BY ordinal) FROM {_S}.stress_scenarios
+    """,
+    f"""
+    INSERT INTO {_S}.position_stress_pnl
+    SELECT v.trade_date, v.position_id, v.portfolio_id, z.set_id,
+           array(SELECT (v.exposure * (k - 10) / 100.0 * (1 + 0.01 * (v.position_id %% 7)))::real
+                 FROM generate_series(1, 20) k ORDER BY k),
+           array(SELECT (v.exposure * (k - 10) / 100.0)::real FROM generate_series(1, 20) k
+                 ORDER BY k)
+    FROM {_S}.position_values v CROSS JOIN {_S}.stress_scenario_sets z
+    """,
+    f"""
+    INSERT INTO {_S}.portfolio_stress_results
+    SELECT s.trade_date, s.portfolio_id, x.scenario_id, s.net_exposure * x.shock_market,
+           s.net_exposure * x.shock_market, s.net_exposure * x.shock_market / s.gross_exposure,
+           s.gross_exposure, NULL, NULL, 'full_revaluation', s.position_count, 0, NULL
+    FROM {_S}.portfolio_snapshots s CROSS JOIN {_S}.stress_scenarios x
+    """,
+]
+SECTORS = [
+    "Communication Services", "Consumer Discretionary", "Consumer Staples", "Energy",
+    "Financials", "Health Care", "Industrials", "Information Technology", "Materials",
+    "Real Estate", "Utilities",
+]  # fmt: skip
+
 
 def _load(url: str) -> dict[str, int]:
     """Users, portfolios and 90 sessions of computed rows, by set-based SQL; row counts."""
     from sigmasight_pipeline.portfolios import hash_password
 
     days = [d.date() for d in calendar.last_sessions(LAST_DAY, SESSIONS)]
-    params = {"days": days, "first": days[0], "tags": TAG_NAMES, "factors": FACTORS}
+    params = {
+        "days": days, "first": days[0], "tags": TAG_NAMES, "factors": FACTORS,
+        "sectors": SECTORS,
+    }  # fmt: skip
     password_hash = hash_password(PASSWORD)  # one hash shared by every bench user
     with psycopg.connect(url) as conn, conn.transaction():
         conn.execute(
@@ -215,13 +340,14 @@ def _load(url: str) -> dict[str, int]:
             f"SELECT 'Bench ' || k, u.id FROM {_S}.users u, "
             f"generate_series(1, {PORTFOLIOS_PER_USER}) k ORDER BY u.id, k"
         )
-        for statement in _LOAD:
+        for statement in _LOAD + _LOAD_RISK_DEPTH:
             conn.execute(statement, params)
     counts = {}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE")
         for table in ("portfolios", "positions", "position_values", "position_greeks",
-                      "portfolio_snapshots"):  # fmt: skip
+                      "portfolio_snapshots", "position_risk_contributions",
+                      "position_stress_pnl"):  # fmt: skip
             row = conn.execute(f"SELECT count(*) FROM {_S}.{table}").fetchone()
             counts[table] = int(row[0]) if row else 0
     return counts
@@ -347,7 +473,7 @@ def run() -> list[dict]:
         setup = (
             f"Setup: {', '.join(f'{v:,} {k}' for k, v in counts.items())} loaded by SQL in "
             f"{load_s:.1f} s; one uvicorn process (uvloop, httptools; access log off; "
-            f"psycopg_pool of {POOL_SIZE} connections, each checked on checkout) in a "
+            f"psycopg_pool of {POOL_SIZE} connections) in a "
             f"subprocess on 127.0.0.1; client, server and PostgreSQL share {os.cpu_count()} "
             "cores. "
         )

@@ -6,16 +6,20 @@ indexed columns (`sql/0005_read_api.sql`), one or two statements per call, never
 and returns pydantic models.
 
 Layout: `models` (response models and their units: money `_usd`, fractions `_fraction`),
-one query module per domain (`portfolio`: overview; `positions`; `risk`: Greeks, factors,
-metrics; `snapshots`; `tags`; `users`: login and access), each a set of SQL statements and
-functions of a connection, and `resource` (the pooled `SigmaSightReader`).
+`depth_models` (those of the risk-depth routes), one query module per domain (`portfolio`:
+overview; `positions`; `risk`: Greeks, factors, metrics; `volatility`; `correlation`;
+`concentration`: concentration and sectors; `decomposition`; `stress`; `snapshots`; `tags`;
+`users`: login and access), each a set of SQL statements and functions of a connection, and
+`resource` (the pooled `SigmaSightReader`).
 
 The trading day ("as of")
     Every per-day query takes `as_of`. By default it is the portfolio's latest day in
     `portfolio_snapshots`: the snapshot is the last step of a day's materialization, so its
     presence marks the day as done. An explicit `as_of` must be a day with a snapshot too, and
-    Greeks, factor exposures and risk metrics are read for exactly that day (never a silently
-    older one): when a table has no rows for it, the query raises `NoDataError`.
+    every per-day table (Greeks, factor exposures, risk metrics, volatility, correlations, ...)
+    is read for exactly that day (never a silently older one): when a table has no rows for
+    it, the query raises `NoDataError` naming the day (and, for the risk-depth tables, the
+    table).
 
 Two market betas
     `beta_holdings_60d` (overview, snapshots; the Market factor of the factor exposures) is
@@ -26,6 +30,27 @@ Two market betas
     options' moving deltas).
 """
 
+from sigmasight_pipeline.resources.read_api.depth_models import (
+    CORRELATION_FORMATS,
+    Concentration,
+    ConcentrationName,
+    CorrelationCluster,
+    CorrelationFormat,
+    CorrelationPair,
+    Correlations,
+    PortfolioVolatility,
+    PositionRiskContribution,
+    RateSensitivity,
+    RiskComponent,
+    RiskDecomposition,
+    SectorExposure,
+    SectorExposures,
+    StressPosition,
+    StressResults,
+    StressScenarioResult,
+    UnderlyingVolatility,
+    Volatility,
+)
 from sigmasight_pipeline.resources.read_api.models import (
     FACTORS,
     POSITION_TYPES,
@@ -59,8 +84,15 @@ from sigmasight_pipeline.resources.read_api.models import (
 from sigmasight_pipeline.resources.read_api.resource import SigmaSightReader
 
 __all__ = [
+    "CORRELATION_FORMATS",
     "FACTORS",
     "POSITION_TYPES",
+    "Concentration",
+    "ConcentrationName",
+    "CorrelationCluster",
+    "CorrelationFormat",
+    "CorrelationPair",
+    "Correlations",
     "Coverage",
     "FactorExposure",
     "FactorExposures",
@@ -73,19 +105,31 @@ __all__ = [
     "PnL",
     "PortfolioAccess",
     "PortfolioRef",
+    "PortfolioVolatility",
     "Position",
     "PositionCounts",
     "PositionGreeks",
     "PositionGroup",
+    "PositionRiskContribution",
     "PositionTotals",
     "PositionType",
     "Positions",
+    "RateSensitivity",
+    "RiskComponent",
+    "RiskDecomposition",
     "RiskMetrics",
+    "SectorExposure",
+    "SectorExposures",
     "SigmaSightReader",
     "SnapshotHistory",
     "SnapshotPoint",
+    "StressPosition",
+    "StressResults",
+    "StressScenarioResult",
     "Tag",
     "TagMode",
     "TagRef",
+    "UnderlyingVolatility",
     "User",
+    "Volatility",
 ]

@@ -18,11 +18,17 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from sigmasight_pipeline.resources.market_data import FACTOR_ETFS, SHORT_INTEREST_FACTOR
+from sigmasight_pipeline.analytics.factors import RATES_FACTOR
+from sigmasight_pipeline.resources.market_data import (
+    FACTOR_ETFS,
+    RATES_ETF,
+    SHORT_INTEREST_FACTOR,
+)
 
 __all__ = [
     "BETA_HOLDINGS_DEFINITION",
     "BETA_REALIZED_DEFINITION",
+    "EXTRA_FACTOR_ETFS",
     "FACTORS",
     "FACTOR_METHODS",
     "GREEKS_VIEWS",
@@ -92,7 +98,15 @@ FACTOR_METHODS: dict[str, str] = {
         "options) x the underlying's short interest as a fraction of float, divided by the "
         "gross value"
     ),
+    RATES_FACTOR: (
+        "holdings-based rate beta: the sum over positions of exposure (delta-adjusted for "
+        f"options) x the underlying's 60-session beta on {RATES_ETF} (Cov/Var of daily "
+        "returns), divided by the gross value; TLT falls when long yields rise, so a positive "
+        "beta loses when rates rise (see pnl_usd_per_100bp)"
+    ),
 }
+# Factors stored beyond the eight of the PRD, with their ETF proxies.
+EXTRA_FACTOR_ETFS: dict[str, str] = {RATES_FACTOR: RATES_ETF}
 _OTHER_FACTOR_METHOD = "holdings-based: exposure-weighted sum of the positions' betas / gross value"
 
 
@@ -366,11 +380,16 @@ class FactorExposure(BaseModel):
 
 
 class FactorExposures(BaseModel):
-    """The eight factors, in the PRD's order (then any other factor stored)."""
+    """The eight factors, in the PRD's order (then any other factor stored, e.g. Rates)."""
 
     portfolio_id: int = Field(description="portfolio id")
     as_of: date = Field(description="the trading day reported")
     factors: list[FactorExposure] = Field(description="one entry per factor")
+    pnl_usd_per_100bp: float | None = Field(
+        description="linear P&L of a +100 bp parallel move of long Treasury yields: the Rates "
+        "factor's exposure_usd x TLT's return for +100 bp (-duration x 1 %, duration 16.5 by "
+        "default, SIGMASIGHT_TLT_DURATION); null when no position has a rate beta"
+    )
 
 
 class RiskMetrics(BaseModel):

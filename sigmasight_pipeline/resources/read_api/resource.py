@@ -13,10 +13,29 @@ from psycopg_pool import ConnectionPool
 from pydantic import Field, PrivateAttr
 
 from sigmasight_pipeline.resources.database import database_url
-from sigmasight_pipeline.resources.read_api import common, portfolio, risk, users
+from sigmasight_pipeline.resources.read_api import (
+    common,
+    concentration,
+    correlation,
+    decomposition,
+    portfolio,
+    risk,
+    stress,
+    users,
+    volatility,
+)
 from sigmasight_pipeline.resources.read_api import positions as position_queries
 from sigmasight_pipeline.resources.read_api import snapshots as snapshot_queries
 from sigmasight_pipeline.resources.read_api import tags as tag_queries
+from sigmasight_pipeline.resources.read_api.depth_models import (
+    Concentration,
+    CorrelationFormat,
+    Correlations,
+    RiskDecomposition,
+    SectorExposures,
+    StressResults,
+    Volatility,
+)
 from sigmasight_pipeline.resources.read_api.models import (
     FactorExposures,
     Greeks,
@@ -191,6 +210,40 @@ class SigmaSightReader(ConfigurableResource):
     def risk_metrics(self, portfolio_id: int, as_of: date | None = None) -> RiskMetrics:
         """Realized beta, volatility, Sharpe, Sortino, drawdown and VaR/CVaR on the day."""
         return self._read(lambda c: risk.risk_metrics(c, portfolio_id, as_of))
+
+    # -- risk depth: volatility, correlations, concentration, sectors, decomposition, stress -
+
+    def volatility(self, portfolio_id: int, as_of: date | None = None) -> Volatility:
+        """Realized, EWMA, HAR and ex-ante volatility; per name held, its exposure and vols."""
+        return self._read(lambda c: volatility.volatility(c, portfolio_id, as_of))
+
+    def correlations(
+        self, portfolio_id: int, as_of: date | None = None, form: CorrelationFormat = "matrix"
+    ) -> Correlations:
+        """The underlyings' correlation matrix (or pairs), clusters and summary measures."""
+        return self._read(lambda c: correlation.correlations(c, portfolio_id, as_of, form))
+
+    def concentration(
+        self, portfolio_id: int, as_of: date | None = None, top: int = 10
+    ) -> Concentration:
+        """HHI, effective N, top-5/top-10, the largest name and the `top` names by weight."""
+        return self._read(lambda c: concentration.concentration(c, portfolio_id, as_of, top))
+
+    def sector_exposures(self, portfolio_id: int, as_of: date | None = None) -> SectorExposures:
+        """Each sector's long/short/gross/net exposure, weights and the benchmark's weight."""
+        return self._read(lambda c: concentration.sector_exposures(c, portfolio_id, as_of))
+
+    def risk_decomposition(
+        self, portfolio_id: int, as_of: date | None = None, top: int = 10
+    ) -> RiskDecomposition:
+        """Factor and specific variance, model volatility, the `top` contributing positions."""
+        return self._read(lambda c: decomposition.risk_decomposition(c, portfolio_id, as_of, top))
+
+    def stress_results(
+        self, portfolio_id: int, as_of: date | None = None, worst: int = stress.WORST_POSITIONS
+    ) -> StressResults:
+        """Every scenario's P&L with its `worst` positions; the rate beta and $ per +100 bp."""
+        return self._read(lambda c: stress.stress_results(c, portfolio_id, as_of, worst))
 
     # -- history and tags -----------------------------------------------------------------------
 

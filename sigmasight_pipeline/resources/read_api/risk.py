@@ -10,8 +10,15 @@ from datetime import date
 
 import psycopg
 
-from sigmasight_pipeline.resources.read_api.common import SCHEMA, TYPE_ORDER, fetch, trading_day
+from sigmasight_pipeline.resources.read_api.common import (
+    SCHEMA,
+    TYPE_ORDER,
+    fetch,
+    rate_sensitivity,
+    trading_day,
+)
 from sigmasight_pipeline.resources.read_api.models import (
+    EXTRA_FACTOR_ETFS,
     FACTORS,
     GREEKS_VIEWS,
     FactorExposure,
@@ -138,8 +145,8 @@ def greeks(
 def factor_exposures(
     conn: psycopg.Connection, portfolio_id: int, as_of: date | None = None
 ) -> FactorExposures:
-    """Beta and dollar exposure of the eight factors (null where not computable), each with
-    the method of its beta."""
+    """Beta and dollar exposure of the eight factors (null where not computable), then any
+    other stored (Rates), each with the method of its beta; and the linear P&L per +100 bp."""
     day = trading_day(conn, portfolio_id, as_of)
     rows = fetch(conn, FACTORS_SQL, {"pid": portfolio_id, "day": day})
     if not rows:
@@ -159,8 +166,18 @@ def factor_exposures(
         )
 
     factors = [exposure(name, etf) for name, etf in FACTORS]
-    factors += [exposure(r["factor"], None) for r in rows if r["factor"] not in known]
-    return FactorExposures(portfolio_id=portfolio_id, as_of=day, factors=factors)
+    factors += [
+        exposure(r["factor"], EXTRA_FACTOR_ETFS.get(r["factor"]))
+        for r in rows
+        if r["factor"] not in known
+    ]
+    rates = rate_sensitivity(conn, portfolio_id, day)
+    return FactorExposures(
+        portfolio_id=portfolio_id,
+        as_of=day,
+        factors=factors,
+        pnl_usd_per_100bp=rates["pnl_usd_per_100bp"],
+    )
 
 
 def risk_metrics(
