@@ -216,7 +216,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             pa.Check(
                 lambda f: pd.Series(
                     [
-                        bool(np.all(np.abs(c[np.isfinite(c)]) <= 1 + 1e-9))
+                        not bool((np.abs(np.asarray(c, dtype=float)) > 1 + 1e-9).any())
                         for c in f["correlations"]
                     ],
                     index=f.index,

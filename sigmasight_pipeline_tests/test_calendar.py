@@ -74,8 +74,10 @@ def test_partition_windows_cover_their_session_as_dates(partitions):
     assert wednesday.end.strftime("%Y-%m-%d") == "2026-11-26"
 
 
-def test_daily_schedule_runs_trading_days_and_skips_holidays():
+def test_daily_schedule_runs_trading_days_and_skips_holidays(db_url, monkeypatch):
     from dagster import RunRequest, SkipReason, build_schedule_context
+
+    monkeypatch.setenv("DATABASE_URL", db_url)  # the schedule reads price_issues
 
     friday = build_schedule_context(scheduled_execution_time=datetime(2026, 11, 20, 18, tzinfo=NY))
     request = daily_after_close(friday)
