@@ -22,10 +22,11 @@ TIMEOUT_SECONDS = 3_600  # per command
 MB = 1_000_000
 LOG_TAIL_LINES = 25
 # Not passed to the CLIs: bytecode is cached as usual, and nothing of this process's own
-# environment (venv, Python path, Dagster instance, inbox) leaks into the checkout measured.
+# environment (venv, Python path, Dagster instance, inbox, shard count) leaks into the
+# checkout measured.
 DROPPED_ENV = (
     "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "VIRTUAL_ENV", "DAGSTER_HOME",
-    "SIGMASIGHT_DAGSTER_PG_URL", "SIGMASIGHT_INBOX",
+    "SIGMASIGHT_DAGSTER_PG_URL", "SIGMASIGHT_INBOX", "SIGMASIGHT_SHARDS",
 )  # fmt: skip
 
 Say = Callable[[str], None]

@@ -19,7 +19,13 @@ DATABASE_URL's), everything through the checkout's CLI, each command in its own 
   schema's tables after the backfill (partitions counted under their root), divided by
   positions x D; per table in a second table;
 - on the largest book only, the daily run: `sigmasight backfill --days 1` for the session after
-  END, once the backfill is done.
+  END, once the backfill is done;
+- on the largest book only, right after ours: the same backfill with `--shards 2` on a fresh
+  database with the same book (`--no-shards`: not measured), reported as `2 shards vs 1`, the
+  1-shard wall time over the 2-shard one. Both shards share this machine's cores: the ratio
+  shows sharding's overhead and overlap here, not a cluster's speed-up;
+- each backfill's stage wall times (and, for one-run stages, step times) as its CLI printed
+  them, in the notes; the steps of ours on the largest book in a table of their own.
 
 The reference is REFERENCE_COMMIT checked out in a temporary git worktree with its own .venv
 (`uv sync --frozen`), measured the same way on the same book and server right after ours.
@@ -44,6 +50,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +71,13 @@ from sigmasight_pipeline.benchmarks.processes import (
     reference_checkout,
     run_sampled,
 )
-from sigmasight_pipeline.benchmarks.scale_report import Measurement, Outcome, report
+from sigmasight_pipeline.benchmarks.scale_report import (
+    Measurement,
+    Outcome,
+    report,
+    stage_times,
+    stages_note,
+)
 from sigmasight_pipeline.calendar import is_session, sessions
 from sigmasight_pipeline.resources.database import (
     PROJECT_ROOT,
@@ -79,6 +92,7 @@ SIZES = (100, 300, 1_000)
 DAYS = 90
 REFERENCE_COMMIT = "e5233ee"
 REFERENCE_SIZE = 100
+SHARDS = 2  # the shard count measured against 1 on the largest book
 RSS_LIMIT_SHARE = 0.6  # default RSS limit: this share of the machine's memory
 PASSWORD = "scale-bench"
 TABLE_SIZES = """
@@ -164,14 +178,17 @@ def measure_book(
     days: int,
     folder: Path,
     daily_end: str | None = None,
+    shards: int = 1,
     timeout: float = TIMEOUT_SECONDS,
     rss_limit: int | None = None,
     say: Say = print_progress,
 ) -> Measurement:
     """Load `book` into a fresh database on `server` with `checkout`'s CLI, then measure the
-    `days`-session backfill ending at `end` (and the daily run for `daily_end` if given).
-    The database and the work folder are removed on the way out."""
+    `days`-session backfill ending at `end` in `shards` shards (`--shards` passed when above 1),
+    and the daily run for `daily_end` if given. The database and the work folder are removed
+    on the way out."""
     n = len(book.portfolios)
+    label = f"{checkout.label}, {n:,} portfolios" + (f", {shards} shards" if shards > 1 else "")
     name = f"sigmasight_scale_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix=f"{name}_", dir=folder))
     url = create_database(server, name)
@@ -182,7 +199,7 @@ def measure_book(
         cli = _Cli(checkout, _cli_env(url, dagster_home, inbox), work, timeout, rss_limit)
 
         began = time.perf_counter()
-        say(f"{checkout.label}, {n:,} portfolios: {len(book.users)} users, ingest ({name})")
+        say(f"{label}: {len(book.users)} users, ingest ({name})")
         for user in book.users:
             cli.run(f"user-{user}", "user", "add", user, stdin_text=PASSWORD + "\n")
         book.write(inbox)
@@ -195,16 +212,18 @@ def measure_book(
             )
         setup_seconds = time.perf_counter() - began
 
-        say(f"{checkout.label}, {n:,} portfolios: backfill --days {days} --end {end}")
-        backfill = cli.run("backfill", "backfill", "--days", str(days), "--end", end)
+        command = ["backfill", "--days", str(days), "--end", end]
+        command += ["--shards", str(shards)] if shards > 1 else []
+        say(f"{label}: {' '.join(command)}")
+        backfill = cli.run("backfill", *command)
         after = schema_tables(url)
-        say(
-            f"{checkout.label}, {n:,} portfolios: {backfill.seconds:.1f} s, peak RSS "
-            f"{backfill.peak_tree_rss / MB:,.0f} MB"
-        )
+        stages = stage_times((work / "backfill.log").read_text(errors="replace"))
+        say(f"{label}: {backfill.seconds:.1f} s, peak RSS {backfill.peak_tree_rss / MB:,.0f} MB")
+        if stages:
+            say(f"{label}: {stages_note(stages)}")
         daily = daily_rows = None
         if daily_end:
-            say(f"{checkout.label}, {n:,} portfolios: daily run, --days 1 --end {daily_end}")
+            say(f"{label}: daily run, --days 1 --end {daily_end}")
             daily = cli.run("daily", "backfill", "--days", "1", "--end", daily_end)
             daily_rows = _rows_written(after, schema_tables(url))
         return Measurement(
@@ -220,6 +239,8 @@ def measure_book(
             daily=daily,
             daily_rows_written=daily_rows,
             daily_end=daily_end,
+            shards=shards,
+            stages=stages,
         )
     finally:
         drop_database(server, name)
@@ -236,16 +257,18 @@ def _next_session(day: str) -> str:
     return after[0].date().isoformat()
 
 
-def _attempt(checkout: str, book: Book, measure: Callable[[], Measurement], say: Say) -> Outcome:
+def _attempt(
+    checkout: str, book: Book, measure: Callable[[], Measurement], say: Say, shards: int = 1
+) -> Outcome:
     n = len(book.portfolios)
     try:
-        return Outcome(checkout, n, book.positions, measurement=measure())
+        return Outcome(checkout, n, book.positions, measurement=measure(), shards=shards)
     except Exception as exc:  # a failed size is reported, the others still run
         message = (
             f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchmarkFailure) else str(exc)
         )
-        say(f"{checkout}, {n:,} portfolios FAILED: {message}")
-        return Outcome(checkout, n, book.positions, error=message)
+        say(f"{checkout}, {n:,} portfolios, {shards} shard(s) FAILED: {message}")
+        return Outcome(checkout, n, book.positions, error=message, shards=shards)
 
 
 def run(
@@ -257,10 +280,14 @@ def run(
     seed: int = DEFAULT_SEED,
     timeout: float = TIMEOUT_SECONDS,
     rss_limit: int | None = None,
+    shards: int = SHARDS,
     say: Say = print_progress,
 ) -> list[dict]:
-    """Measure ours on every size in `sizes` and, right after ours on `reference_size`,
-    `reference_commit` on that size (None: no reference); rows for BENCHMARKS.md."""
+    """Measure ours on every size in `sizes`; right after ours on the largest, ours with
+    `shards` shards on it (1: not measured); right after ours on `reference_size`,
+    `reference_commit` on that size (None: no reference). Rows for BENCHMARKS.md."""
+    if shards < 1:
+        raise ValueError(f"shards={shards}: expected at least 1")
     if not is_session(end):
         raise ValueError(f"--end {end} is not an NYSE trading day")
     if rss_limit is None:
@@ -281,11 +308,11 @@ def run(
     with tempfile.TemporaryDirectory(prefix="sigmasight_scale_") as tmp:
         folder = Path(tmp)
 
-        def measure(checkout: Checkout, n: int, daily: bool) -> Measurement:
+        def measure(checkout: Checkout, n: int, daily: bool, shards: int = 1) -> Measurement:
             return measure_book(
                 checkout, book_of(n), server=server, end=end, days=days, folder=folder,
-                daily_end=daily_end if daily else None, timeout=timeout, rss_limit=rss_limit,
-                say=say,
+                daily_end=daily_end if daily else None, shards=shards, timeout=timeout,
+                rss_limit=rss_limit, say=say,
             )  # fmt: skip
 
         def reference() -> None:
@@ -304,6 +331,9 @@ def run(
             outcomes.append(
                 _attempt("ours", book_of(n), lambda n=n: measure(ours, n, n == largest), say)
             )
+            if shards > 1 and n == largest:
+                sharded = partial(measure, ours, n, False, shards)
+                outcomes.append(_attempt("ours", book_of(n), sharded, say, shards))
             if reference_commit and n == reference_size:
                 reference()
         if reference_commit and reference_size not in sizes:
@@ -335,6 +365,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-commit", default=REFERENCE_COMMIT)
     parser.add_argument("--reference-size", type=int, default=REFERENCE_SIZE)
     parser.add_argument("--no-reference", action="store_true", help="ours only")
+    parser.add_argument(
+        "--no-shards",
+        action="store_true",
+        help=f"do not measure the largest book with --shards {SHARDS} against 1",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_SECONDS, help="s per command")
     parser.add_argument(
@@ -353,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         timeout=args.timeout,
         rss_limit=int(args.rss_limit_gb * 1e9) if args.rss_limit_gb else None,
+        shards=1 if args.no_shards else SHARDS,
     )
     print("\n".join(tables(rows)))
     return 1 if any(row.get("wall_s") == "FAILED" for row in rows) else 0
