@@ -130,8 +130,8 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
 
     instance = dev.instance()
     scoped = RunsFilter(tags={PORTFOLIOS_TAG: str(timing["portfolio_id"])})
-    runs = wait_for_runs(instance, scoped, count=2)  # its market run, then its portfolio run
-    assert [r.status for r in runs] == [DagsterRunStatus.SUCCESS] * 2
+    finished = wait_for_runs(instance, scoped, count=2)  # its market run, then its portfolio run
+    assert [r.status for r in finished] == [DagsterRunStatus.SUCCESS] * 2
     for record in sorted(instance.get_run_records(scoped), key=lambda r: r.create_timestamp):
         at = {
             "created": record.create_timestamp.timestamp(),
