@@ -552,12 +552,12 @@ class SnapshotHistory(BaseModel):
 
 
 class Tag(BaseModel):
-    """A tag and how many positions carry it (in one portfolio, or in all the user's)."""
+    """A tag and how many open positions carry it (in one portfolio, or in all the user's)."""
 
     id: int = Field(description="tag id")
     name: str = Field(description="tag name")
     color: str = Field(description="display color")
     position_count: int = Field(
-        description="positions carrying the tag: in the portfolio asked, else in all the "
-        "owner's portfolios"
+        description="open positions carrying the tag (closed ones do not count): in the "
+        "portfolio asked, else in all the owner's portfolios"
     )
