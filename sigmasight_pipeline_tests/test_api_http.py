@@ -295,7 +295,8 @@ def test_openapi_routes(base_url: str) -> None:
     spec = httpx.get(base_url + "/openapi.json").json()
     paths = set(spec["paths"])
     for route in ("/auth/login", "/portfolio", "/positions", "/risk/greeks", "/risk/factors",
-                  "/risk/metrics", "/portfolio/snapshots", "/tags", *RISK_DEPTH):  # fmt: skip
+                  "/risk/metrics", "/portfolio/snapshots", "/portfolio/history",
+                  "/portfolio/targets", "/tags", *RISK_DEPTH):  # fmt: skip
         assert API_PREFIX + route in paths
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(p.startswith(DOCS_ASSETS_URL) for p in paths)
@@ -363,7 +364,8 @@ def test_every_response_field_is_documented_and_says_its_unit(base_url: str) -> 
 
 PROTECTED = [
     "/portfolio", "/positions", "/risk/greeks", "/risk/factors", "/risk/metrics",
-    "/portfolio/snapshots", "/tags", "/portfolios", *RISK_DEPTH,
+    "/portfolio/snapshots", "/portfolio/history", "/portfolio/targets", "/tags", "/portfolios",
+    *RISK_DEPTH,
 ]  # fmt: skip
 
 
@@ -457,6 +459,9 @@ def test_role_comes_from_the_database(client: httpx.Client) -> None:
         ("/portfolio", {"as_of": "yesterday"}, "as_of"),
         ("/portfolio/snapshots", {"start": "2024-02-02", "end": "2024-02-01"}, "start"),
         ("/portfolio/snapshots", {"end": "2024-13-01"}, "end"),
+        ("/portfolio/history", {"from": "2024-02-02", "to": "2024-02-01"}, "from"),
+        ("/portfolio/history", {"to": "2024-02-30"}, "to"),
+        ("/portfolio/targets", {"as_of": "soon"}, "as_of"),
         ("/risk/correlations", {"format": "heatmap"}, "format"),
         ("/risk/concentration", {"top": "0"}, "top"),
         ("/risk/decomposition", {"top": "1001"}, "top"),

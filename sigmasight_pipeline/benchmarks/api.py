@@ -4,7 +4,8 @@ Run with ``uv run python -m sigmasight_pipeline.benchmarks.api``. It creates a t
 database on the project's server (embedded or DATABASE_URL), loads 50 users x 2 portfolios of
 50 positions each (20 long, 15 short, 15 options: the PRD's sample shape) over 90 NYSE sessions,
 with every table the routes read (the risk-depth tables of issue 11 too: a 35 x 35 correlation
-matrix, 20 stress scenarios with every position's P&L), all by set-based SQL, starts the real
+matrix, 20 stress scenarios with every position's P&L; issue 12's position events, equity
+changes and target prices), all by set-based SQL, starts the real
 server (`api.serve`, uvicorn in a subprocess on a free 127.0.0.1 port), logs every user in over
 HTTP, then per route measures:
 
@@ -80,6 +81,10 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("GET /risk/sectors", "/risk/sectors", {}),
     ("GET /risk/decomposition (top 10 of 50)", "/risk/decomposition", {}),
     ("GET /risk/stress (20 scenarios, worst 3 each)", "/risk/stress", {}),
+    ("GET /portfolio/history (60 events, 10 flows)", "/portfolio/history", {}),
+    ("GET /portfolio/history?from (last 31 sessions)", "/portfolio/history",
+     {"from": "2024-05-15"}),
+    ("GET /portfolio/targets (34 of 50 with targets)", "/portfolio/targets", {}),
 ]  # fmt: skip
 
 _S = "sigmasight"
@@ -319,6 +324,44 @@ SECTORS = [
 ]  # fmt: skip
 
 
+# Portfolio history (issue 12) in the loader's shapes (a position's number n in its portfolio
+# is its symbol's, STK<n> / OPT<n>): per position an open event on the first session, every
+# 5th one halved mid-window (a decrease with its realized P&L); per portfolio a contribution
+# every 10 sessions and one withdrawal; targets on 2 positions of 3, every other one moved
+# mid-window.
+_LOAD_HISTORY = [
+    f"""
+    INSERT INTO {_S}.position_events (position_id, portfolio_id, event_date, kind,
+        quantity_change, price, price_source, realized_pnl_usd)
+    SELECT p.id, p.portfolio_id, %(first)s, 'open', p.quantity, p.entry_price, 'file', NULL
+    FROM {_S}.positions p
+    UNION ALL
+    SELECT p.id, p.portfolio_id, (%(days)s::date[])[45], 'decrease', -p.quantity / 2,
+           p.entry_price * 1.1, 'close:market', 0.1 * p.entry_price * p.quantity / 2 * p.multiplier
+    FROM {_S}.positions p WHERE right(p.symbol, -3)::int %% 5 = 0
+    ORDER BY 3, 1
+    """,
+    f"""
+    INSERT INTO {_S}.equity_changes (portfolio_id, change_date, amount_usd, kind, note)
+    SELECT pf.id, (%(days)s::date[])[k], 10000.0, 'contribution', 'monthly'
+    FROM {_S}.portfolios pf CROSS JOIN generate_series(10, 90, 10) k
+    UNION ALL
+    SELECT pf.id, (%(days)s::date[])[55], -5000.0, 'withdrawal', NULL FROM {_S}.portfolios pf
+    """,
+    f"""
+    INSERT INTO {_S}.target_prices (position_id, target_price, downside_price, set_on)
+    SELECT p.id, p.entry_price * CASE WHEN p.quantity > 0 THEN 1.2 ELSE 0.8 END,
+           p.entry_price * CASE WHEN p.quantity > 0 THEN 0.9 ELSE 1.1 END, %(first)s
+    FROM {_S}.positions p WHERE right(p.symbol, -3)::int %% 3 <> 0
+    UNION ALL
+    SELECT p.id, p.entry_price * CASE WHEN p.quantity > 0 THEN 1.3 ELSE 0.7 END, NULL,
+           (%(days)s::date[])[45]
+    FROM {_S}.positions p
+    WHERE right(p.symbol, -3)::int %% 3 <> 0 AND right(p.symbol, -3)::int %% 2 = 0
+    """,
+]
+
+
 def _load(url: str) -> dict[str, int]:
     """Users, portfolios and 90 sessions of computed rows, by set-based SQL; row counts."""
     from sigmasight_pipeline.portfolios import hash_password
@@ -340,14 +383,15 @@ def _load(url: str) -> dict[str, int]:
             f"SELECT 'Bench ' || k, u.id FROM {_S}.users u, "
             f"generate_series(1, {PORTFOLIOS_PER_USER}) k ORDER BY u.id, k"
         )
-        for statement in _LOAD + _LOAD_RISK_DEPTH:
+        for statement in _LOAD + _LOAD_RISK_DEPTH + _LOAD_HISTORY:
             conn.execute(statement, params)
     counts = {}
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE")
         for table in ("portfolios", "positions", "position_values", "position_greeks",
                       "portfolio_snapshots", "position_risk_contributions",
-                      "position_stress_pnl"):  # fmt: skip
+                      "position_stress_pnl", "position_events", "equity_changes",
+                      "target_prices"):  # fmt: skip
             row = conn.execute(f"SELECT count(*) FROM {_S}.{table}").fetchone()
             counts[table] = int(row[0]) if row else 0
     return counts

@@ -6,11 +6,18 @@ indexed columns (`sql/0005_read_api.sql`), one or two statements per call, never
 and returns pydantic models.
 
 Layout: `models` (response models and their units: money `_usd`, fractions `_fraction`),
-`depth_models` (those of the risk-depth routes), one query module per domain (`portfolio`:
-overview; `positions`; `risk`: Greeks, factors, metrics; `volatility`; `correlation`;
-`concentration`: concentration and sectors; `decomposition`; `stress`; `snapshots`; `tags`;
-`users`: login and access), each a set of SQL statements and functions of a connection, and
-`resource` (the pooled `SigmaSightReader`).
+`depth_models` (those of the risk-depth routes), `history_models` (events, flows and targets),
+one query module per domain (`portfolio`: overview; `positions`; `risk`: Greeks, factors,
+metrics; `volatility`; `correlation`; `concentration`: concentration and sectors;
+`decomposition`; `stress`; `snapshots`; `history`: position events and equity changes;
+`targets`; `tags`; `users`: login and access), each a set of SQL statements and functions of a
+connection, and `resource` (the pooled `SigmaSightReader`).
+
+Positions over time (issue 12)
+    A portfolio's holdings change with each load: the positions of a day are the
+    `position_values` rows of that day, each with that day's quantity. A position closed on a
+    day is listed that day with quantity 0 and its realized P&L, and not after; tag counts
+    count only open positions.
 
 The trading day ("as of")
     Every per-day query takes `as_of`. By default it is the portfolio's latest day in
@@ -51,6 +58,17 @@ from sigmasight_pipeline.resources.read_api.depth_models import (
     UnderlyingVolatility,
     Volatility,
 )
+from sigmasight_pipeline.resources.read_api.history_models import (
+    EVENT_KINDS,
+    EquityChange,
+    EventKind,
+    HistoryTotals,
+    PortfolioHistory,
+    PortfolioTargets,
+    PositionEvent,
+    PositionTarget,
+    TargetSummary,
+)
 from sigmasight_pipeline.resources.read_api.models import (
     FACTORS,
     POSITION_TYPES,
@@ -85,6 +103,7 @@ from sigmasight_pipeline.resources.read_api.resource import SigmaSightReader
 
 __all__ = [
     "CORRELATION_FORMATS",
+    "EVENT_KINDS",
     "FACTORS",
     "POSITION_TYPES",
     "Concentration",
@@ -94,23 +113,30 @@ __all__ = [
     "CorrelationPair",
     "Correlations",
     "Coverage",
+    "EquityChange",
+    "EventKind",
     "FactorExposure",
     "FactorExposures",
     "GreekTotals",
     "Greeks",
     "GreeksView",
     "GroupBy",
+    "HistoryTotals",
     "NoDataError",
     "Overview",
     "PnL",
     "PortfolioAccess",
+    "PortfolioHistory",
     "PortfolioRef",
+    "PortfolioTargets",
     "PortfolioVolatility",
     "Position",
     "PositionCounts",
+    "PositionEvent",
     "PositionGreeks",
     "PositionGroup",
     "PositionRiskContribution",
+    "PositionTarget",
     "PositionTotals",
     "PositionType",
     "Positions",
@@ -129,6 +155,7 @@ __all__ = [
     "Tag",
     "TagMode",
     "TagRef",
+    "TargetSummary",
     "UnderlyingVolatility",
     "User",
     "Volatility",

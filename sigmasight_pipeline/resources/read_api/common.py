@@ -58,7 +58,8 @@ def no_rows(what: str, table: str, portfolio_id: int, day: date) -> NoDataError:
 # The names held on the day: each position's dollar exposure on its underlying (stocks at
 # exposure, options at delta-adjusted exposure, as the risk assets count them), netted per
 # underlying; weight = |net| / the sum of |net| over names. A name none of whose positions has
-# an exposure (unpriced) has a NULL exposure and weight. Largest first, then by symbol.
+# an exposure (unpriced) has a NULL exposure and weight. Largest first, then by symbol. A
+# position closed on the day (quantity 0) holds nothing at its close and is left out.
 NAMES_SQL = f"""
 WITH held AS (
     SELECT p.underlying, v.position_id,
@@ -69,7 +70,7 @@ WITH held AS (
     LEFT JOIN {SCHEMA}.position_greeks g
            ON g.portfolio_id = v.portfolio_id AND g.trade_date = v.trade_date
           AND g.position_id = v.position_id
-    WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s
+    WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s AND v.quantity <> 0
 ), names AS (
     SELECT underlying AS symbol, sum(exposure) AS exposure_usd, count(*) AS position_count,
            array_agg(position_id ORDER BY position_id) AS position_ids

@@ -28,6 +28,8 @@ from sigmasight_pipeline.resources.market_data import (
 __all__ = [
     "BETA_HOLDINGS_DEFINITION",
     "BETA_REALIZED_DEFINITION",
+    "EXPECTED_RETURN_TO_DOWNSIDE",
+    "EXPECTED_RETURN_TO_TARGET",
     "EXTRA_FACTOR_ETFS",
     "FACTORS",
     "FACTOR_METHODS",
@@ -108,6 +110,26 @@ FACTOR_METHODS: dict[str, str] = {
 # Factors stored beyond the eight of the PRD, with their ETF proxies.
 EXTRA_FACTOR_ETFS: dict[str, str] = {RATES_FACTOR: RATES_ETF}
 _OTHER_FACTOR_METHOD = "holdings-based: exposure-weighted sum of the positions' betas / gross value"
+# Sign-aware expected returns to a position's target / downside price (see history_models).
+EXPECTED_RETURN_TO_TARGET = (
+    "(target_price_usd / price_usd - 1) x sign(quantity): the return if the price goes to the "
+    "target, a gain > 0 for a long whose target is above the price and for a short whose "
+    "target is below it; null when the position is unpriced, closed or has no target"
+)
+EXPECTED_RETURN_TO_DOWNSIDE = (
+    "(downside_price_usd / price_usd - 1) x sign(quantity): the return if the price goes to "
+    "the downside price (< 0: a loss); null when unpriced, closed or without a downside price"
+)
+_TWR_DAILY = (
+    "time-weighted return of the day: P&L / (the previous day's equity + the day's flows), "
+    "a fraction; null when not computable"
+)
+_TWR_CUMULATIVE = (
+    "time-weighted return since the first day, chained: prod(1 + daily) - 1, a fraction (a "
+    "contribution is not a gain)"
+)
+_EQUITY = "equity at the day's close: the starting equity plus the P&L and flows to date"
+_FLOWS = "external cash flows of the day (contributions > 0, withdrawals < 0), at its start"
 
 
 def factor_method(factor: str) -> str:
@@ -191,6 +213,12 @@ class PnL(BaseModel):
         description="sum of daily P&L from January 1st; null unless complete"
     )
     unrealized_usd: float = Field(description="unrealized P&L against the entry prices")
+    realized_usd: float | None = Field(
+        description="P&L realized on the day by decreases and closes (null: not computed)"
+    )
+    realized_cumulative_usd: float | None = Field(
+        description="P&L realized to date (null: not computed)"
+    )
     trailing_usd: float = Field(
         description="P&L over the trailing 90 sessions, from trailing_start"
     )
@@ -221,6 +249,10 @@ class Overview(BaseModel):
         "has no risk metrics"
     )
     pnl: PnL = Field(description="daily, month-, year-to-date, unrealized and trailing P&L")
+    equity_usd: float | None = Field(description=f"{_EQUITY}; null: not computed")
+    flows_usd: float | None = Field(description=f"{_FLOWS}; null: not computed")
+    twr_daily_fraction: float | None = Field(description=_TWR_DAILY)
+    twr_cumulative_fraction: float | None = Field(description=_TWR_CUMULATIVE)
     position_counts: PositionCounts = Field(description="positions held, by type")
 
 
@@ -237,7 +269,11 @@ class TagRef(BaseModel):
 
 
 class Position(BaseModel):
-    """A position's value on the day (value fields null when it has no price)."""
+    """A position's value on the day (value fields null when it has no price).
+
+    A position closed on the day is listed that day (not after) with quantity 0, no market
+    value or exposure, its realized P&L and `closed_on` set; it is counted in the totals'
+    `closed`, not in `count`."""
 
     position_id: int = Field(description="position id")
     symbol: str = Field(description="ticker, or OCC symbol for an option")
@@ -257,14 +293,37 @@ class Position(BaseModel):
     exposure_usd: float | None = Field(description="quantity x price x multiplier (signed)")
     cost_basis_usd: float = Field(description="quantity x entry price x multiplier (signed)")
     unrealized_pnl_usd: float | None = Field(description="exposure minus cost basis")
-    daily_pnl_usd: float | None = Field(description="quantity x price change x multiplier")
+    daily_pnl_usd: float | None = Field(
+        description="mark-to-market P&L of the day: quantity x close - quantity at the open x "
+        "previous close - the day's trades, x multiplier (realized P&L included)"
+    )
+    realized_pnl_usd: float | None = Field(
+        description="P&L realized on the day by a decrease or close (0 if none; null: not computed)"
+    )
+    realized_pnl_cum_usd: float | None = Field(
+        description="P&L realized since the position opened, through the day (null: not computed)"
+    )
+    closed_on: date | None = Field(
+        description="the day, when the position closed at its close (quantity 0); else null"
+    )
+    target_price_usd: float | None = Field(
+        description="target price per unit (the unit of price_usd): the latest set on or before "
+        "the day; null: none"
+    )
+    downside_price_usd: float | None = Field(description="downside price per unit, if set")
+    target_set_on: date | None = Field(description="the session the target applies from")
+    expected_return_to_target_fraction: float | None = Field(description=EXPECTED_RETURN_TO_TARGET)
+    expected_return_to_downside_fraction: float | None = Field(
+        description=EXPECTED_RETURN_TO_DOWNSIDE
+    )
     tags: list[TagRef] = Field(description="the position's tags, by name")
 
 
 class PositionTotals(BaseModel):
     """Sums over a set of positions (unpriced ones add nothing and are counted apart)."""
 
-    count: int = Field(description="positions in the set")
+    count: int = Field(description="positions in the set held at the day's close (quantity != 0)")
+    closed: int = Field(description="positions in the set closed on the day (quantity 0)")
     unpriced: int = Field(description="positions without a price (not in the sums)")
     market_value_usd: float = Field(description="sum of market values")
     exposure_usd: float = Field(description="sum of signed exposures (net)")
@@ -272,6 +331,10 @@ class PositionTotals(BaseModel):
     short_exposure_usd: float = Field(description="sum of the negative exposures (<= 0)")
     unrealized_pnl_usd: float = Field(description="sum of unrealized P&L")
     daily_pnl_usd: float = Field(description="sum of daily P&L")
+    realized_pnl_usd: float = Field(description="sum of the P&L realized on the day")
+    realized_pnl_cum_usd: float = Field(
+        description="sum of the positions' P&L realized since they opened"
+    )
 
 
 class PositionGroup(BaseModel):
@@ -469,6 +532,14 @@ class SnapshotPoint(BaseModel):
     var_95_1d_parametric_usd: float | None = Field(
         description="parametric 1-day 95 % VaR, USD (loss > 0)"
     )
+    realized_pnl_usd: float | None = Field(
+        description="P&L realized on the day by decreases and closes"
+    )
+    realized_pnl_cum_usd: float | None = Field(description="P&L realized to date")
+    flows_usd: float | None = Field(description=_FLOWS)
+    equity_usd: float | None = Field(description=_EQUITY)
+    twr_daily_fraction: float | None = Field(description=_TWR_DAILY)
+    twr_cumulative_fraction: float | None = Field(description=_TWR_CUMULATIVE)
 
 
 class SnapshotHistory(BaseModel):
@@ -481,12 +552,12 @@ class SnapshotHistory(BaseModel):
 
 
 class Tag(BaseModel):
-    """A tag and how many positions carry it (in one portfolio, or in all the user's)."""
+    """A tag and how many open positions carry it (in one portfolio, or in all the user's)."""
 
     id: int = Field(description="tag id")
     name: str = Field(description="tag name")
     color: str = Field(description="display color")
     position_count: int = Field(
-        description="positions carrying the tag: in the portfolio asked, else in all the "
-        "owner's portfolios"
+        description="open positions carrying the tag (closed ones do not count): in the "
+        "portfolio asked, else in all the owner's portfolios"
     )

@@ -1,4 +1,11 @@
-"""Positions on a day: values and tags, filtered by type and tag, totals, groups."""
+"""Positions on a day: values, realized P&L, targets and tags, filtered by type and tag,
+totals, groups.
+
+The positions of a day are its `position_values` rows: those held on it, each with that day's
+quantity. A position closed on the day is held that session (its closing trade and realized
+P&L count on it) and is listed with quantity 0 and `closed_on`; it is not listed after. The
+totals count it apart (`closed`), so `count` is the positions held at the close, as in the
+snapshot's position counts, while the P&L sums include it and match the snapshot's."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from sigmasight_pipeline.resources.read_api.models import (
     TagMode,
     TagRef,
 )
+from sigmasight_pipeline.resources.read_api.targets import LATEST_TARGET_JOIN, TARGET_COLUMNS
 
 _S = SCHEMA
 
@@ -33,7 +41,9 @@ SELECT v.position_id, p.symbol, p.position_type, p.underlying, p.option_right,
        p.entry_price AS entry_price_usd, v.price AS price_usd, v.price_date, v.price_source,
        v.market_value AS market_value_usd, v.exposure AS exposure_usd,
        v.cost_basis AS cost_basis_usd, v.unrealized_pnl AS unrealized_pnl_usd,
-       v.daily_pnl AS daily_pnl_usd,
+       v.daily_pnl AS daily_pnl_usd, v.realized_pnl_usd, v.realized_pnl_cum_usd,
+       CASE WHEN p.closed_on <= v.trade_date THEN p.closed_on END AS closed_on,
+       {TARGET_COLUMNS},
        COALESCE((
            SELECT json_agg(json_build_object('id', t.id, 'name', t.name, 'color', t.color)
                            ORDER BY lower(t.name), t.id)
@@ -42,6 +52,7 @@ SELECT v.position_id, p.symbol, p.position_type, p.underlying, p.option_right,
        ), '[]'::json) AS tags
 FROM {_S}.position_values v
 JOIN {_S}.positions p ON p.id = v.position_id
+{LATEST_TARGET_JOIN}
 WHERE v.portfolio_id = %(pid)s AND v.trade_date = %(day)s
   AND (%(types)s::text[] IS NULL OR p.position_type = ANY(%(types)s::text[]))
   AND (%(tags)s::text[] IS NULL OR (
@@ -68,8 +79,10 @@ def totals(rows: Sequence[Position]) -> PositionTotals:
         return float(sum(v for v in values if v is not None))
 
     exposures = [p.exposure_usd for p in rows if p.exposure_usd is not None]
+    closed = sum(1 for p in rows if p.quantity == 0)
     return PositionTotals(
-        count=len(rows),
+        count=len(rows) - closed,
+        closed=closed,
         unpriced=sum(1 for p in rows if p.price_source == "missing"),
         market_value_usd=total(p.market_value_usd for p in rows),
         exposure_usd=float(sum(exposures)),
@@ -77,6 +90,8 @@ def totals(rows: Sequence[Position]) -> PositionTotals:
         short_exposure_usd=float(sum(e for e in exposures if e < 0)),
         unrealized_pnl_usd=total(p.unrealized_pnl_usd for p in rows),
         daily_pnl_usd=total(p.daily_pnl_usd for p in rows),
+        realized_pnl_usd=total(p.realized_pnl_usd for p in rows),
+        realized_pnl_cum_usd=total(p.realized_pnl_cum_usd for p in rows),
     )
 
 

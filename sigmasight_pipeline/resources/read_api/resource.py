@@ -18,9 +18,11 @@ from sigmasight_pipeline.resources.read_api import (
     concentration,
     correlation,
     decomposition,
+    history,
     portfolio,
     risk,
     stress,
+    targets,
     users,
     volatility,
 )
@@ -35,6 +37,10 @@ from sigmasight_pipeline.resources.read_api.depth_models import (
     SectorExposures,
     StressResults,
     Volatility,
+)
+from sigmasight_pipeline.resources.read_api.history_models import (
+    PortfolioHistory,
+    PortfolioTargets,
 )
 from sigmasight_pipeline.resources.read_api.models import (
     FactorExposures,
@@ -245,7 +251,19 @@ class SigmaSightReader(ConfigurableResource):
         """Every scenario's P&L with its `worst` positions; the rate beta and $ per +100 bp."""
         return self._read(lambda c: stress.stress_results(c, portfolio_id, as_of, worst))
 
-    # -- history and tags -----------------------------------------------------------------------
+    # -- history, targets and tags ---------------------------------------------------------------
+
+    def history(
+        self, portfolio_id: int, start: date | None = None, end: date | None = None
+    ) -> PortfolioHistory:
+        """Position events and equity changes dated in [start, end] (either bound open), oldest
+        first, with realized P&L and flow totals; empty lists when there are none."""
+        return self._read(lambda c: history.history(c, portfolio_id, start, end))
+
+    def targets(self, portfolio_id: int, as_of: date | None = None) -> PortfolioTargets:
+        """Positions held on the day with a target price, their sign-aware expected returns and
+        the portfolio's exposure-weighted expected return."""
+        return self._read(lambda c: targets.targets(c, portfolio_id, as_of))
 
     def snapshots(
         self, portfolio_id: int, start: date | None = None, end: date | None = None
@@ -254,9 +272,10 @@ class SigmaSightReader(ConfigurableResource):
         return self._read(lambda c: snapshot_queries.snapshots(c, portfolio_id, start, end))
 
     def tags(self, user_id: int) -> list[Tag]:
-        """A user's tags with the number of their positions (all portfolios) carrying each."""
+        """A user's tags with the number of their open positions (all portfolios) carrying
+        each."""
         return self._read(lambda c: tag_queries.user_tags(c, user_id))
 
     def portfolio_tags(self, portfolio_id: int) -> list[Tag]:
-        """The tags used in a portfolio with the number of its positions carrying each."""
+        """The tags used by a portfolio's open positions with how many of them carry each."""
         return self._read(lambda c: tag_queries.portfolio_tags(c, portfolio_id))

@@ -66,8 +66,9 @@ WITH rows AS (
       AND p.position_type IN ('LONG', 'SHORT')
 )
 SELECT * FROM rows
-WHERE %(view)s = 'portfolio' OR (%(view)s = 'longs' AND quantity > 0)
-   OR (%(view)s = 'shorts' AND quantity < 0)
+WHERE quantity <> 0  -- a position closed on the day holds nothing at its close
+  AND (%(view)s = 'portfolio' OR (%(view)s = 'longs' AND quantity > 0)
+       OR (%(view)s = 'shorts' AND quantity < 0))
 ORDER BY {TYPE_ORDER.format(col="position_type")}, symbol, position_id
 """
 

@@ -19,7 +19,9 @@ SELECT trade_date, total_value AS total_value_usd, long_exposure AS long_exposur
        unrealized_pnl AS unrealized_pnl_usd, position_count, delta,
        dollar_delta AS delta_1pct_usd, beta_market AS beta_holdings_60d,
        volatility_ann AS volatility_ann_fraction, sharpe,
-       max_drawdown AS max_drawdown_fraction, var_95_1d AS var_95_1d_parametric_usd
+       max_drawdown AS max_drawdown_fraction, var_95_1d AS var_95_1d_parametric_usd,
+       realized_pnl_usd, realized_pnl_cum_usd, flows_usd, equity_usd,
+       twr_daily AS twr_daily_fraction, twr_cumulative AS twr_cumulative_fraction
 FROM {_S}.portfolio_snapshots
 WHERE portfolio_id = %(pid)s AND trade_date BETWEEN %(start)s AND %(end)s
 ORDER BY trade_date
