@@ -194,3 +194,17 @@ def test_risk_metrics_use_the_time_weighted_returns(history: History) -> None:
     assert metrics["volatility_ann"].iloc[-1] == pytest.approx(
         np.std(twr, ddof=1) * np.sqrt(252), rel=1e-9
     )
+
+
+def test_a_position_closed_on_the_day_is_in_no_greeks_view(history: History) -> None:
+    """XOM (sold at the effective session's close) holds nothing at the close: the portfolio
+    Greeks count the positions the snapshot counts, and it does not fall into `shorts`."""
+    greeks = query_frame(
+        history.url,
+        "SELECT g.view, g.position_count, s.position_count AS snapshot_count "
+        "FROM sigmasight.portfolio_greeks g JOIN sigmasight.portfolio_snapshots s "
+        "USING (trade_date, portfolio_id) "
+        f"WHERE g.portfolio_id = {history.portfolio} AND g.trade_date = '{EFFECTIVE}'",
+    ).set_index("view")
+    assert greeks.loc["portfolio", "position_count"] == greeks.loc["portfolio", "snapshot_count"]
+    assert greeks["position_count"].to_dict() == {"portfolio": 4, "longs": 3, "shorts": 1}

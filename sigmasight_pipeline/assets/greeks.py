@@ -123,7 +123,8 @@ PORTFOLIO_GREEKS_COLUMNS = [
     "trade_date", "portfolio_id", "view", "delta", "gamma", "theta", "vega", "rho",
     "dollar_delta", "delta_adjusted_exposure", "fallback_count", "position_count",
 ]  # fmt: skip
-# Views: the whole portfolio, its long positions (quantity > 0) and its short positions. Option
+# Views: the whole portfolio, its long positions (quantity > 0) and its short positions; a
+# position closed on the day (quantity 0) is in none of them. Option
 # positions from position_greeks; stocks from position_values (delta 1 per share: position
 # delta = quantity, delta-adjusted exposure = exposure, dollar delta = exposure / 100).
 PORTFOLIO_GREEKS_SELECT = """
@@ -133,13 +134,13 @@ WITH rows AS (
            g.position_rho AS rho, g.dollar_delta, g.delta_adjusted_exposure, g.source
     FROM sigmasight.position_greeks g
     JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id)
-    WHERE g.trade_date BETWEEN {first} AND {last} AND {scope_g}
+    WHERE g.trade_date BETWEEN {first} AND {last} AND {scope_g} AND v.quantity <> 0
     UNION ALL
     SELECT v.trade_date, v.portfolio_id, v.quantity, v.quantity * p.multiplier, 0, 0, 0, 0,
            v.exposure / 100, v.exposure, 'stock'
     FROM sigmasight.position_values v JOIN sigmasight.positions p ON p.id = v.position_id
     WHERE p.position_type IN ('LONG', 'SHORT') AND v.trade_date BETWEEN {first} AND {last}
-      AND {scope_v}
+      AND {scope_v} AND v.quantity <> 0
 )
 SELECT r.trade_date, r.portfolio_id, w.view, sum(r.delta), sum(r.gamma), sum(r.theta),
        sum(r.vega), sum(r.rho), coalesce(sum(r.dollar_delta), 0),
