@@ -80,7 +80,8 @@ class _VolatilityMeasures(BaseModel):
 
 
 class PortfolioVolatility(_VolatilityMeasures):
-    """The portfolio's own return series (daily P&L / the previous session's gross value) and
+    """The portfolio's own time-weighted return series (the day's P&L / the previous
+    session's equity plus the day's flows; portfolio_returns.twr_daily) and
     its ex-ante volatility from today's exposures."""
 
     vol_ex_ante_usd: float | None = Field(

@@ -82,8 +82,9 @@ BETA_HOLDINGS_DEFINITION = (
     "the portfolio's gross value (total_value_usd)"
 )
 BETA_REALIZED_DEFINITION = (
-    "realized market beta: the slope of the portfolio's daily returns (daily P&L / the previous "
-    "session's total value) regressed on SPY's daily returns over the last 60 sessions "
+    "realized market beta: the slope of the portfolio's time-weighted daily returns (the day's "
+    "P&L over the previous session's equity plus the day's flows; portfolio_returns.twr_daily) "
+    "regressed on SPY's daily returns over the last 60 sessions "
     "(Cov/Var; null with fewer than 20 paired observations)"
 )
 _STYLE_METHOD = (
