@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
 
-MODULES = ("greeks", "factors", "backfill", "intake", "daemon", "api", "market_data", "io")
+MODULES = ("greeks", "factors", "backfill", "intake", "daemon", "api", "market_data", "database_io")
 LONG_MODULES = ("scale",)  # run only when named (`make bench-scale`)
 BENCHMARKS_MD = PROJECT_ROOT / "BENCHMARKS.md"
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from sigmasight_pipeline.benchmarks.io import (
+from sigmasight_pipeline.benchmarks.database_io import (
     FLOAT_COLUMNS,
     frame_diff,
     make_frame,
