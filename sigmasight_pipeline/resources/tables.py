@@ -2,9 +2,9 @@
 
 Reads come back as Arrow record batches (binary protocol, no Python object per value) and
 become DataFrames one batch at a time; writes go in as Arrow tables through `adbc_ingest`,
-which is a binary COPY. Measured against psycopg on 1,000,000 rows (`make bench`, section io:
-benchmarks/database_io.py): ingest is about 6x faster than the CSV COPY built with pandas it replaced,
-and on par (about 1.1-1.2x) with psycopg's binary COPY by `write_row`, at about 0.6x its peak
+which is a binary COPY. Measured against psycopg on 1,000,000 rows (`make bench`, section
+database_io): ingest is about 6x faster than the CSV COPY built with pandas it replaced, and on
+par (about 1.1-1.2x) with psycopg's binary COPY by `write_row`, at about 0.6x its peak
 memory; reads into one DataFrame are about 3x faster than `fetchall` (text) and 2x faster than
 a binary cursor's `fetchall`, at about a sixth of their peak memory.
 
