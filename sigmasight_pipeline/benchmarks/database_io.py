@@ -2,9 +2,9 @@
 
 Run with ``uv run python -m sigmasight_pipeline.benchmarks database_io``. Issue 10 asks which
 of binary COPY and Arrow through the ADBC PostgreSQL driver streams our tables best; this
-measures both, plus the design they replaced, on ROWS rows of a position_values-like table (a date, two
-integer ids, 8 float columns, a short text column; no NULLs, no index) in a throwaway database
-on the project's server (embedded or DATABASE_URL), dropped at the end.
+measures both, plus the design they replaced, on ROWS rows of a position_values-like table (a
+date, two integer ids, 8 float columns, a short text column; no NULLs, no index) in a throwaway
+database on the project's server (embedded or DATABASE_URL), dropped at the end.
 
 - Writes, each one transaction (committed inside the timing) into the table truncated before:
   ours, `tables.ingest` (the DataFrame as an Arrow table, ADBC's binary COPY); psycopg binary
