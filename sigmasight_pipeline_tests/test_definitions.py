@@ -36,3 +36,41 @@ def test_asset_graph_pools_and_schedules():
     downstream = graph.get(AssetKey("positions")).child_keys
     assert AssetKey("position_values") in downstream
     assert {s.name for s in defs.schedules} == {"daily_after_close", "weekly_backfill"}
+
+
+def test_planned_checks_are_stored_once_per_partition_as_dagster_stores_them(
+    dagster_instance,
+):
+    """Our event log stores a ranged run's planned checks as dagster-postgres does (a row per
+    check and partition holding the planned event), serializing the event once."""
+    from dagster import AssetKey
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster._serdes import deserialize_value
+
+    from sigmasight_pipeline.definitions import defs
+    from sigmasight_pipeline.resources.instance import SigmaSightEventLogStorage
+
+    storage = dagster_instance.event_log_storage
+    assert isinstance(storage, SigmaSightEventLogStorage)
+    job = defs.resolve_job_def("daily_update").get_subset(
+        asset_selection={AssetKey("portfolio_concentration"), AssetKey("portfolio_snapshots")}
+    )
+    tags = {
+        "dagster/asset_partition_range_start": "2026-11-16",
+        "dagster/asset_partition_range_end": "2026-11-20",
+    }
+    run = dagster_instance.create_run_for_job(job_def=job, tags=tags, run_config={})
+    table = AssetCheckExecutionsTable
+    with storage.index_connection() as conn:
+        rows = conn.execute(
+            table.select().where(table.c.run_id == run.run_id).order_by(table.c.partition)
+        ).fetchall()
+    planned = {(r.asset_key, r.check_name, r.partition) for r in rows}
+    checks = {(r.asset_key, r.check_name) for r in rows}
+    days = ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
+    assert len(checks) >= 2 and planned == {(*c, d) for c in checks for d in days}
+    for r in rows:
+        event = deserialize_value(r.evaluation_event)
+        data = event.get_dagster_event().asset_check_planned_data
+        assert (data.asset_key.to_string(), data.check_name) == (r.asset_key, r.check_name)
+        assert r.execution_status == "PLANNED" and event.run_id == run.run_id

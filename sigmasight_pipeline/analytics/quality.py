@@ -57,7 +57,8 @@ def price_issues(
         "; priced by the model meanwhile"
     )
     out = out[~(by_model & out["kind"].isna().to_numpy())]
-    priced = pd.concat([market_priced[keys], model_priced[keys]])
+    nonempty = [f[keys] for f in (market_priced, model_priced) if not f.empty]
+    priced = pd.concat(nonempty) if nonempty else market_priced[keys]
     stocks = wanted[wanted["security_type"].ne("OPTION")]
     priced_stocks = priced.merge(stocks[keys].drop_duplicates(), on=keys)
     stock_days = set(stocks["trade_date"].unique())
