@@ -131,7 +131,7 @@ def schema_tables(url: str) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _rows_written(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> int:
+def rows_written(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> int:
     return sum(rows for rows, _ in after.values()) - sum(rows for rows, _ in before.values())
 
 
@@ -229,7 +229,7 @@ def measure_book(
         if daily_end:
             say(f"{label}: daily run, --days 1 --end {daily_end}")
             daily = cli.run("daily", "backfill", "--days", "1", "--end", daily_end)
-            daily_rows = _rows_written(after, schema_tables(url))
+            daily_rows = rows_written(after, schema_tables(url))
         return Measurement(
             checkout=checkout.label,
             portfolios=n,
@@ -238,7 +238,7 @@ def measure_book(
             end=end,
             setup_seconds=setup_seconds,
             backfill=backfill,
-            rows_written=_rows_written(before, after),
+            rows_written=rows_written(before, after),
             tables=after,
             daily=daily,
             daily_rows_written=daily_rows,
