@@ -178,11 +178,13 @@ class Caller(BaseModel):
     role: str
 
 
-def reader_of(request: Request) -> SigmaSightReader:
+# Dependencies that do no I/O are async: FastAPI runs a sync dependency in a worker thread,
+# and each hop costs more than their work.
+async def reader_of(request: Request) -> SigmaSightReader:
     return request.app.state.reader
 
 
-def tokens_of(request: Request) -> Tokens:
+async def tokens_of(request: Request) -> Tokens:
     return request.app.state.tokens
 
 
@@ -191,7 +193,7 @@ TokensDep = Annotated[Tokens, Depends(tokens_of)]
 bearer = HTTPBearer(auto_error=False, description="the token from POST /api/v1/auth/login")
 
 
-def caller(
+async def caller(
     tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Caller:
