@@ -30,8 +30,9 @@ bench: install
 
 # Long (an hour or more): the 90-day backfill on books of 100, 300 and 1,000 portfolios and on
 # today's design (commit e5233ee) with 100; replaces only the `## scale` section of BENCHMARKS.md.
+# `make bench-scale SIZES=100,300` measures only those books.
 bench-scale: install
-	UV=$(UV) $(RUN) python -m sigmasight_pipeline.benchmarks --update scale
+	UV=$(UV) SIGMASIGHT_SCALE_SIZES=$(SIZES) $(RUN) python -m sigmasight_pipeline.benchmarks --update scale
 
 lint: install
 	$(RUN) ruff check .

@@ -90,6 +90,7 @@ from sigmasight_pipeline.resources.database import (
 
 END = "2026-11-20"
 SIZES = (100, 300, 1_000)
+SIZES_ENV = "SIGMASIGHT_SCALE_SIZES"  # e.g. "100,300": the books `make bench-scale` measures
 DAYS = 90
 REFERENCE_COMMIT = "e5233ee"
 REFERENCE_SIZE = 100
@@ -276,7 +277,7 @@ def _attempt(
 
 
 def run(
-    sizes: Sequence[int] = SIZES,
+    sizes: Sequence[int] | None = None,
     days: int = DAYS,
     end: str = END,
     reference_commit: str | None = REFERENCE_COMMIT,
@@ -300,6 +301,8 @@ def run(
         rss_limit = int(RSS_LIMIT_SHARE * psutil.virtual_memory().total)
     server = database_url()
     daily_end = _next_session(end)
+    if sizes is None:  # `make bench-scale SIZES=100,300` measures only those books
+        sizes = _sizes(os.environ.get(SIZES_ENV, "")) if os.environ.get(SIZES_ENV) else SIZES
     largest = max(sizes)
     if shards_size not in sizes:
         shards_size = largest
