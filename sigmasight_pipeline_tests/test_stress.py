@@ -394,3 +394,48 @@ def test_portfolio_results_sum_positions_and_name_the_worst() -> None:
     )
     assert with_snap.loc[(2, "market_up_10"), "pnl_pct_of_gross"] == pytest.approx(130 / 4000)
     assert np.isnan(with_snap.loc[(1, "market_up_10"), "pnl_pct_of_gross"])
+
+
+def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -> None:
+    """Stored through position_stress_pnl and read back from the position_stress_results view:
+    the P&L that could not be computed (no Rates beta for NEW) is NaN with its reason beside
+    it; a position whose P&L are all computed stores no reasons."""
+    from sigmasight_pipeline.assets.stress import position_pnl_arrays
+    from sigmasight_pipeline.resources.database import transaction
+    from sigmasight_pipeline.resources.tables import arrow_connection, ingest, query_frame
+
+    chosen = {s.id: s for s in load_scenarios()}
+    scenarios = [chosen["market_down_10"], chosen["rates_up_100bp"]]
+    no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
+    positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
+                            {"type": "LONG", "spot": 50.0, "quantity": 100,
+                             "underlying": "NEW", "portfolio_id": 999_001}])  # fmt: skip
+    out = _run(positions, _betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
+    ids = [s.id for s in scenarios]
+    with transaction(db_url) as conn:
+        set_id = conn.execute(
+            "INSERT INTO sigmasight.stress_scenario_sets (scenario_ids) VALUES (%s) "
+            "ON CONFLICT (scenario_ids) DO UPDATE SET scenario_ids = EXCLUDED.scenario_ids "
+            "RETURNING set_id",
+            (ids,),
+        ).fetchone()[0]
+    arrays = position_pnl_arrays(out, ids, set_id).assign(portfolio_id=999_001)
+    assert arrays["reasons"].tolist()[0] is None
+    try:
+        with arrow_connection(db_url) as conn:
+            ingest(conn, db_url, "sigmasight", "position_stress_pnl", arrays)
+            conn.commit()
+        back = query_frame(
+            db_url,
+            "SELECT position_id, scenario_id, pnl_usd, reason FROM "
+            "sigmasight.position_stress_results WHERE portfolio_id = 999001 "
+            "ORDER BY position_id, scenario_id",
+        ).set_index(["position_id", "scenario_id"])
+    finally:
+        with transaction(db_url) as conn:
+            conn.execute("DELETE FROM sigmasight.position_stress_pnl WHERE portfolio_id = 999001")
+    assert np.isnan(back.loc[(2, "rates_up_100bp"), "pnl_usd"])
+    assert back.loc[(2, "rates_up_100bp"), "reason"] == "no Rates beta"
+    assert back.loc[(2, "market_down_10"), "reason"] is None
+    assert back.loc[(1, "rates_up_100bp"), "reason"] is None
+    assert np.isfinite(back.loc[(1, "rates_up_100bp"), "pnl_usd"])

@@ -183,13 +183,17 @@ def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
 
 def position_pnl_arrays(results: pd.DataFrame, scenario_ids: list[str], set_id: int):
     """`position_stress` rows as one row per position-day with the P&L of every scenario in
-    `scenario_ids` order (position_stress_pnl)."""
+    `scenario_ids` order (position_stress_pnl), and the reasons beside them (None for a row
+    with no reason at all)."""
     order = {sid: k for k, sid in enumerate(scenario_ids)}
     frame = results.assign(ordinal=results["scenario_id"].map(order)).sort_values(
         ["trade_date", "position_id", "ordinal"], kind="stable"
     )
     width = len(scenario_ids)
     heads = frame.iloc[::width]
+    reason = frame["reason"]
+    reasons = reason.astype(object).where(reason.notna(), None).to_numpy().reshape(-1, width)
+    has_reason = reason.notna().to_numpy().reshape(-1, width).any(axis=1)
     return pd.DataFrame(
         {
             "trade_date": heads["trade_date"].to_numpy(),
@@ -200,6 +204,9 @@ def position_pnl_arrays(results: pd.DataFrame, scenario_ids: list[str], set_id: 
             "pnl_usd_delta_gamma": list(
                 frame["pnl_usd_delta_gamma"].to_numpy(dtype=float).reshape(-1, width)
             ),
+            "reasons": [
+                row if any_ else None for row, any_ in zip(reasons, has_reason, strict=True)
+            ],
         }
     )
 
