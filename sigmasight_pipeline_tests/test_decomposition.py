@@ -253,3 +253,35 @@ def test_wired_to_rolling_factor_betas_on_the_synthetic_market() -> None:
     # The model volatility is close to the realized dollar volatility of the same book.
     realized = (returns[stocks].iloc[-60:] @ exposures["exposure"].to_numpy()).std() * np.sqrt(252)
     assert sigma == pytest.approx(realized, rel=0.2)
+
+
+def test_euler_check_counts_every_failing_portfolio_day_and_names_the_first() -> None:
+    """The blocking Euler check over chunks: every failing portfolio-day is counted, only the
+    first few are named (the list does not grow with the book), and a sound chunk passes."""
+    from types import SimpleNamespace
+
+    from sigmasight_pipeline.assets.decomposition import EulerSums
+    from sigmasight_pipeline.checks import SHOWN_KEYS
+
+    def chunk(first_id: int, n: int, broken: bool) -> SimpleNamespace:
+        ids = np.arange(first_id, first_id + n)
+        day = pd.Timestamp("2026-11-20")
+        ports = pd.DataFrame({"trade_date": day, "portfolio_id": ids, "total_vol_usd": 100.0,
+                              "vol_contribution_usd": 100.0})  # fmt: skip
+        positions = pd.DataFrame({"trade_date": day, "portfolio_id": ids,
+                                  "component_vol_usd": 90.0 if broken else 100.0})  # fmt: skip
+        return SimpleNamespace(portfolios=ports, positions=positions)
+
+    sound = EulerSums()
+    sound(chunk(1, 5, broken=False))
+    assert sound.result().passed
+
+    sums = EulerSums()
+    for k in range(3):
+        sums(chunk(1 + 8 * k, 8, broken=True))
+    sums(chunk(100, 5, broken=False))
+    result = sums.result()
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    assert not result.passed
+    assert (meta["rows_checked"], meta["rows_failing"]) == (29, 24)
+    assert len(sums.failing) == SHOWN_KEYS

@@ -138,8 +138,9 @@ def run() -> list[dict]:
             "benchmark": "CSV drop -> 90 sessions of snapshots, through the daemon",
             "seconds": drop,
             "target_s": 90.0,
-            "notes": f"{setup}; the sensor ticks every 10 s; one scoped run over the window and "
-            "its 61-session lookback",
+            "notes": f"{setup}; the sensor ticks every 10 s; a scoped market run over the "
+            "window and its 61-session lookback, then (backfill_next_stage) the scoped symbol "
+            "and portfolio run over the window",
         },
         {
             "benchmark": "one partition of portfolio_snapshots from the UI (launch -> success)",
