@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 
 from sigmasight_pipeline.analytics.correlation import (
     CLUSTER_COLUMNS,
@@ -190,3 +192,59 @@ def test_summary_leaves_out_symbols_with_undefined_correlations() -> None:
     assert 1.5 < summary.loc[1, "effective_number_of_bets"] < 4.0
     assert summary.loc[1, "n_symbols"] == 8
     assert summary.loc[1, "n_pairs"] == 28
+
+
+def _fcluster_labels(corr: np.ndarray, threshold: float) -> np.ndarray:
+    """scipy's complete linkage over every symbol and fcluster's cut, relabelled largest first
+    (ties by first member): the reference `cluster_labels` must equal."""
+    dist = np.clip(1.0 - np.abs(corr), 0.0, 1.0)
+    np.fill_diagonal(dist, 0.0)
+    raw = fcluster(
+        linkage(squareform(dist, checks=False), method="complete"),
+        t=1.0 - threshold,
+        criterion="distance",
+    )
+    ids, first, sizes = np.unique(raw, return_index=True, return_counts=True)
+    order = np.lexsort((first, -sizes))
+    relabel = {ids[k]: rank + 1 for rank, k in enumerate(order)}
+    return np.array([relabel[c] for c in raw])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cluster_labels_equal_scipy_fcluster_on_the_whole_matrix(seed: int) -> None:
+    # Planted blocks of different tightness and sizes (chains, pairs, loners): the
+    # per-component linkage must cut exactly as complete linkage over all symbols does.
+    rng = np.random.default_rng(seed)
+    n, m = 90, 40
+    factors = rng.normal(0, 0.01, (n, 6))
+    member = rng.integers(0, 8, m)  # 6 factors and 2 groups of loners
+    load = rng.uniform(0.3, 1.2, m) * rng.choice([-1.0, 1.0], m)
+    noise = rng.uniform(0.001, 0.012, m)
+    returns = np.where(member < 6, factors[:, np.minimum(member, 5)] * load, 0.0)
+    returns = returns + rng.normal(0, 1, (n, m)) * noise
+    corr, _ = pairwise_correlation(returns)
+    for threshold in (0.5, 0.7, 0.9):
+        np.testing.assert_array_equal(
+            cluster_labels(corr, threshold), _fcluster_labels(corr, threshold)
+        )
+
+
+def test_stacked_correlations_and_bets_equal_one_at_a_time() -> None:
+    frame = _block_returns().iloc[-90:]
+    blocks = np.stack([frame.to_numpy(), frame.to_numpy()[::-1] * 2.0])
+    corr, n_obs = pairwise_correlation(blocks)
+    for k in range(2):
+        one, one_n = pairwise_correlation(blocks[k])
+        np.testing.assert_array_equal(np.isnan(corr[k]), np.isnan(one))
+        np.testing.assert_allclose(corr[k], one, rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(n_obs[k], one_n)
+    rng = np.random.default_rng(3)
+    exposures = rng.normal(0, 1, (3, 4))
+    exposures[1, 3] = 0.0  # a smaller portfolio, padded with a zero exposure
+    r = np.corrcoef(rng.normal(0, 1, (4, 50)))
+    enb, clipped = effective_number_of_bets(np.stack([r, r, r]), exposures)
+    for k in range(3):
+        size = 3 if k == 1 else 4
+        one, one_clipped = effective_number_of_bets(r[:size, :size], exposures[k, :size])
+        assert enb[k] == pytest.approx(float(one), rel=1e-12)
+        assert bool(clipped[k]) == bool(one_clipped)

@@ -182,7 +182,8 @@ def test_market_down_10_on_a_stock_is_exposure_times_beta_times_minus_10pct() ->
     scenarios = [s for s in load_scenarios() if s.id == "market_down_10"]
     positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
                             {"type": "SHORT", "spot": 180.0, "quantity": -100}])  # fmt: skip
-    out = _run(positions, _betas({"XYZ": FULL_BETAS}), scenarios)
+    result = _run(positions, _betas({"XYZ": FULL_BETAS}), scenarios)
+    out = result.frame()
     exposure = positions["delta_adjusted_exposure"].to_numpy()
     np.testing.assert_allclose(out["pnl_usd"], exposure * 1.3 * -0.10, rtol=1e-15)
     np.testing.assert_allclose(out["pnl_usd_delta_gamma"], out["pnl_usd"], rtol=0)
@@ -192,7 +193,7 @@ def test_market_down_10_on_a_stock_is_exposure_times_beta_times_minus_10pct() ->
 
 def test_rate_and_style_shocks_move_through_their_betas() -> None:
     scenarios = {s.id: s for s in load_scenarios()}
-    moves = underlying_moves(_betas({"XYZ": FULL_BETAS}), list(scenarios.values())[:17])
+    moves = underlying_moves(_betas({"XYZ": FULL_BETAS}), list(scenarios.values())[:17]).frame()
     by = moves.set_index("scenario_id")["move"]
     assert rate_shock_return(100) == pytest.approx(-0.165)
     assert by["rates_up_100bp"] == pytest.approx(-0.25 * -0.165)
@@ -206,7 +207,7 @@ def test_rate_and_style_shocks_move_through_their_betas() -> None:
     assert by["vol_up_50pct"] == 0.0
     moves = underlying_moves(
         _betas({"XYZ": FULL_BETAS}), [scenarios["rates_up_100bp"]], duration=7.0
-    )
+    ).frame()
     assert moves["move"].iloc[0] == pytest.approx(-0.25 * -0.07)
 
 
@@ -214,7 +215,7 @@ def test_a_missing_beta_for_a_shocked_factor_is_nan_with_a_reason() -> None:
     scenarios = {s.id: s for s in load_scenarios()}
     no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
     chosen = [scenarios["market_down_10"], scenarios["rates_up_100bp"], scenarios["vol_up_50pct"]]
-    moves = underlying_moves(_betas({"XYZ": no_rates}), chosen, symbols=["XYZ", "NEW"])
+    moves = underlying_moves(_betas({"XYZ": no_rates}), chosen, symbols=["XYZ", "NEW"]).frame()
     by = moves.set_index(["symbol", "scenario_id"])
     assert np.isfinite(by.loc[("XYZ", "market_down_10"), "move"])
     assert np.isnan(by.loc[("XYZ", "rates_up_100bp"), "move"])
@@ -236,9 +237,13 @@ def test_replay_uses_own_history_else_beta_times_spy() -> None:
     closes.loc[:"2012-12-31", "IPO"] = np.nan  # listed after 2008
     scenarios = [s for s in load_scenarios() if s.id == "replay_2008_lehman"]
     episodes = episode_returns(closes, scenarios)
-    moves = underlying_moves(
-        _betas({"OLD": {"Market": 0.9}, "IPO": {"Market": 1.4}}), scenarios, episodes
-    ).set_index("symbol")
+    moves = (
+        underlying_moves(
+            _betas({"OLD": {"Market": 0.9}, "IPO": {"Market": 1.4}}), scenarios, episodes
+        )
+        .frame()
+        .set_index("symbol")
+    )
     start, end = pd.Timestamp("2008-09-12"), pd.Timestamp("2008-10-10")
     own = closes.loc[end, "OLD"] / closes.loc[start, "OLD"] - 1
     spy = closes.loc[end, "SPY"] / closes.loc[start, "SPY"] - 1
@@ -281,7 +286,8 @@ def test_option_stress_equals_an_independent_black_scholes_revaluation(scenario_
         {"type": "LP", "spot": 200.0, "strike": 230.0, "t": 400 / 365, "vol": 0.22, "quantity": 2},
         {"type": "SC", "spot": 200.0, "strike": 150.0, "t": 3 / 365, "vol": 0.40, "quantity": -1},
     ]
-    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [scenario])
+    result = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [scenario])
+    out = result.frame()
     move = out["move"].iloc[0]
     for leg, pnl in zip(legs, out["pnl_usd"], strict=True):
         flag = "c" if leg["type"] in ("LC", "SC") else "p"
@@ -301,7 +307,8 @@ def test_delta_gamma_is_close_for_small_shocks_and_far_for_a_crash_on_short_date
         {"type": "LP", "spot": 100.0, "strike": 95.0, "t": 14 / 365, "vol": 0.3, "quantity": 10},
         {"type": "SP", "spot": 100.0, "strike": 100.0, "t": 7 / 365, "vol": 0.3, "quantity": -10},
     ]
-    out = _run(_positions(legs), _betas({"XYZ": {"Market": 1.0}}), [small, crash])
+    result = _run(_positions(legs), _betas({"XYZ": {"Market": 1.0}}), [small, crash])
+    out = result.frame()
     small_rows = out[out["scenario_id"] == "small"]
     crash_rows = out[out["scenario_id"] == "market_down_35"]
     for full, approx in zip(small_rows["pnl_usd"], small_rows["pnl_usd_delta_gamma"], strict=True):
@@ -322,9 +329,10 @@ def test_delta_gamma_is_close_for_small_shocks_and_far_for_a_crash_on_short_date
 def test_losses_are_not_clipped() -> None:
     crash = _option_scenarios()["market_down_35"]
     legs = [{"type": "LONG", "spot": 10.0, "quantity": 1000}]
-    out = _run(_positions(legs), _betas({"XYZ": {"Market": 3.0}}), [crash])
+    result = _run(_positions(legs), _betas({"XYZ": {"Market": 3.0}}), [crash])
+    out = result.frame()
     assert out["pnl_usd"].iloc[0] == pytest.approx(-1.05 * 10_000)  # beyond -100 %
-    assert portfolio_stress(out, _positions(legs))["pnl_pct_of_gross"].iloc[0] == pytest.approx(
+    assert portfolio_stress(result, _positions(legs))["pnl_pct_of_gross"].iloc[0] == pytest.approx(
         -1.05
     )
 
@@ -335,7 +343,8 @@ def test_vol_only_scenario_leaves_stocks_flat_and_reprices_options() -> None:
         {"type": "LONG", "spot": 50.0, "quantity": 100},
         {"type": "LC", "spot": 50.0, "strike": 55.0, "t": 60 / 365, "vol": 0.3, "quantity": 1},
     ]
-    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [vol])
+    result = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), [vol])
+    out = result.frame()
     assert out["pnl_usd"].iloc[0] == 0.0
     expected = (vollib_price("c", 50.0, 55.0, 60 / 365, RATE, 0.45)
                 - vollib_price("c", 50.0, 55.0, 60 / 365, RATE, 0.3)) * 100  # fmt: skip
@@ -351,10 +360,11 @@ def test_fallback_options_are_not_revalued_and_are_counted() -> None:
          "source": "fallback"},
     ]  # fmt: skip
     scenarios = [_option_scenarios()["market_down_10"]]
-    out = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), scenarios)
+    result = _run(_positions(legs), _betas({"XYZ": FULL_BETAS}), scenarios)
+    out = result.frame()
     assert np.isnan(out["pnl_usd"].iloc[1])
     assert out["reason"].iloc[1].startswith("option without a model volatility")
-    agg = portfolio_stress(out, _positions(legs)).iloc[0]
+    agg = portfolio_stress(result, _positions(legs)).iloc[0]
     assert agg["n_missing"] == 1 and agg["pnl_usd"] == pytest.approx(out["pnl_usd"].iloc[0])
     assert agg["method"] == "linear"
     assert agg["reason"] == "1 position(s) without a stress P&L left out of the sum"
@@ -374,8 +384,9 @@ def test_portfolio_results_sum_positions_and_name_the_worst() -> None:
     positions = _positions(legs)
     scenarios = [_option_scenarios()[s] for s in ("market_down_10", "market_up_10")]
     betas = _betas({"XYZ": FULL_BETAS, "ABC": {**FULL_BETAS, "Market": 0.8}})
-    out = _run(positions, betas, scenarios)
-    agg = portfolio_stress(out, positions)
+    result = _run(positions, betas, scenarios)
+    out = result.frame()
+    agg = portfolio_stress(result, positions)
     assert list(agg.columns) == list(PORTFOLIO_STRESS_COLUMNS)
     one = agg[(agg["portfolio_id"] == 1) & (agg["scenario_id"] == "market_down_10")].iloc[0]
     rows = out[(out["portfolio_id"] == 1) & (out["scenario_id"] == "market_down_10")]
@@ -389,7 +400,7 @@ def test_portfolio_results_sum_positions_and_name_the_worst() -> None:
     assert (two["method"] == "linear").all()
     assert two.loc["market_up_10", "pnl_usd"] == pytest.approx(10 * 100 * 1.3 * 0.10)
     snap = pd.DataFrame({"trade_date": [DAY], "portfolio_id": [2], "gross_exposure": [4000.0]})
-    with_snap = portfolio_stress(out, gross_exposure=snap).set_index(
+    with_snap = portfolio_stress(result, gross_exposure=snap).set_index(
         ["portfolio_id", "scenario_id"]
     )
     assert with_snap.loc[(2, "market_up_10"), "pnl_pct_of_gross"] == pytest.approx(130 / 4000)
@@ -410,7 +421,7 @@ def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -
     positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
                             {"type": "LONG", "spot": 50.0, "quantity": 100,
                              "underlying": "NEW", "portfolio_id": 999_001}])  # fmt: skip
-    out = _run(positions, _betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
+    result = _run(positions, _betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
     ids = [s.id for s in scenarios]
     with transaction(db_url) as conn:
         set_id = conn.execute(
@@ -419,7 +430,7 @@ def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -
             "RETURNING set_id",
             (ids,),
         ).fetchone()[0]
-    arrays = position_pnl_arrays(out, ids, set_id).assign(portfolio_id=999_001)
+    arrays = position_pnl_arrays(result, set_id).assign(portfolio_id=999_001)
     assert arrays["reasons"].tolist()[0] is None
     try:
         with arrow_connection(db_url) as conn:
@@ -439,3 +450,48 @@ def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -
     assert back.loc[(2, "market_down_10"), "reason"] is None
     assert back.loc[(1, "rates_up_100bp"), "reason"] is None
     assert np.isfinite(back.loc[(1, "rates_up_100bp"), "pnl_usd"])
+
+
+def test_portfolio_sums_and_worst_positions_equal_a_pandas_groupby() -> None:
+    """Many portfolios and days at once, with ties, NaN P&L (an unvalued option, a symbol
+    without betas) and a portfolio-day whose every P&L is missing: the sums, counts and worst
+    positions equal pandas' groupby on the long rows."""
+    rng = np.random.default_rng(11)
+    legs = []
+    for k in range(60):
+        option = k % 4 == 0
+        leg = {"type": "LC" if option else ("LONG" if k % 3 else "SHORT"),
+               "spot": 100.0, "quantity": int(rng.integers(1, 5)) * (1 if k % 3 else -1),
+               "portfolio_id": k % 5, "underlying": ["XYZ", "ABC", "NOB"][k % 3]}  # fmt: skip
+        if option:
+            leg |= {"strike": 100.0 + k, "t": 0.2, "vol": 0.3}
+            leg["source"] = "fallback" if k % 8 == 0 else "model"
+        legs.append(leg)
+    legs.append({"type": "LONG", "spot": 100.0, "quantity": 7, "portfolio_id": 9,
+                 "underlying": "NOB"})  # fmt: skip
+    positions = _positions(legs)
+    positions["trade_date"] = DAY + pd.to_timedelta(np.arange(len(positions)) % 2, unit="D")
+    betas = _betas({"XYZ": FULL_BETAS, "ABC": {**FULL_BETAS, "Market": 0.8}})
+    betas = pd.concat([betas, betas.assign(trade_date=DAY + pd.Timedelta(days=1))])
+    chosen = {s.id: s for s in load_scenarios()}
+    scenarios = [chosen[s] for s in ("market_down_10", "vol_up_50pct", "rates_up_100bp")]
+    result = _run(positions, betas, scenarios)
+    agg = portfolio_stress(result).set_index(["trade_date", "portfolio_id", "scenario_id"])
+    agg = agg.sort_index()
+    rows = result.frame()
+    keys = ["trade_date", "portfolio_id", "scenario_id"]
+    grouped = rows.groupby(keys)
+    pd.testing.assert_series_equal(
+        agg["n_missing"], grouped["pnl_usd"].apply(lambda s: s.isna().sum()), check_names=False
+    )
+    pd.testing.assert_series_equal(
+        agg["n_positions"], grouped.size().astype(agg["n_positions"].dtype), check_names=False
+    )
+    expected = grouped["pnl_usd"].sum(min_count=1)
+    np.testing.assert_allclose(agg["pnl_usd"], expected.loc[agg.index], rtol=1e-12)
+    valued = rows.dropna(subset=["pnl_usd"]).sort_values(["pnl_usd", "position_id"])
+    worst = valued.drop_duplicates(keys).set_index(keys)["position_id"]
+    assert agg["worst_position_id"].dropna().astype(int).to_dict() == worst.to_dict()
+    assert agg.loc[agg["n_missing"] == agg["n_positions"], "worst_position_id"].isna().all()
+    assert (agg["n_missing"] == agg["n_positions"]).any()  # portfolio 9: NOB has no betas
+    assert set(agg["pnl_usd"][agg["n_missing"] == agg["n_positions"]].isna()) == {True}

@@ -40,14 +40,21 @@ Conventions
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.cluster.hierarchy import linkage
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
-from sigmasight_pipeline.analytics.risk import _date_index, _require_columns, _sorted_wide
+from sigmasight_pipeline.analytics.risk import (
+    _date_index,
+    _require_columns,
+    _sorted_wide,
+    stack_by_day,
+)
 
 __all__ = [
     "CLUSTER_COLUMNS",
@@ -76,42 +83,102 @@ CORRELATION_SUMMARY_COLUMNS = (
 
 
 class CorrelationResult(NamedTuple):
-    """Long frames: pairs (`CORRELATION_COLUMNS`), clusters (`CLUSTER_COLUMNS`) and one summary
-    row per (trade_date, portfolio_id) (`CORRELATION_SUMMARY_COLUMNS`)."""
+    """One row per (trade_date, portfolio_id) in `matrices` (`MATRIX_COLUMNS`): its symbols
+    (sorted), the upper triangle of its correlation matrix row by row (`np.triu_indices`) with
+    each pair's overlap, each symbol's cluster (0: none) and the summary columns. `pairs`,
+    `clusters` and `summary` give the same as long frames (`CORRELATION_COLUMNS`,
+    `CLUSTER_COLUMNS`, `CORRELATION_SUMMARY_COLUMNS`)."""
 
-    pairs: pd.DataFrame
-    clusters: pd.DataFrame
-    summary: pd.DataFrame
+    matrices: pd.DataFrame
+    min_overlap: int = MIN_OVERLAP
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return self.matrices[list(CORRELATION_SUMMARY_COLUMNS)].reset_index(drop=True)
+
+    @property
+    def pairs(self) -> pd.DataFrame:
+        m = self.matrices
+        n_pairs = m["n_pairs"].to_numpy(dtype=np.int64)
+        sym_a, sym_b = [], []
+        for symbols in m["symbols"]:
+            ia, ib = _upper_triangle(len(symbols))
+            sym_a.append(symbols[ia])
+            sym_b.append(symbols[ib])
+        corr = _concat(m["correlations"], float)
+        n_obs = _concat(m["pair_obs"], np.int64)
+        reason = np.full(corr.size, None, dtype=object)
+        undefined = ~np.isfinite(corr)
+        short = undefined & (n_obs < self.min_overlap)
+        reason[short] = [f"{k} common sessions < {self.min_overlap}" for k in n_obs[short]]
+        reason[undefined & ~short] = "a series is constant on the common sessions"
+        return pd.DataFrame(
+            {
+                "trade_date": np.repeat(m["trade_date"].to_numpy(), n_pairs),
+                "portfolio_id": np.repeat(m["portfolio_id"].to_numpy(), n_pairs),
+                "symbol_a": _concat(sym_a, object), "symbol_b": _concat(sym_b, object),
+                "correlation": corr, "n_obs": n_obs, "reason": reason,
+            }
+        )  # fmt: skip
+
+    @property
+    def clusters(self) -> pd.DataFrame:
+        m = self.matrices
+        n_symbols = m["n_symbols"].to_numpy(dtype=np.int64)
+        labels = _concat(m["cluster_ids"], np.int64)
+        symbol_obs = _concat(m["symbol_obs"], np.int64)
+        sizes = np.concatenate([np.bincount(c)[c] for c in m["cluster_ids"]] or [[]])
+        none = labels == 0
+        reason = np.full(labels.size, None, dtype=object)
+        reason[none] = [
+            f"{k} returns < {self.min_overlap} or constant in the window" for k in symbol_obs[none]
+        ]
+        return pd.DataFrame(
+            {
+                "trade_date": np.repeat(m["trade_date"].to_numpy(), n_symbols),
+                "portfolio_id": np.repeat(m["portfolio_id"].to_numpy(), n_symbols),
+                "symbol": _concat(m["symbols"], object),
+                "cluster_id": pd.arrays.IntegerArray(labels, none),  # 0 = no cluster -> NULL
+                "cluster_size": pd.arrays.IntegerArray(
+                    np.where(none, 0, sizes).astype(np.int64), none
+                ),
+                "reason": reason,
+            }
+        )
 
 
 def pairwise_correlation(
     block: np.ndarray, min_overlap: int = MIN_OVERLAP
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson correlations on pairwise-complete rows: (corr, n_obs), both m x m.
+    """Pearson correlations on pairwise-complete rows: (corr, n_obs), both (..., m, m).
 
-    ``block`` is rows x m returns, NaN = missing. ``n_obs[a, b]`` counts rows where both are
-    present; ``corr`` is NaN where that is below ``min_overlap`` or either series is constant
-    on those rows. The diagonal is 1 where the series has ``min_overlap`` non-constant values.
-    Vectorized: four m x m matrix products (series are first shifted by their window means,
-    which leaves correlations unchanged and keeps the one-pass sums accurate).
+    ``block`` is (..., rows, m) returns, NaN = missing (a stack of blocks gives a stack of
+    matrices). ``n_obs[a, b]`` counts rows where both are present; ``corr`` is NaN where that
+    is below ``min_overlap`` or either series is constant on those rows. The diagonal is 1
+    where the series has ``min_overlap`` non-constant values. Vectorized: four m x m matrix
+    products (series are first shifted by their window means, which leaves correlations
+    unchanged and keeps the one-pass sums accurate).
     """
     x = np.asarray(block, dtype=float)
     valid = np.isfinite(x)
     v = valid.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        centre = np.where(valid, x, 0.0).sum(axis=0) / valid.sum(axis=0)
+        centre = np.where(valid, x, 0.0).sum(axis=-2, keepdims=True) / valid.sum(
+            axis=-2, keepdims=True
+        )
     x0 = np.where(valid, x - np.nan_to_num(centre), 0.0)
-    n = v.T @ v
-    sx = x0.T @ v  # [a, b]: sum of a over rows where a and b are present
-    sxx = (x0 * x0).T @ v
-    sab = x0.T @ x0
+    x0_t = np.swapaxes(x0, -1, -2)
+    n = np.swapaxes(v, -1, -2) @ v
+    sx = x0_t @ v  # [a, b]: sum of a over rows where a and b are present
+    sxx = np.swapaxes(x0 * x0, -1, -2) @ v
+    sab = x0_t @ x0
+    sx_t = np.swapaxes(sx, -1, -2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cov = sab - sx * sx.T / n
+        cov = sab - sx * sx_t / n
         var_a = sxx - sx * sx / n
-        denom = np.sqrt(var_a * var_a.T)
-        corr = cov / denom
-    tiny = 1e-14 * np.maximum(sxx, sxx.T)  # relative zero test for the variances
-    var_b = var_a.T
+        var_b = np.swapaxes(var_a, -1, -2)
+        corr = cov / np.sqrt(var_a * var_b)
+    tiny = 1e-14 * np.maximum(sxx, np.swapaxes(sxx, -1, -2))  # relative zero test
     constant = (var_a <= tiny) | (var_b <= tiny)
     bad = (n < min_overlap) | constant | ~np.isfinite(corr)
     corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
@@ -124,6 +191,11 @@ def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np
     Complete linkage on 1 - |rho| cut at 1 - threshold: members of a cluster are pairwise
     |rho| >= threshold (see the module docstring). Undefined off-diagonal entries count as
     distance 1. Ties in size are ordered by the cluster's first member index.
+
+    Every merge at or below the cut joins symbols linked by |rho| >= threshold, so each
+    cluster lies inside one connected component of that graph, and complete linkage runs on
+    each component of three or more symbols alone (the same merges, in the same order):
+    a portfolio with no such pair needs no linkage at all.
     """
     corr = np.asarray(corr, dtype=float)
     m = corr.shape[0]
@@ -131,43 +203,79 @@ def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np
     usable = np.flatnonzero(np.isfinite(np.diag(corr)))
     if usable.size == 0:
         return labels
-    if usable.size == 1:
-        labels[usable] = 1
-        return labels
     sub = corr[np.ix_(usable, usable)]
     dist = 1.0 - np.abs(np.nan_to_num(sub, nan=0.0))
     dist = np.clip((dist + dist.T) / 2.0, 0.0, 1.0)
     np.fill_diagonal(dist, 0.0)
-    tree = linkage(squareform(dist, checks=False), method="complete")
-    raw = fcluster(tree, t=1.0 - threshold, criterion="distance")
+    cut = 1.0 - threshold
+    linked = dist <= cut
+    np.fill_diagonal(linked, False)
+    raw = np.arange(usable.size)  # one cluster per symbol, named by a member
+    if linked.any():
+        _, component = connected_components(linked, directed=False)
+        for c in np.flatnonzero(np.bincount(component) > 1):
+            members = np.flatnonzero(component == c)
+            if members.size == 2:
+                raw[members] = members[0]
+                continue
+            within = dist[np.ix_(members, members)]
+            tree = linkage(squareform(within, checks=False), method="complete")
+            raw[members] = members[_cut_tree(tree, members.size, cut)]
     ids, first, sizes = np.unique(raw, return_index=True, return_counts=True)
     order = np.lexsort((first, -sizes))  # size desc, then first member
-    relabel = {ids[k]: rank + 1 for rank, k in enumerate(order)}
-    labels[usable] = [relabel[c] for c in raw]
+    rank = np.empty(ids.size, dtype=np.int64)
+    rank[order] = np.arange(1, ids.size + 1)
+    labels[usable] = rank[np.searchsorted(ids, raw)]
     return labels
 
 
-def effective_number_of_bets(corr: np.ndarray, exposures: np.ndarray) -> tuple[float, bool]:
+def _cut_tree(tree: np.ndarray, m: int, cut: float) -> np.ndarray:
+    """For each of the `m` leaves of a linkage `tree`, the index (0..m-1) of a leaf standing for
+    its flat cluster when merges above `cut` are undone (fcluster's 'distance' criterion)."""
+    parent = np.arange(2 * m - 1)
+    merged = np.flatnonzero(tree[:, 2] <= cut)
+    children = tree[merged, :2].astype(np.int64)
+    parent[children[:, 0]] = m + merged
+    parent[children[:, 1]] = m + merged
+    root = np.arange(m)
+    while True:
+        up = parent[root]
+        if (up == root).all():
+            break
+        root = up
+    _, leaf = np.unique(root, return_inverse=True)
+    first_leaf = np.zeros(leaf.max() + 1, dtype=np.int64)
+    first_leaf[leaf[::-1]] = np.arange(m)[::-1]
+    return first_leaf[leaf]
+
+
+def effective_number_of_bets(
+    corr: np.ndarray, exposures: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Effective rank of diag(w) R diag(w), w = exposures / sum|exposures| (module docstring).
 
-    ``corr`` must be free of NaN. Returns (enb, clipped): clipped is True when negative
-    eigenvalues (a non-PSD pairwise matrix) beyond rounding were set to 0. NaN with no exposure.
+    ``corr`` (..., m, m) must be free of NaN; ``exposures`` (..., m): a stack of portfolios
+    gives a stack of results (zero exposures pad a smaller portfolio: they add a zero
+    eigenvalue, which does not count). Returns (enb, clipped): clipped is True when negative
+    eigenvalues (a non-PSD pairwise matrix) beyond rounding were set to 0. NaN with no
+    exposure.
     """
     e = np.asarray(exposures, dtype=float)
-    gross = np.abs(e).sum()
-    if not gross > 0:
-        return float("nan"), False
-    w = e / gross
-    c = np.asarray(corr, dtype=float) * np.outer(w, w)
-    eig = np.linalg.eigvalsh((c + c.T) / 2.0)
-    top = max(eig.max(), 0.0)
-    clipped = bool((eig < -EIGEN_TOLERANCE * max(top, 1e-300)).any())
+    gross = np.abs(e).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = e / gross[..., None]
+    w = np.where(gross[..., None] > 0, w, 0.0)
+    c = np.asarray(corr, dtype=float) * w[..., :, None] * w[..., None, :]
+    eig = np.linalg.eigvalsh((c + np.swapaxes(c, -1, -2)) / 2.0)
+    top = np.maximum(eig.max(axis=-1), 0.0)
+    clipped = (eig < -EIGEN_TOLERANCE * np.maximum(top, 1e-300)[..., None]).any(axis=-1)
     eig = np.clip(eig, 0.0, None)
-    total = eig.sum()
-    if not total > 0:
-        return float("nan"), clipped
-    p = eig[eig > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum())), clipped
+    total = eig.sum(axis=-1)
+    ok = (gross > 0) & (total > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = eig / np.where(ok, total, 1.0)[..., None]
+        entropy = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
+    return np.where(ok, np.exp(entropy), np.nan), clipped & (gross > 0)
 
 
 def _complete_subset(corr: np.ndarray, n_obs: np.ndarray) -> np.ndarray:
@@ -184,69 +292,73 @@ def _complete_subset(corr: np.ndarray, n_obs: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _portfolio_frames(
-    symbols: list[str],
+@cache
+def _upper_triangle(m: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(m, k=1)
+
+
+def _concat(parts, dtype) -> np.ndarray:
+    parts = list(parts)
+    return np.concatenate(parts).astype(dtype) if parts else np.array([], dtype=dtype)
+
+
+def _portfolio_row(
+    symbols: np.ndarray,
     e: np.ndarray,
-    block: np.ndarray,
+    corr: np.ndarray,
+    n_obs: np.ndarray,
+    enb: tuple[float, bool] | None,
     min_overlap: int,
     threshold: float,
-) -> tuple[dict, dict, tuple]:
-    """One portfolio's pair columns, cluster columns (cluster_id 0 = none) and summary."""
-    corr, n_obs = pairwise_correlation(block, min_overlap)
+) -> tuple:
+    """One portfolio-day's matrix columns and summary (`MATRIX_COLUMNS` after the keys).
+    ``enb``: its effective number of bets when computed with the others of its day (every
+    correlation defined), else None."""
     m = len(symbols)
-    ia, ib = np.triu_indices(m, k=1)
+    ia, ib = _upper_triangle(m)
     pair_corr = corr[ia, ib]
     pair_n = n_obs[ia, ib]
-    diag_n = np.diag(n_obs)
-    pair_reason = np.full(ia.size, None, dtype=object)
-    undefined = ~np.isfinite(pair_corr)
-    short = undefined & (pair_n < min_overlap)
-    pair_reason[short] = [f"{k} common sessions < {min_overlap}" for k in pair_n[short]]
-    pair_reason[undefined & ~short] = "a series is constant on the common sessions"
-    sym = np.asarray(symbols, dtype=object)
-    pairs = {
-        "symbol_a": sym[ia], "symbol_b": sym[ib], "correlation": pair_corr, "n_obs": pair_n,
-        "reason": pair_reason,
-    }  # fmt: skip
-
     labels = cluster_labels(corr, threshold)
-    sizes = np.bincount(labels)
-    no_data = labels == 0
-    cluster_reason = np.full(m, None, dtype=object)
-    cluster_reason[no_data] = [
-        f"{k} returns < {min_overlap} or constant in the window" for k in diag_n[no_data]
-    ]
-    clusters = {
-        "symbol": sym, "cluster_id": labels, "cluster_size": np.where(no_data, 0, sizes[labels]),
-        "reason": cluster_reason,
-    }  # fmt: skip
-
     notes: list[str] = []
     defined = np.isfinite(pair_corr)
-    avg = float(pair_corr[defined].mean()) if defined.any() else np.nan
+    n_defined = int(defined.sum())
+    avg = float(pair_corr[defined].mean()) if n_defined else np.nan
     we = e[ia] * e[ib]
     wsum = np.abs(we[defined]).sum()
     avg_pnl = float((we[defined] * pair_corr[defined]).sum() / wsum) if wsum > 0 else np.nan
     if m < 2:
         notes.append("fewer than 2 underlyings")
-    elif not defined.any():
+    elif not n_defined:
         notes.append("no pair has a defined correlation")
-    keep = _complete_subset(corr, n_obs)
-    left_out = [symbols[k] for k in np.setdiff1d(np.arange(m), keep)]
-    if left_out:
-        notes.append(f"left out of effective_number_of_bets (undefined correlations): {left_out}")
-    enb, clipped = (np.nan, False)
-    if keep.size:
-        enb, clipped = effective_number_of_bets(corr[np.ix_(keep, keep)], e[keep])
-        if not np.isfinite(enb):
-            notes.append("effective_number_of_bets: no exposure on the usable underlyings")
-    if clipped:
+    if enb is None:
+        keep = _complete_subset(corr, n_obs)
+        left_out = [symbols[k] for k in np.setdiff1d(np.arange(m), keep)]
+        if left_out:
+            notes.append(
+                f"left out of effective_number_of_bets (undefined correlations): {left_out}"
+            )
+        enb = (np.nan, False)
+        if keep.size:
+            value, clipped = effective_number_of_bets(corr[np.ix_(keep, keep)], e[keep])
+            enb = (float(value), bool(clipped))
+        usable = keep.size > 0
+    else:
+        usable = True
+    if usable and not np.isfinite(enb[0]):
+        notes.append("effective_number_of_bets: no exposure on the usable underlyings")
+    if enb[1]:
         notes.append("correlation matrix not PSD: negative eigenvalues clipped to 0")
-    summary = (
-        m, int(ia.size), int(defined.sum()), avg, avg_pnl, enb, int(labels.max()),
-        "; ".join(notes) if notes else None,
+    return (
+        symbols, pair_corr, pair_n, labels, np.diag(n_obs), m, int(ia.size), n_defined, avg,
+        avg_pnl, enb[0], int(labels.max()), "; ".join(notes) if notes else None,
     )  # fmt: skip
-    return pairs, clusters, summary
+
+
+_ROW_COLUMNS = (
+    "symbols", "correlations", "pair_obs", "cluster_ids", "symbol_obs", "n_symbols", "n_pairs",
+    "n_pairs_defined", "avg_pairwise_correlation", "avg_pnl_correlation",
+    "effective_number_of_bets", "n_clusters", "reason",
+)  # fmt: skip
 
 
 def portfolio_correlations(
@@ -265,7 +377,8 @@ def portfolio_correlations(
     (a net-zero exposure still gets correlations and a cluster, and weight 0 in the weighted
     measures). ``returns``: sessions x symbols daily returns covering the window before each
     trade date; an underlying missing from it has no data (NaN with a reason). ``trade_dates``
-    defaults to every date in ``exposures``.
+    defaults to every date in ``exposures``. The portfolios of a day are computed together
+    (stacked matrices); clusters and the rest per portfolio.
     """
     if min_overlap < 3 or window < min_overlap:
         raise ValueError(f"need 3 <= min_overlap <= window, got {min_overlap}, {window}")
@@ -275,55 +388,38 @@ def portfolio_correlations(
     frame = exposures[["trade_date", "portfolio_id", "underlying", "exposure"]].copy()
     frame["trade_date"] = _date_index(frame["trade_date"], "exposures.trade_date")
     frame["exposure"] = frame["exposure"].astype(float)
+    frame["underlying"] = frame["underlying"].astype(str)
     frame = frame.groupby(["trade_date", "portfolio_id", "underlying"], as_index=False)[
         "exposure"
     ].sum()
     if trade_dates is not None:
         frame = frame[frame["trade_date"].isin(_date_index(trade_dates, "trade_dates"))]
-    wide = _sorted_wide(returns, "returns")
-    values = wide.to_numpy(dtype=float)
-
-    pair_cols: dict[str, list] = {c: [] for c in CORRELATION_COLUMNS}
-    cluster_cols: dict[str, list] = {c: [] for c in CLUSTER_COLUMNS}
-    summaries = []
-    for day, day_rows in frame.groupby("trade_date", sort=True):
-        pos = wide.index.get_indexer([day])[0]
-        window_rows = values[max(0, pos - window + 1) : pos + 1] if pos >= 0 else values[:0]
-        for portfolio_id, group in day_rows.groupby("portfolio_id", sort=True):
-            symbols = group["underlying"].astype(str).tolist()
-            where = wide.columns.get_indexer(symbols)
-            block = np.where(where >= 0, window_rows[:, where], np.nan)
-            pairs, clusters, summary = _portfolio_frames(
-                symbols, group["exposure"].to_numpy(), block, min_overlap, threshold
-            )
-            if pos < 0:
-                summary = (*summary[:-1], "no return row for the trade date")
-            for cols, part in ((pair_cols, pairs), (cluster_cols, clusters)):
-                n = len(next(iter(part.values())))
-                cols["trade_date"].append(np.repeat(np.datetime64(day, "ns"), n))
-                cols["portfolio_id"].append(np.repeat(np.asarray([portfolio_id], object), n))
-                for name, array in part.items():
-                    cols[name].append(array)
-            summaries.append((day, portfolio_id, *summary))
-
-    pairs = _frame(pair_cols)
-    clusters = _frame(cluster_cols)
-    for name in ("cluster_id", "cluster_size"):
-        ids = clusters[name].to_numpy(dtype=np.int64)
-        clusters[name] = pd.arrays.IntegerArray(ids, ids == 0)  # 0 = no cluster -> NULL
-    summary = pd.DataFrame(summaries, columns=list(CORRELATION_SUMMARY_COLUMNS))
-    summary["trade_date"] = pd.to_datetime(summary["trade_date"])
-    summary["reason"] = summary["reason"].astype(object)
-    return CorrelationResult(pairs, clusters, summary)
-
-
-def _frame(columns: dict[str, list]) -> pd.DataFrame:
-    """One DataFrame from per-portfolio column arrays (concatenated once)."""
-    data = {
-        name: np.concatenate(parts) if parts else np.array([], dtype=object)
-        for name, parts in columns.items()
-    }
-    out = pd.DataFrame(data)
-    out["trade_date"] = pd.to_datetime(out["trade_date"])
-    out["reason"] = out["reason"].astype(object)
-    return out
+    frame = frame.rename(columns={"underlying": "symbol"})
+    symbols = frame["symbol"].to_numpy(dtype=object)
+    exposure = frame["exposure"].to_numpy(dtype=float)
+    ports = frame["portfolio_id"].to_numpy()
+    rows: list[tuple] = []
+    keys: list[tuple] = []
+    for stack in stack_by_day(frame, _sorted_wide(returns, "returns"), window):
+        corr, n_obs = pairwise_correlation(stack.returns, min_overlap)
+        complete = np.array(
+            [np.isfinite(corr[k, :n, :n]).all() for k, n in enumerate(stack.sizes)], dtype=bool
+        )
+        enb, clipped = effective_number_of_bets(np.nan_to_num(corr), stack.exposure)
+        for k, (start, n) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
+            group = slice(start, start + n)
+            row = _portfolio_row(
+                symbols[group], exposure[group], corr[k, :n, :n], n_obs[k, :n, :n],
+                (float(enb[k]), bool(clipped[k])) if complete[k] else None, min_overlap,
+                threshold,
+            )  # fmt: skip
+            if stack.row < 0:
+                row = (*row[:-1], "no return row for the trade date")
+            rows.append(row)
+            keys.append((stack.day, ports[start]))
+    matrices = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
+    key_frame = pd.DataFrame(keys, columns=["trade_date", "portfolio_id"])
+    matrices.insert(0, "trade_date", pd.to_datetime(key_frame["trade_date"]))
+    matrices.insert(1, "portfolio_id", key_frame["portfolio_id"])
+    matrices["reason"] = matrices["reason"].astype(object)
+    return CorrelationResult(matrices, min_overlap)

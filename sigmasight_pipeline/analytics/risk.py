@@ -25,7 +25,8 @@ Pure numpy/pandas/empyrical; no Dagster, no SQL. Conventions:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -351,6 +352,72 @@ def _exposure_sigma(exposures: ArrayLike, position_returns: ArrayLike) -> tuple[
     return float(np.sqrt(max(variance, 0.0))), n  # clip -1e-20 style rounding residue
 
 
+class DayStack(NamedTuple):
+    """The portfolios of one trade date side by side, each padded to the widest (zero
+    exposure, NaN returns): P portfolios, M symbols at most, the W return rows of the window."""
+
+    day: pd.Timestamp
+    row: int  # the day's row in the returns; -1 when it is not one
+    starts: np.ndarray  # (P,) each portfolio's first row in the stacked frame
+    sizes: np.ndarray  # (P,) its number of symbols
+    inside: np.ndarray  # (P, M) a symbol of the portfolio, not padding
+    exposure: np.ndarray  # (P, M)
+    returns: np.ndarray  # (P, W, M)
+    known: np.ndarray  # (P, M) the symbol has a column in the returns
+
+
+def stack_by_day(frame: pd.DataFrame, returns: pd.DataFrame, window: int) -> Iterator[DayStack]:
+    """The portfolios of each day of ``frame`` stacked (`DayStack`), so that per-portfolio
+    matrix algebra runs once per day instead of once per portfolio-day.
+
+    ``frame``: trade_date (naive timestamps), portfolio_id, symbol, exposure, one row per
+    key, sorted by them (e.g. a ``groupby(...).sum()``); ``returns``: a sorted sessions x
+    symbols frame. The window is the last ``window`` return rows at or before the day.
+    """
+    values = returns.to_numpy(dtype=float)
+    column = returns.columns.get_indexer(frame["symbol"])
+    exposure = frame["exposure"].to_numpy(dtype=float)
+    dates = frame["trade_date"].to_numpy()
+    ports = frame["portfolio_id"].to_numpy()
+    if not len(frame):
+        return
+    starts = np.flatnonzero(np.r_[True, (dates[1:] != dates[:-1]) | (ports[1:] != ports[:-1])])
+    bounds = np.r_[starts, len(frame)]
+    group_day = dates[starts]
+    for day in np.unique(group_day):
+        groups = np.flatnonzero(group_day == day)
+        row = int(returns.index.get_indexer([day])[0])
+        window_rows = values[max(0, row - window + 1) : row + 1] if row >= 0 else values[:0]
+        sizes = bounds[groups + 1] - bounds[groups]
+        slot = np.arange(int(sizes.max()))
+        inside = slot[None, :] < sizes[:, None]
+        at = np.where(inside, bounds[groups][:, None] + slot[None, :], 0)
+        cols = np.where(inside, column[at], -1)
+        block = np.where(cols >= 0, window_rows[:, np.maximum(cols, 0)], np.nan)
+        yield DayStack(
+            pd.Timestamp(day), row, bounds[groups], sizes, inside,
+            np.where(inside, exposure[at], 0.0), np.moveaxis(block, 0, 1), cols >= 0,
+        )  # fmt: skip
+
+
+def stacked_exposure_sigmas(stack: DayStack) -> tuple[np.ndarray, np.ndarray]:
+    """`_exposure_sigma` for every portfolio of a `DayStack`: (sigma (P,), complete rows (P,)).
+    The dollar P&L series R e has variance e'Se with S the sample covariance of the same rows,
+    so sigma is its standard deviation (ddof=1) over the rows where every exposed symbol has a
+    return. 0 with no exposure; NaN with fewer than 2 complete rows."""
+    exposed = stack.exposure != 0
+    missing = np.isnan(stack.returns)
+    complete = ~(missing & exposed[:, None, :]).any(axis=2)  # (P, W)
+    pnl = np.einsum("pwm,pm->pw", np.where(missing, 0.0, stack.returns), stack.exposure)
+    n = complete.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(complete, pnl, 0.0).sum(axis=1) / n
+        deviation = np.where(complete, pnl - mean[:, None], 0.0)
+        variance = (deviation * deviation).sum(axis=1) / (n - 1)
+    sigma = np.where(n >= 2, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+    return np.where(exposed.any(axis=1), sigma, 0.0), n
+
+
 def parametric_var(exposures: np.ndarray, position_returns: np.ndarray, z: float = Z_95) -> float:
     """1-day parametric VaR in dollars (positive = loss): ``z * sqrt(e' S e)``.
 
@@ -420,38 +487,34 @@ def rolling_parametric_var(
     ends = _date_index(ends, "end_dates").unique().sort_values()
     tail = normal_tail_ratio(z)
 
+    exposures = exposures[exposures["trade_date"].isin(ends)]
+    symbols = exposures["symbol"].to_numpy(dtype=object)
+    unpriced_rows = exposures["unknown"].to_numpy(dtype=bool)
+    ports = exposures["portfolio_id"].to_numpy()
     rows: list[tuple] = []
-    by_date = dict(tuple(exposures.groupby("trade_date", sort=False)))
-    for end_date in ends:
-        day = by_date.get(end_date)
-        if day is None:
-            continue
-        pos = returns.index.get_indexer([end_date])[0]
-        block = returns.iloc[max(0, pos - window + 1) : pos + 1] if pos >= 0 else None
-        for portfolio_id, group in day.groupby("portfolio_id", sort=True):
-            symbols = group["symbol"].tolist()
-            e = group["exposure"].to_numpy()
-            if block is None:
-                rows.append(
-                    (end_date, portfolio_id, np.nan, np.nan, 0, "no return row for the end date")
-                )
+    for stack in stack_by_day(exposures, returns, window):
+        sigma, n_obs = stacked_exposure_sigmas(stack)
+        unknown_any = (~stack.known & (stack.exposure != 0)).any(axis=1)
+        for k, (start, size) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
+            portfolio_id = ports[start]
+            if stack.row < 0:
+                rows.append((stack.day, portfolio_id, np.nan, np.nan, 0,
+                             "no return row for the end date"))  # fmt: skip
                 continue
-            unknown = [
-                s for s, x in zip(symbols, e, strict=True) if x != 0 and s not in returns.columns
-            ]
-            unpriced = group.loc[group["unknown"].to_numpy(bool), "symbol"].tolist()
-            sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
-            reason = None
+            group = slice(start, start + size)
+            unpriced = symbols[group][unpriced_rows[group]].tolist()
+            s_k, n, reason = sigma[k], int(n_obs[k]), None
             if unpriced:
                 reason = f"no exposure (unpriced position) for symbols {sorted(unpriced)}"
-                sigma = np.nan
-            elif unknown:
-                reason = f"no returns for exposed symbols {sorted(unknown)}"
-                sigma = np.nan
+                s_k = np.nan
+            elif unknown_any[k]:
+                exposed_unknown = ~stack.known[k, :size] & (stack.exposure[k, :size] != 0)
+                reason = f"no returns for exposed symbols {sorted(symbols[group][exposed_unknown])}"
+                s_k = np.nan
             elif n < min_obs:
                 reason = f"{n} complete obs < min_obs {min_obs}"
-                sigma = np.nan
-            rows.append((end_date, portfolio_id, z * sigma, sigma * tail, n, reason))
+                s_k = np.nan
+            rows.append((stack.day, portfolio_id, z * s_k, s_k * tail, n, reason))
 
     result = pd.DataFrame(rows, columns=list(PARAMETRIC_VAR_COLUMNS))
     result["trade_date"] = pd.to_datetime(result["trade_date"])

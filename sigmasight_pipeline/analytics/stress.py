@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,8 +62,10 @@ __all__ = [
     "SCENARIO_COLUMNS",
     "SCENARIO_FACTORS",
     "TLT_DURATION",
+    "PositionStress",
     "Scenario",
     "ScenarioFileError",
+    "UnderlyingMoves",
     "episode_returns",
     "load_scenarios",
     "pnl_usd_per_100bp",
@@ -343,20 +346,45 @@ def episode_returns(
     return out
 
 
+class UnderlyingMoves(NamedTuple):
+    """The move of each underlying under each scenario, per trade date: row k of the (rows x
+    scenarios) matrices is `keys` row k (trade_date, symbol); column j is `scenario_ids[j]`.
+    ``source``: factor, vol_only, replay_own_history or replay_beta_x_spy; ``reason``: why a
+    move is NaN (None when it is not). `frame` gives the long `MOVE_COLUMNS` rows."""
+
+    keys: pd.DataFrame
+    scenario_ids: tuple[str, ...]
+    move: np.ndarray
+    source: np.ndarray
+    reason: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        k, width = self.move.shape
+        return pd.DataFrame(
+            {
+                "trade_date": np.repeat(self.keys["trade_date"].to_numpy(), width),
+                "symbol": np.repeat(self.keys["symbol"].to_numpy(dtype=object), width),
+                "scenario_id": np.tile(np.asarray(self.scenario_ids, dtype=object), k),
+                "move": self.move.ravel(),
+                "move_source": self.source.ravel(),
+                "reason": self.reason.ravel(),
+            }
+        )
+
+
 def underlying_moves(
     betas: pd.DataFrame,
     scenarios: Sequence[Scenario],
     episodes: pd.DataFrame | None = None,
     duration: float = TLT_DURATION,
     symbols: Iterable[str] | None = None,
-) -> pd.DataFrame:
+) -> UnderlyingMoves:
     """The move (a fraction) of each underlying under each scenario, per trade date.
 
     ``betas``: long trade_date, symbol, factor, beta (Market, styles and Rates; others are
     ignored). ``episodes``: `episode_returns` output (needed for replays; must include SPY for
     the fallback). ``symbols``: the underlyings to cover (default: the betas' symbols per
-    date). Returns `MOVE_COLUMNS`, move_source one of factor, vol_only, replay_own_history,
-    replay_beta_x_spy; NaN with a reason where a needed beta or history is missing.
+    date). NaN with a reason where a needed beta or history is missing.
     """
     _require_columns(betas, ("trade_date", "symbol", "factor", "beta"), "betas")
     frame = betas[betas["factor"].isin(SCENARIO_FACTORS)].copy()
@@ -370,68 +398,95 @@ def underlying_moves(
         grid = pd.MultiIndex.from_product([dates, sorted(set(symbols))], names=wide.index.names)
         wide = wide.reindex(grid)
     beta = wide.to_numpy(dtype=float)  # rows x factors
-    trade_dates = wide.index.get_level_values(0)
     names = wide.index.get_level_values(1).astype(object)
-    n = len(wide)
+    n, width = len(wide), len(scenarios)
     replay_returns = {}
     if episodes is not None and not episodes.empty:
         replay_returns = {
             sid: g.set_index("symbol")["episode_return"].astype(float)
             for sid, g in episodes.groupby("scenario_id")
         }
-    parts = []
-    for s in scenarios:
-        move = np.zeros(n)
-        reason = np.full(n, None, dtype=object)
+    move = np.zeros((n, width))
+    source = np.empty((n, width), dtype=object)
+    reason = np.full((n, width), None, dtype=object)
+    for j, s in enumerate(scenarios):
         if s.kind == "factor":
-            source = np.full(n, "factor" if any(s.shocks.values()) else "vol_only", dtype=object)
+            source[:, j] = "factor" if any(s.shocks.values()) else "vol_only"
             for factor, shock in s.shocks.items():
                 if shock == 0:
                     continue
                 k = SCENARIO_FACTORS.index(factor)
                 scale = rate_shock_return(shock, duration) if factor == RATES_FACTOR else shock
-                move = move + beta[:, k] * scale
-                missing = ~np.isfinite(beta[:, k])
-                reason[missing & pd.isna(reason)] = f"no {factor} beta"
+                move[:, j] += beta[:, k] * scale
+                missing = ~np.isfinite(beta[:, k]) & pd.isna(reason[:, j])
+                reason[missing, j] = f"no {factor} beta"
         else:
             # No episode returns at all (none fetched yet): every move falls back, and is NaN
             # with a reason when SPY's return is missing too.
             own = replay_returns.get(s.id, pd.Series(dtype=float))
-            move = own.reindex(names).to_numpy(dtype=float)
-            source = np.where(np.isfinite(move), "replay_own_history", "replay_beta_x_spy")
+            mine = own.reindex(names).to_numpy(dtype=float)
+            source[:, j] = np.where(np.isfinite(mine), "replay_own_history", "replay_beta_x_spy")
             spy = float(own.get(MARKET_SYMBOL, np.nan))
-            fallback = beta[:, 0] * spy
-            move = np.where(np.isfinite(move), move, fallback)
-            gap = ~np.isfinite(move)
+            move[:, j] = np.where(np.isfinite(mine), mine, beta[:, 0] * spy)
+            gap = ~np.isfinite(move[:, j])
             if not np.isfinite(spy):
-                reason[gap] = f"no history over {s.id} and no SPY episode return"
+                reason[gap, j] = f"no history over {s.id} and no SPY episode return"
             else:
-                reason[gap] = f"no history over {s.id} and no Market beta"
-            source = source.astype(object)
-        parts.append(
-            pd.DataFrame(
-                {"trade_date": trade_dates, "symbol": names, "scenario_id": s.id, "move": move,
-                 "move_source": source, "reason": reason}
-            )
-        )  # fmt: skip
-    if not parts:
-        return pd.DataFrame(columns=list(MOVE_COLUMNS))
-    out = pd.concat(parts, ignore_index=True)
-    out.loc[out["move"].isna() & out["reason"].isna(), "reason"] = "missing beta"
-    out["reason"] = out["reason"].astype(object)
-    return out[list(MOVE_COLUMNS)]
+                reason[gap, j] = f"no history over {s.id} and no Market beta"
+    reason[np.isnan(move) & pd.isna(reason)] = "missing beta"
+    keys = pd.DataFrame(
+        {"trade_date": wide.index.get_level_values(0), "symbol": np.asarray(names, dtype=object)}
+    )
+    return UnderlyingMoves(keys, tuple(s.id for s in scenarios), move, source, reason)
+
+
+class PositionStress(NamedTuple):
+    """Every position's P&L under every scenario: row k of the (positions x scenarios)
+    matrices is `keys` row k (trade_date, position_id, portfolio_id, underlying); column j is
+    `scenario_ids[j]`. ``is_option``: revalued in full (else linear); ``revalued``: an option
+    with a model volatility. ``reason``: why a P&L is NaN (None when it is not). `frame`
+    gives the long `POSITION_STRESS_COLUMNS` rows."""
+
+    keys: pd.DataFrame
+    scenario_ids: tuple[str, ...]
+    move: np.ndarray
+    pnl_usd: np.ndarray
+    pnl_usd_delta_gamma: np.ndarray
+    reason: np.ndarray
+    is_option: np.ndarray
+    revalued: np.ndarray
+
+    def frame(self) -> pd.DataFrame:
+        n, width = self.pnl_usd.shape
+        keys = {name: np.repeat(self.keys[name].to_numpy(), width) for name in self.keys}
+        return pd.DataFrame(
+            {
+                "trade_date": keys["trade_date"],
+                "position_id": keys["position_id"],
+                "portfolio_id": keys["portfolio_id"],
+                "scenario_id": np.tile(np.asarray(self.scenario_ids, dtype=object), n),
+                "underlying": keys["underlying"],
+                "move": self.move.ravel(),
+                "pnl_usd": self.pnl_usd.ravel(),
+                "pnl_usd_delta_gamma": self.pnl_usd_delta_gamma.ravel(),
+                "method": np.repeat(
+                    np.where(self.is_option, "full_revaluation", "linear").astype(object), width
+                ),
+                "reason": self.reason.ravel(),
+            }
+        )[list(POSITION_STRESS_COLUMNS)]
 
 
 def position_stress(
-    positions: pd.DataFrame, moves: pd.DataFrame, scenarios: Sequence[Scenario]
-) -> pd.DataFrame:
-    """P&L of every position under every scenario, `POSITION_STRESS_COLUMNS`.
+    positions: pd.DataFrame, moves: UnderlyingMoves, scenarios: Sequence[Scenario]
+) -> PositionStress:
+    """P&L of every position under every scenario.
 
     ``positions``: the position_greeks rows of a chunk (trade_date, position_id, portfolio_id,
     position_type, quantity, multiplier, underlying, underlying_price, strike, t_years, rate,
     volatility, delta, gamma, vega (per contract), delta_adjusted_exposure, source).
-    ``moves``: `underlying_moves` output. Stocks: linear; options: full revaluation, with the
-    delta-gamma(-vega) estimate beside it (module docstring).
+    ``moves``: `underlying_moves` for the same scenarios. Stocks: linear; options: full
+    revaluation, with the delta-gamma(-vega) estimate beside it (module docstring).
     """
     needed = (
         "trade_date", "position_id", "portfolio_id", "position_type", "quantity", "multiplier",
@@ -439,108 +494,132 @@ def position_stress(
         "gamma", "vega", "delta_adjusted_exposure", "source",
     )  # fmt: skip
     _require_columns(positions, needed, "positions")
-    _require_columns(moves, MOVE_COLUMNS, "moves")
-    pos = positions[list(needed)].copy()
-    pos["trade_date"] = _date_index(pos["trade_date"], "positions.trade_date")
-    mv = moves[["trade_date", "symbol", "scenario_id", "move", "reason"]].rename(
-        columns={"symbol": "underlying", "reason": "move_reason"}
+    ids = tuple(s.id for s in scenarios)
+    if tuple(moves.scenario_ids) != ids:
+        raise ValueError(f"moves are for scenarios {moves.scenario_ids}, not {ids}")
+    dates = _date_index(positions["trade_date"], "positions.trade_date")
+    keys = pd.MultiIndex.from_arrays(
+        [_date_index(moves.keys["trade_date"], "moves.trade_date"), moves.keys["symbol"]]
     )
-    mv = mv.assign(trade_date=_date_index(mv["trade_date"], "moves.trade_date"))
-    ids = [s.id for s in scenarios]
-    grid = pos.merge(pd.DataFrame({"scenario_id": ids}), how="cross")
-    grid = grid.merge(mv, on=["trade_date", "underlying", "scenario_id"], how="left")
-    vol_mult = grid["scenario_id"].map({s.id: s.vol_multiplier for s in scenarios}).to_numpy()
+    at = keys.get_indexer(pd.MultiIndex.from_arrays([dates, positions["underlying"]]))
+    found = (at >= 0)[:, None]
+    move = np.where(found, moves.move[np.maximum(at, 0)], np.nan)
+    vol_mult = np.array([s.vol_multiplier for s in scenarios], dtype=float)
 
-    move = grid["move"].to_numpy(dtype=float)
-    qty = grid["quantity"].to_numpy(dtype=float)
-    mult = grid["multiplier"].to_numpy(dtype=float)
-    spot = grid["underlying_price"].to_numpy(dtype=float)
-    is_option = grid["position_type"].isin(OPTION_TYPES).to_numpy()
-    source = grid["source"].to_numpy(dtype=object)
-    revalue = is_option & np.isin(source, ["model", "expired"])
+    def column(name: str) -> np.ndarray:
+        return positions[name].to_numpy(dtype=float)
 
+    is_option = positions["position_type"].isin(OPTION_TYPES).to_numpy()
+    revalue = is_option & positions["source"].isin(["model", "expired"]).to_numpy()
     # Stocks: exposure x move (delta-gamma identical).
-    linear = grid["delta_adjusted_exposure"].to_numpy(dtype=float) * move
+    pnl = column("delta_adjusted_exposure")[:, None] * move
+    pnl_dg = pnl.copy()
     # Options: full Black-Scholes revaluation at the shocked spot and vol, time unchanged.
-    strike = grid["strike"].to_numpy(dtype=float)
-    t = grid["t_years"].to_numpy(dtype=float)
-    rate = grid["rate"].to_numpy(dtype=float)
-    vol = grid["volatility"].to_numpy(dtype=float)
-    is_call = grid["position_type"].isin(["LC", "SC"]).to_numpy()
-    size = qty * mult
-    shocked_spot = spot * (1.0 + move)
-    with np.errstate(invalid="ignore"):
-        today = bs_price(spot, strike, t, rate, vol, is_call)
-        shocked = bs_price(shocked_spot, strike, t, rate, vol * vol_mult, is_call)
-        full = (shocked - today) * size
-        ds = shocked_spot - spot
-        dvol_points = np.where(t > 0, vol * (vol_mult - 1.0) * 100.0, 0.0)
-        dg = (
-            grid["delta"].to_numpy(dtype=float) * ds
-            + 0.5 * grid["gamma"].to_numpy(dtype=float) * ds * ds
-            + grid["vega"].to_numpy(dtype=float) * dvol_points
-        ) * size
+    pnl[is_option] = np.nan
+    pnl_dg[is_option] = np.nan
+    if revalue.any():
+        r = np.flatnonzero(revalue)
+        spot, strike = column("underlying_price")[r, None], column("strike")[r, None]
+        t, rate, vol = (
+            column("t_years")[r, None],
+            column("rate")[r, None],
+            column("volatility")[r, None],
+        )
+        is_call = positions["position_type"].isin(["LC", "SC"]).to_numpy()[r, None]
+        size = (column("quantity") * column("multiplier"))[r, None]
+        shocked_spot = spot * (1.0 + move[r])
+        with np.errstate(invalid="ignore"):
+            today = bs_price(spot, strike, t, rate, vol, is_call)
+            shocked = bs_price(shocked_spot, strike, t, rate, vol * vol_mult, is_call)
+            ds = shocked_spot - spot
+            dvol_points = np.where(t > 0, vol * (vol_mult - 1.0) * 100.0, 0.0)
+            pnl[r] = (shocked - today) * size
+            pnl_dg[r] = (
+                column("delta")[r, None] * ds
+                + 0.5 * column("gamma")[r, None] * ds * ds
+                + column("vega")[r, None] * dvol_points
+            ) * size
 
-    pnl = np.where(is_option, np.where(revalue, full, np.nan), linear)
-    pnl_dg = np.where(is_option, np.where(revalue, dg, np.nan), linear)
-    reason = grid["move_reason"].to_numpy(dtype=object).copy()
-    no_move = grid["move"].isna().to_numpy()
+    reason = np.where(found, moves.reason[np.maximum(at, 0)], None)
+    no_move = np.isnan(move)
     reason[no_move & pd.isna(reason)] = "no move for the underlying"
-    unvalued = is_option & ~revalue
+    unvalued = (is_option & ~revalue)[:, None] & np.ones_like(no_move)
+    bad_value = revalue[:, None] & ~no_move & ~np.isfinite(pnl)
+    no_exposure = ~is_option[:, None] & ~no_move & ~np.isfinite(pnl)
+    reason[~no_move] = None
     reason[unvalued] = "option without a model volatility (fallback Greeks): not revalued"
-    bad_value = revalue & ~no_move & ~np.isfinite(full)
     reason[bad_value] = "option could not be revalued (invalid Black-Scholes inputs)"
-    no_exposure = ~is_option & ~no_move & ~np.isfinite(linear)
-    reason[~no_move & ~unvalued & ~bad_value] = None
     reason[no_exposure] = "no exposure for the position (unpriced)"
-    out = pd.DataFrame(
+    frame_keys = pd.DataFrame(
         {
-            "trade_date": grid["trade_date"],
-            "position_id": grid["position_id"],
-            "portfolio_id": grid["portfolio_id"],
-            "scenario_id": grid["scenario_id"],
-            "underlying": grid["underlying"],
-            "move": move,
-            "pnl_usd": pnl,
-            "pnl_usd_delta_gamma": pnl_dg,
-            "method": np.where(is_option, "full_revaluation", "linear"),
-            "reason": reason,
+            "trade_date": dates,
+            "position_id": positions["position_id"].to_numpy(),
+            "portfolio_id": positions["portfolio_id"].to_numpy(),
+            "underlying": positions["underlying"].to_numpy(dtype=object),
         }
     )
-    out["reason"] = out["reason"].astype(object)
-    return out[list(POSITION_STRESS_COLUMNS)]
+    return PositionStress(frame_keys, ids, move, pnl, pnl_dg, reason, is_option, revalue)
 
 
 def portfolio_stress(
-    position_results: pd.DataFrame,
+    stress: PositionStress,
     positions: pd.DataFrame | None = None,
     gross_exposure: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per (trade_date, portfolio_id, scenario_id): `PORTFOLIO_STRESS_COLUMNS`.
 
-    ``position_results``: `position_stress` output. The gross exposure comes from
-    ``gross_exposure`` (trade_date, portfolio_id, gross_exposure: portfolio_snapshots) or else
-    from ``positions`` (position_greeks rows: sum |quantity x multiplier x price|, the option
-    price for options); with neither, pnl_pct_of_gross is NaN.
+    ``stress``: `position_stress` output. The gross exposure comes from ``gross_exposure``
+    (trade_date, portfolio_id, gross_exposure: portfolio_snapshots) or else from
+    ``positions`` (position_greeks rows: sum |quantity x multiplier x price|, the option price
+    for options); with neither, pnl_pct_of_gross is NaN.
     """
-    res = position_results.copy()
-    res["trade_date"] = _date_index(res["trade_date"], "position_results.trade_date")
-    keys = ["trade_date", "portfolio_id", "scenario_id"]
-    res["missing"] = res["pnl_usd"].isna()
-    res["revalued"] = res["method"].eq("full_revaluation") & ~res["missing"]
-    agg = res.groupby(keys, sort=True).agg(
-        pnl_usd=("pnl_usd", "sum"),
-        pnl_usd_delta_gamma=("pnl_usd_delta_gamma", "sum"),
-        n_positions=("position_id", "count"),
-        n_missing=("missing", "sum"),
-        any_option=("revalued", "any"),
+    keys = stress.keys
+    n, width = stress.pnl_usd.shape
+    group_keys = keys[["trade_date", "portfolio_id"]]
+    codes, uniques = pd.MultiIndex.from_frame(group_keys).factorize(sort=True)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else []
+    pnl = stress.pnl_usd[order]
+    missing = np.isnan(pnl)
+
+    def sums(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts, axis=0) if n else np.zeros((0, width))
+
+    pnl_sum = sums(np.where(missing, 0.0, pnl))
+    dg = stress.pnl_usd_delta_gamma[order]
+    dg_sum = sums(np.where(np.isnan(dg), 0.0, dg))
+    n_missing = sums(missing.astype(np.int64))
+    sizes = np.diff(np.r_[starts, n]).astype(np.int64)
+    revalued = sums((stress.is_option[order][:, None] & ~missing).astype(np.int64)) > 0
+    # The worst position: the lowest P&L (ties: the lowest position_id), NaN left out.
+    position_ids = keys["position_id"].to_numpy()[order]
+    worst_id = np.full((len(starts), width), -1, dtype=np.int64)
+    worst_pnl = np.full((len(starts), width), np.nan)
+    for j in range(width):
+        rank = np.lexsort((position_ids, np.where(missing[:, j], np.inf, pnl[:, j]), sorted_codes))
+        first = rank[starts] if n else rank
+        ok = ~missing[first, j]
+        worst_id[ok, j] = position_ids[first[ok]]
+        worst_pnl[ok, j] = pnl[first[ok], j]
+    group_count = len(starts)
+    agg = pd.DataFrame(
+        {
+            "trade_date": np.repeat(uniques.get_level_values(0), width),
+            "portfolio_id": np.repeat(uniques.get_level_values(1).to_numpy(), width),
+            "scenario_id": np.tile(np.asarray(stress.scenario_ids, dtype=object), group_count),
+            "pnl_usd": pnl_sum.ravel(),
+            "pnl_usd_delta_gamma": dg_sum.ravel(),
+            "n_positions": np.repeat(sizes, width),
+            "n_missing": n_missing.ravel(),
+            "worst_position_id": pd.array(
+                np.where(worst_id < 0, 0, worst_id).ravel(), dtype="Int64"
+            ),
+            "worst_position_pnl_usd": worst_pnl.ravel(),
+            "method": np.where(revalued.ravel(), "full_revaluation", "linear").astype(object),
+        }
     )
-    valued = res[~res["missing"]].sort_values(["pnl_usd", "position_id"], kind="stable")
-    worst = valued.drop_duplicates(keys).set_index(keys)
-    agg["worst_position_id"] = worst["position_id"]
-    agg["worst_position_pnl_usd"] = worst["pnl_usd"]
-    agg["method"] = np.where(agg["any_option"], "full_revaluation", "linear")
-    agg = agg.reset_index()
+    agg.loc[(worst_id < 0).ravel(), "worst_position_id"] = pd.NA
 
     gross = None
     if gross_exposure is not None:
@@ -576,5 +655,4 @@ def portfolio_stress(
     )
     agg["reason"] = pd.Series(reason, dtype=object)
     agg["n_missing"] = agg["n_missing"].astype(int)
-    agg["worst_position_id"] = agg["worst_position_id"].astype("Int64")
     return agg[list(PORTFOLIO_STRESS_COLUMNS)]

@@ -52,9 +52,10 @@ import pandas as pd
 from sigmasight_pipeline.analytics.risk import (
     ANNUALIZATION,
     _date_index,
-    _exposure_sigma,
     _require_columns,
     _sorted_wide,
+    stack_by_day,
+    stacked_exposure_sigmas,
 )
 
 __all__ = [
@@ -392,7 +393,7 @@ def ex_ante_volatility(
     missing = frame["exposure"].isna().groupby([frame[k] for k in keys]).sum()
     frame = frame.dropna(subset=["exposure"])
     frame = frame.groupby([*keys, "underlying"], as_index=False)["exposure"].sum()
-    groups = {key: group for key, group in frame.groupby(keys, sort=False)}
+    frame = frame.rename(columns={"underlying": "symbol"})
     wide = _sorted_wide(returns, "returns")
     values: dict[tuple, float] = {}
     if portfolio_values is not None:
@@ -410,25 +411,33 @@ def ex_ante_volatility(
             )
         )
 
+    # Per (day, portfolio) with priced positions: (sigma, complete rows, unknown symbols).
+    sigmas: dict[tuple, tuple[float, int, list[str]]] = {}
+    symbols = frame["symbol"].to_numpy(dtype=object)
+    ports = frame["portfolio_id"].to_numpy()
+    for stack in stack_by_day(frame, wide, window):
+        sigma, n_obs = stacked_exposure_sigmas(stack)
+        unknown_any = (~stack.known & (stack.exposure != 0)).any(axis=1)
+        for k, (start, size) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
+            unknown = []
+            if unknown_any[k]:
+                exposed_unknown = ~stack.known[k, :size] & (stack.exposure[k, :size] != 0)
+                unknown = sorted(symbols[start : start + size][exposed_unknown])
+            sigmas[(stack.day, ports[start])] = (float(sigma[k]), int(n_obs[k]), unknown)
+
     rows = []
     for (day, portfolio_id), n_missing in missing.sort_index().items():
-        group = groups.get((day, portfolio_id), frame.iloc[:0])
         pos = wide.index.get_indexer([day])[0]
-        symbols = group["underlying"].tolist()
-        e = group["exposure"].to_numpy()
         notes = [f"{n_missing} position(s) without an exposure left out"] if n_missing else []
         sigma, n = np.nan, 0
         if pos < 0:
             notes.insert(0, "no return row for the trade date")
+        elif (day, portfolio_id) not in sigmas:
+            # Every position unpriced: the risk is unknown, not zero.
+            n = min(pos + 1, window)  # the window's rows, as with no exposed symbol
         else:
-            block = wide.iloc[max(0, pos - window + 1) : pos + 1]
-            sigma, n = _exposure_sigma(e, block.reindex(columns=symbols).to_numpy(dtype=float))
-            unknown = sorted(
-                s for s, x in zip(symbols, e, strict=True) if x and s not in wide.columns
-            )
-            if not symbols:
-                sigma = np.nan  # every position unpriced: the risk is unknown, not zero
-            elif unknown:
+            sigma, n, unknown = sigmas[(day, portfolio_id)]
+            if unknown:
                 sigma = np.nan
                 notes.insert(0, f"no returns for exposed underlyings {unknown}")
             elif n < min_obs:

@@ -36,22 +36,10 @@ MATRIX_COLUMNS = [
 
 
 def correlation_matrices(result: correlation.CorrelationResult) -> pd.DataFrame:
-    """One row per (day, portfolio): its symbols, the upper triangle of its correlation matrix
-    row by row with each pair's overlap, each symbol's cluster (NaN: none) and the summary.
-
-    `portfolio_correlations` emits each portfolio's pairs and clusters as contiguous blocks, in
-    the order of its summary rows; this cuts them at the summary's counts."""
-    summary = result.summary.reset_index(drop=True)
-    pair_cuts = np.cumsum(summary["n_pairs"].to_numpy())[:-1]
-    symbol_cuts = np.cumsum(summary["n_symbols"].to_numpy())[:-1]
-    pairs, clusters = result.pairs, result.clusters
-    cluster_ids = clusters["cluster_id"].to_numpy(dtype=float, na_value=np.nan)
-    return summary.assign(
-        symbols=np.split(clusters["symbol"].to_numpy(dtype=object), symbol_cuts),
-        correlations=np.split(pairs["correlation"].to_numpy(dtype=float), pair_cuts),
-        pair_obs=np.split(pairs["n_obs"].to_numpy(dtype=float), pair_cuts),
-        cluster_ids=np.split(cluster_ids, symbol_cuts),
-    )[MATRIX_COLUMNS]
+    """The rows of portfolio_correlation_matrices: a symbol without a cluster (0) is NULL."""
+    matrices = result.matrices
+    cluster_ids = [np.where(ids == 0, np.nan, ids) for ids in matrices["cluster_ids"]]
+    return matrices.assign(cluster_ids=cluster_ids)[MATRIX_COLUMNS]
 
 
 @asset(

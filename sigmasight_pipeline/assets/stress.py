@@ -4,6 +4,7 @@ blocks of days)."""
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -35,7 +36,7 @@ from sigmasight_pipeline.checks import (
 from sigmasight_pipeline.resources.database import PostgresResource, transaction
 from sigmasight_pipeline.resources.io_manager import CompanionRows, TableReader, TableWrite
 from sigmasight_pipeline.resources.market_data import MarketDataResource
-from sigmasight_pipeline.resources.tables import query_frame
+from sigmasight_pipeline.resources.tables import list_column, query_frame
 from sigmasight_pipeline.settings import stress_scenario_files, tlt_duration
 
 STRESS_GROUP = "stress"
@@ -181,32 +182,25 @@ def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
     return int(row[0])
 
 
-def position_pnl_arrays(results: pd.DataFrame, scenario_ids: list[str], set_id: int):
-    """`position_stress` rows as one row per position-day with the P&L of every scenario in
-    `scenario_ids` order (position_stress_pnl), and the reasons beside them (None for a row
-    with no reason at all)."""
-    order = {sid: k for k, sid in enumerate(scenario_ids)}
-    frame = results.assign(ordinal=results["scenario_id"].map(order)).sort_values(
-        ["trade_date", "position_id", "ordinal"], kind="stable"
-    )
-    width = len(scenario_ids)
-    heads = frame.iloc[::width]
-    reason = frame["reason"]
-    reasons = reason.astype(object).where(reason.notna(), None).to_numpy().reshape(-1, width)
-    has_reason = reason.notna().to_numpy().reshape(-1, width).any(axis=1)
+def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFrame:
+    """Rows of position_stress_pnl: one per position-day with the P&L of every scenario of the
+    set (`result.scenario_ids` order), and the reasons beside them (None for a row with no
+    reason at all)."""
+    reason = result.reason
+    has_reason = pd.notna(reason).any(axis=1)
+    reasons = np.full(len(reason), None, dtype=object)
+    for k in np.flatnonzero(has_reason):
+        reasons[k] = reason[k].tolist()
+    keys = result.keys
     return pd.DataFrame(
         {
-            "trade_date": heads["trade_date"].to_numpy(),
-            "position_id": heads["position_id"].to_numpy(),
-            "portfolio_id": heads["portfolio_id"].to_numpy(),
+            "trade_date": keys["trade_date"].to_numpy(),
+            "position_id": keys["position_id"].to_numpy(),
+            "portfolio_id": keys["portfolio_id"].to_numpy(),
             "set_id": set_id,
-            "pnl_usd": list(frame["pnl_usd"].to_numpy(dtype=float).reshape(-1, width)),
-            "pnl_usd_delta_gamma": list(
-                frame["pnl_usd_delta_gamma"].to_numpy(dtype=float).reshape(-1, width)
-            ),
-            "reasons": [
-                row if any_ else None for row, any_ in zip(reasons, has_reason, strict=True)
-            ],
+            "pnl_usd": list_column(result.pnl_usd, pa.float32()),
+            "pnl_usd_delta_gamma": list_column(result.pnl_usd_delta_gamma, pa.float32()),
+            "reasons": reasons,
         }
     )
 
@@ -281,16 +275,14 @@ def portfolio_stress_results(
                     betas[betas["trade_date"].isin(days)], scenarios, episodes, duration,
                     symbols=underlyings,
                 )  # fmt: skip
-                results = stress.position_stress(block, moves, scenarios)
+                result = stress.position_stress(block, moves, scenarios)
                 gross = (
                     block.assign(gross_exposure=block["market_value"].abs())
                     .groupby(["trade_date", "portfolio_id"], as_index=False)["gross_exposure"]
                     .sum()
                 )
-                yield CompanionRows(
-                    "position_stress_pnl", position_pnl_arrays(results, ids, set_id)
-                )
-                yield stress.portfolio_stress(results, gross_exposure=gross)
+                yield CompanionRows("position_stress_pnl", position_pnl_arrays(result, set_id))
+                yield stress.portfolio_stress(result, gross_exposure=gross)
 
     validator, complete = TableValidator("portfolio_stress_results"), stress_complete_warning()
     replace = scope.portfolio_filter()

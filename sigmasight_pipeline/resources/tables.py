@@ -22,6 +22,7 @@ from contextlib import contextmanager, suppress
 from functools import lru_cache
 
 import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from psycopg import sql
@@ -154,6 +155,15 @@ def table_columns(url: str, schema: str, table: str) -> dict[str, str]:
             "(`sigmasight migrate`, or any sigmasight command)"
         )
     return columns
+
+
+def list_column(matrix: np.ndarray, item: pa.DataType) -> pd.arrays.ArrowExtensionArray:
+    """The rows of a 2-D array as one list column of `item`s, for an array column (e.g.
+    real[]), built from the array's buffer instead of a Python object per row. NaN stays NaN."""
+    rows, width = matrix.shape
+    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int32))
+    values = pa.array(np.ascontiguousarray(matrix).ravel()).cast(item)
+    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values))
 
 
 def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.Table:
