@@ -165,6 +165,14 @@ def _beta_matrix(betas: pd.DataFrame, day: pd.Timestamp, factors: list[str]) -> 
     ).reindex(columns=factors)
 
 
+def _rows_at(wide: pd.DataFrame, keys: pd.MultiIndex, width: int) -> np.ndarray:
+    """The rows of `wide` at `keys` (len(keys) x width), NaN where a key is absent."""
+    if wide.empty:
+        return np.full((len(keys), width), np.nan)
+    at = wide.index.get_indexer(keys)
+    return np.where((at >= 0)[:, None], wide.to_numpy(dtype=float)[np.maximum(at, 0)], np.nan)
+
+
 def _normalized_betas(betas: pd.DataFrame) -> pd.DataFrame:
     _require_columns(betas, ("trade_date", "symbol", "factor", "beta"), "betas")
     out = betas[["trade_date", "symbol", "factor", "beta"]].copy()
@@ -288,19 +296,39 @@ def risk_decomposition(
     if not factors:
         raise ValueError(f"no factor has both a covariance {cov_factors} and betas")
 
+    pos = pos.sort_values("trade_date", kind="stable").reset_index(drop=True)
+    dates = pos["trade_date"].to_numpy()
+    # Each position's betas and specific variance on its day, looked up once for the chunk.
+    keyed = pd.MultiIndex.from_arrays([pos["trade_date"], pos["underlying"]])
+    wide = (
+        betas.drop_duplicates(["trade_date", "symbol", "factor"], keep="last")
+        .set_index(["trade_date", "symbol", "factor"])["beta"]
+        .unstack("factor")
+        .reindex(columns=factors)
+    )
+    beta_all = _rows_at(wide, keyed, len(factors))
+    spec_rows = spec.drop_duplicates(["trade_date", "symbol"]).set_index(["trade_date", "symbol"])
+    spec_all = _rows_at(spec_rows[["specific_variance"]].astype(float), keyed, 1)[:, 0]
+    # The factor covariance of every day as one days x K x K array.
+    index = {f: i for i, f in enumerate(factors)}
+    cov = cov[cov["factor_a"].isin(index) & cov["factor_b"].isin(index)]
+    cov_days = pd.DatetimeIndex(cov["trade_date"].unique())
+    sigma_all = np.full((len(cov_days), len(factors), len(factors)), np.nan)
+    sigma_all[
+        cov_days.get_indexer(cov["trade_date"]),
+        cov["factor_a"].map(index).to_numpy(),
+        cov["factor_b"].map(index).to_numpy(),
+    ] = cov["covariance"].to_numpy(dtype=float)
+    no_cov = np.full((len(factors), len(factors)), np.nan)
+
     port_parts, pos_parts = [], []
-    for day, rows in pos.groupby("trade_date", sort=True):
-        sigma_f = (
-            cov[cov["trade_date"] == day]
-            .pivot_table(index="factor_a", columns="factor_b", values="covariance", dropna=False)
-            .reindex(index=factors, columns=factors)
-            .to_numpy(dtype=float)
-        )
-        b = _beta_matrix(betas, day, factors)
-        s = spec[spec["trade_date"] == day].drop_duplicates("symbol").set_index("symbol")
+    days, firsts = np.unique(dates, return_index=True)
+    for day, lo, hi in zip(days, firsts, np.r_[firsts[1:], len(pos)], strict=True):
+        at = cov_days.get_indexer([day])[0]
         ports, positions = _decompose_day(
-            day, rows.reset_index(drop=True), factors, sigma_f, b,
-            s["specific_variance"].astype(float), annualization,
+            pd.Timestamp(day), pos.iloc[lo:hi].reset_index(drop=True), factors,
+            sigma_all[at] if at >= 0 else no_cov, beta_all[lo:hi], spec_all[lo:hi],
+            annualization,
         )  # fmt: skip
         port_parts.append(ports)
         pos_parts.append(positions)
@@ -323,15 +351,14 @@ def _decompose_day(
     pos: pd.DataFrame,
     factors: list[str],
     sigma_f: np.ndarray,
-    b: pd.DataFrame,
-    s: pd.Series,
+    beta: np.ndarray,
+    spec: np.ndarray,
     annualization: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One day's decomposition for every portfolio in ``pos``, vectorized."""
+    """One day's decomposition for every portfolio in ``pos``, vectorized; ``beta`` (n x K)
+    and ``spec`` (n) are each position's underlying's betas and specific variance."""
     k = len(factors)
     n = len(pos)
-    beta = b.reindex(pos["underlying"]).to_numpy(dtype=float).reshape(n, k)
-    spec = s.reindex(pos["underlying"]).to_numpy(dtype=float)
     e = pos["exposure"].to_numpy(dtype=float)
     reasons = np.full(n, None, dtype=object)
     no_beta = ~np.isfinite(beta).all(axis=1)
@@ -380,12 +407,13 @@ def _decompose_day(
     with np.errstate(invalid="ignore", divide="ignore"):
         coverage = np.where(gross > 0, covered_gross / gross, np.nan)
     port_reason = np.full(n_port, None, dtype=object)
-    left_out = pd.Series(~covered & (np.nan_to_num(e) != 0)).groupby(port_codes).sum()
+    left_out = np.bincount(port_codes, weights=~covered & (np.nan_to_num(e) != 0), minlength=n_port)
+    left_out = left_out.astype(np.int64)
     for p in range(n_port):
         notes = []
         if not cov_ok:
             notes.append("no factor covariance for the day")
-        elif left_out.get(p, 0):
+        elif left_out[p]:
             notes.append(f"{left_out[p]} position(s) without betas/specific variance left out")
         if not sigma[p] > 0:
             notes.append("zero model volatility")
