@@ -438,10 +438,15 @@ def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -
             conn.commit()
         back = query_frame(
             db_url,
-            "SELECT position_id, scenario_id, pnl_usd, reason FROM "
+            "SELECT position_id, scenario_id, pnl_usd, pnl_usd_delta_gamma, reason FROM "
             "sigmasight.position_stress_results WHERE portfolio_id = 999001 "
             "ORDER BY position_id, scenario_id",
         ).set_index(["position_id", "scenario_id"])
+        stored = query_frame(
+            db_url,
+            "SELECT pnl_usd_delta_gamma IS NULL AS linear FROM sigmasight.position_stress_pnl "
+            "WHERE portfolio_id = 999001",
+        )
     finally:
         with transaction(db_url) as conn:
             conn.execute("DELETE FROM sigmasight.position_stress_pnl WHERE portfolio_id = 999001")
@@ -450,6 +455,9 @@ def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -
     assert back.loc[(2, "market_down_10"), "reason"] is None
     assert back.loc[(1, "rates_up_100bp"), "reason"] is None
     assert np.isfinite(back.loc[(1, "rates_up_100bp"), "pnl_usd"])
+    # Stocks store their delta-gamma P&L once (it is their P&L); the view shows it.
+    assert stored["linear"].all()
+    pd.testing.assert_series_equal(back["pnl_usd_delta_gamma"], back["pnl_usd"], check_names=False)
 
 
 def test_portfolio_sums_and_worst_positions_equal_a_pandas_groupby() -> None:

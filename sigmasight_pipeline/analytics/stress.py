@@ -575,8 +575,12 @@ def portfolio_stress(
     """
     keys = stress.keys
     n, width = stress.pnl_usd.shape
-    group_keys = keys[["trade_date", "portfolio_id"]]
-    codes, uniques = pd.MultiIndex.from_frame(group_keys).factorize(sort=True)
+    day_codes, day_values = pd.factorize(keys["trade_date"], sort=True)
+    port_codes, port_values = pd.factorize(keys["portfolio_id"], sort=True)
+    pair = day_codes.astype(np.int64) * max(len(port_values), 1) + port_codes
+    pairs, codes = np.unique(pair, return_inverse=True)
+    group_days = day_values[pairs // max(len(port_values), 1)]
+    group_ports = np.asarray(port_values)[pairs % max(len(port_values), 1)]
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else []
@@ -605,8 +609,8 @@ def portfolio_stress(
     group_count = len(starts)
     agg = pd.DataFrame(
         {
-            "trade_date": np.repeat(uniques.get_level_values(0), width),
-            "portfolio_id": np.repeat(uniques.get_level_values(1).to_numpy(), width),
+            "trade_date": np.repeat(group_days, width),
+            "portfolio_id": np.repeat(group_ports, width),
             "scenario_id": np.tile(np.asarray(stress.scenario_ids, dtype=object), group_count),
             "pnl_usd": pnl_sum.ravel(),
             "pnl_usd_delta_gamma": dg_sum.ravel(),

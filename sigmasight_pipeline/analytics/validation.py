@@ -54,6 +54,8 @@ def naive_dates(values: Iterable | pd.Index | pd.Series, name: str) -> pd.Dateti
     raw = values if isinstance(values, pd.Index) else pd.Index(list(values))
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         raise ValueError(f"{name}: expected tz-naive dates, got timezone {raw.dtype.tz}")
+    if isinstance(raw, pd.DatetimeIndex):  # already dates: no parsing (a chunk's rows)
+        return raw.normalize()
     try:
         index = pd.DatetimeIndex(pd.to_datetime(raw))
     except (TypeError, ValueError) as exc:

@@ -184,8 +184,8 @@ def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
 
 def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFrame:
     """Rows of position_stress_pnl: one per position-day with the P&L of every scenario of the
-    set (`result.scenario_ids` order), and the reasons beside them (None for a row with no
-    reason at all)."""
+    set (`result.scenario_ids` order), the delta-gamma estimates of an option (None for a
+    linear position: the same as its P&L) and the reasons (None for a row with none)."""
     reason = result.reason
     has_reason = pd.notna(reason).any(axis=1)
     reasons = np.full(len(reason), None, dtype=object)
@@ -199,7 +199,10 @@ def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFr
             "portfolio_id": keys["portfolio_id"].to_numpy(),
             "set_id": set_id,
             "pnl_usd": list_column(result.pnl_usd, pa.float32()),
-            "pnl_usd_delta_gamma": list_column(result.pnl_usd_delta_gamma, pa.float32()),
+            # A linear position's delta-gamma P&L is its P&L: NULL here (sql/0015).
+            "pnl_usd_delta_gamma": list_column(
+                result.pnl_usd_delta_gamma, pa.float32(), present=result.is_option
+            ),
             "reasons": reasons,
         }
     )

@@ -157,13 +157,19 @@ def table_columns(url: str, schema: str, table: str) -> dict[str, str]:
     return columns
 
 
-def list_column(matrix: np.ndarray, item: pa.DataType) -> pd.arrays.ArrowExtensionArray:
+def list_column(
+    matrix: np.ndarray, item: pa.DataType, present: np.ndarray | None = None
+) -> pd.arrays.ArrowExtensionArray:
     """The rows of a 2-D array as one list column of `item`s, for an array column (e.g.
-    real[]), built from the array's buffer instead of a Python object per row. NaN stays NaN."""
+    real[]), built from the array's buffer instead of a Python object per row. NaN stays NaN;
+    a row where `present` is False is NULL."""
     rows, width = matrix.shape
-    offsets = pa.array(np.arange(0, (rows + 1) * width, width, dtype=np.int32))
-    values = pa.array(np.ascontiguousarray(matrix).ravel()).cast(item)
-    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values))
+    present = np.ones(rows, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    lengths = np.where(present, width, 0)
+    offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
+    values = pa.array(np.ascontiguousarray(matrix[present]).ravel()).cast(item)
+    mask = None if present.all() else pa.array(~present)
+    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values, mask=mask))
 
 
 def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.Table:
