@@ -52,7 +52,7 @@ def tlt_duration() -> float:
 def stress_scenario_files() -> list[Path]:
     """The scenario library (data/stress_scenarios.yaml) and the files of your own scenarios
     listed in `SIGMASIGHT_STRESS_SCENARIOS` (separated by the OS path separator)."""
-    from sigmasight_pipeline.analytics.stress import DEFAULT_SCENARIO_FILE
+    from sigmasight_pipeline.analytics.scenarios import DEFAULT_SCENARIO_FILE
 
     extra = os.environ.get("SIGMASIGHT_STRESS_SCENARIOS", "").strip()
     return [DEFAULT_SCENARIO_FILE, *(Path(p).expanduser() for p in extra.split(os.pathsep) if p)]

@@ -10,21 +10,23 @@ import pandas as pd
 import pytest
 
 from sigmasight_pipeline.analytics.greeks import bs_greeks
-from sigmasight_pipeline.analytics.stress import (
+from sigmasight_pipeline.analytics.scenarios import (
     DEFAULT_SCENARIO_FILE,
-    PORTFOLIO_STRESS_COLUMNS,
-    POSITION_STRESS_COLUMNS,
     SCENARIO_COLUMNS,
     Scenario,
     ScenarioFileError,
-    episode_returns,
     load_scenarios,
+    scenario_table,
+    scenarios_from_table,
+)
+from sigmasight_pipeline.analytics.stress import (
+    PORTFOLIO_STRESS_COLUMNS,
+    POSITION_STRESS_COLUMNS,
+    episode_returns,
     pnl_usd_per_100bp,
     portfolio_stress,
     position_stress,
     rate_shock_return,
-    scenario_table,
-    scenarios_from_table,
     underlying_moves,
 )
 

@@ -15,6 +15,7 @@ from dagster import (
 )
 
 from sigmasight_pipeline import calendar
+from sigmasight_pipeline.analytics import scenarios as scenario_library
 from sigmasight_pipeline.analytics import stress
 from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
@@ -54,7 +55,7 @@ def stress_scenarios(context: AssetExecutionContext) -> pd.DataFrame:
     files SIGMASIGHT_STRESS_SCENARIOS lists. Edit a file and materialize this asset (then the
     stress results) to update them; a malformed file fails here, naming the file and scenario."""
     files = stress_scenario_files()
-    table = stress.scenario_table(stress.load_scenarios(files))
+    table = scenario_library.scenario_table(scenario_library.load_scenarios(files))
     table.insert(1, "ordinal", np.arange(1, len(table) + 1))
     context.add_output_metadata(
         {
@@ -72,7 +73,7 @@ def _boundary_sessions(day: pd.Timestamp) -> list[pd.Timestamp]:
     return list(calendar.sessions(day - pd.Timedelta(days=10), day)[-SESSIONS_PER_BOUNDARY:])
 
 
-def _episode_wanted(symbols: list[str], replays: list[stress.Scenario]) -> pd.DataFrame:
+def _episode_wanted(symbols: list[str], replays: list[scenario_library.Scenario]) -> pd.DataFrame:
     days = sorted({d for s in replays for b in (s.start, s.end) for d in _boundary_sessions(b)})
     grid = pd.MultiIndex.from_product([symbols, [d.date() for d in days]])
     return grid.to_frame(index=False, name=["symbol", "trade_date"])
@@ -109,7 +110,8 @@ def stress_episodes(
     start to the close of its end (the last close on or before each date), from the market data
     provider. Returns already stored for the same dates are kept; only new symbols, new or
     edited episodes and earlier provider failures are fetched."""
-    replays = [s for s in stress.scenarios_from_table(stress_scenarios) if s.kind == "replay"]
+    library = scenario_library.scenarios_from_table(stress_scenarios)
+    replays = [s for s in library if s.kind == "replay"]
     symbols = sorted(securities.loc[securities["security_type"].ne("OPTION"), "symbol"])
     stored = query_frame(
         database.url(), f"SELECT {', '.join(EPISODE_COLUMNS)} FROM sigmasight.stress_episodes"
@@ -259,7 +261,7 @@ def portfolio_stress_results(
     transaction): every position's P&L per scenario (the view position_stress_results)."""
     url = database.url()
     scope = run_scope(context)
-    scenarios = stress.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
+    scenarios = scenario_library.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
     ids = [s.id for s in scenarios]
     set_id = scenario_set_id(url, ids)
     duration = tlt_duration()
