@@ -83,7 +83,8 @@ CORRELATION_SUMMARY_COLUMNS = (
 
 
 class CorrelationResult(NamedTuple):
-    """One row per (trade_date, portfolio_id) in `matrices` (`MATRIX_COLUMNS`): its symbols
+    """One row per (trade_date, portfolio_id) in `matrices` (those keys, then `_ROW_COLUMNS`;
+    the asset stores all but symbol_obs in portfolio_correlation_matrices): its symbols
     (sorted), the upper triangle of its correlation matrix row by row (`np.triu_indices`) with
     each pair's overlap, each symbol's cluster (0: none) and the summary columns. `pairs`,
     `clusters` and `summary` give the same as long frames (`CORRELATION_COLUMNS`,
@@ -311,7 +312,7 @@ def _portfolio_row(
     min_overlap: int,
     threshold: float,
 ) -> tuple:
-    """One portfolio-day's matrix columns and summary (`MATRIX_COLUMNS` after the keys).
+    """One portfolio-day's matrix columns and summary (`_ROW_COLUMNS`).
     ``enb``: its effective number of bets when computed with the others of its day (every
     correlation defined), else None."""
     m = len(symbols)
@@ -402,9 +403,8 @@ def portfolio_correlations(
     keys: list[tuple] = []
     for stack in stack_by_day(frame, _sorted_wide(returns, "returns"), window):
         corr, n_obs = pairwise_correlation(stack.returns, min_overlap)
-        complete = np.array(
-            [np.isfinite(corr[k, :n, :n]).all() for k, n in enumerate(stack.sizes)], dtype=bool
-        )
+        pair_inside = stack.inside[:, :, None] & stack.inside[:, None, :]
+        complete = (np.isfinite(corr) | ~pair_inside).all(axis=(1, 2))  # every pair defined
         enb, clipped = effective_number_of_bets(np.nan_to_num(corr), stack.exposure)
         for k, (start, n) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
             group = slice(start, start + n)

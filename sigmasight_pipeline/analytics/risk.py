@@ -339,17 +339,26 @@ def _exposure_sigma(exposures: ArrayLike, position_returns: ArrayLike) -> tuple[
     if not np.all(np.isfinite(e)):
         raise ValueError("exposures must be finite")
     require_returns(r, "position_returns")
-    keep = e != 0
-    e, r = e[keep], r[:, keep]
-    complete = np.isfinite(r).all(axis=1)
-    n = int(complete.sum())
-    if e.size == 0:
-        return 0.0, n
-    if n < 2:
-        return float("nan"), n
-    cov = np.atleast_2d(np.cov(r[complete], rowvar=False, ddof=1))
-    variance = float(e @ cov @ e)
-    return float(np.sqrt(max(variance, 0.0))), n  # clip -1e-20 style rounding residue
+    sigma, n = _pnl_sigmas(r[None], e[None])
+    return float(sigma[0]), int(n[0])
+
+
+def _pnl_sigmas(returns: np.ndarray, exposure: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per portfolio of a stack (returns P x W x M, exposure P x M): the standard deviation
+    (ddof=1) of the dollar P&L series R e over the rows where every exposed symbol has a return
+    (equal to sqrt(e'Se), S the sample covariance of those rows), and their count. 0 with no
+    exposure; NaN with fewer than 2 complete rows."""
+    exposed = exposure != 0
+    missing = np.isnan(returns)
+    complete = ~(missing & exposed[:, None, :]).any(axis=2)  # (P, W)
+    pnl = np.einsum("pwm,pm->pw", np.where(missing, 0.0, returns), exposure)
+    n = complete.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(complete, pnl, 0.0).sum(axis=1) / n
+        deviation = np.where(complete, pnl - mean[:, None], 0.0)
+        variance = (deviation * deviation).sum(axis=1) / (n - 1)
+    sigma = np.where(n >= 2, np.sqrt(np.maximum(variance, 0.0)), np.nan)
+    return np.where(exposed.any(axis=1), sigma, 0.0), n
 
 
 class DayStack(NamedTuple):
@@ -364,6 +373,15 @@ class DayStack(NamedTuple):
     exposure: np.ndarray  # (P, M)
     returns: np.ndarray  # (P, W, M)
     known: np.ndarray  # (P, M) the symbol has a column in the returns
+
+    def exposed_unknown(self, symbols: np.ndarray) -> list[list[str] | None]:
+        """Per portfolio, its exposed symbols without a returns column, sorted (None when
+        there is none); ``symbols``: the stacked frame's symbol column."""
+        flagged = ~self.known & (self.exposure != 0)
+        return [
+            sorted(symbols[start : start + size][flagged[k, :size]]) if flagged[k].any() else None
+            for k, (start, size) in enumerate(zip(self.starts, self.sizes, strict=True))
+        ]
 
 
 def stack_by_day(frame: pd.DataFrame, returns: pd.DataFrame, window: int) -> Iterator[DayStack]:
@@ -401,21 +419,8 @@ def stack_by_day(frame: pd.DataFrame, returns: pd.DataFrame, window: int) -> Ite
 
 
 def stacked_exposure_sigmas(stack: DayStack) -> tuple[np.ndarray, np.ndarray]:
-    """`_exposure_sigma` for every portfolio of a `DayStack`: (sigma (P,), complete rows (P,)).
-    The dollar P&L series R e has variance e'Se with S the sample covariance of the same rows,
-    so sigma is its standard deviation (ddof=1) over the rows where every exposed symbol has a
-    return. 0 with no exposure; NaN with fewer than 2 complete rows."""
-    exposed = stack.exposure != 0
-    missing = np.isnan(stack.returns)
-    complete = ~(missing & exposed[:, None, :]).any(axis=2)  # (P, W)
-    pnl = np.einsum("pwm,pm->pw", np.where(missing, 0.0, stack.returns), stack.exposure)
-    n = complete.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(complete, pnl, 0.0).sum(axis=1) / n
-        deviation = np.where(complete, pnl - mean[:, None], 0.0)
-        variance = (deviation * deviation).sum(axis=1) / (n - 1)
-    sigma = np.where(n >= 2, np.sqrt(np.maximum(variance, 0.0)), np.nan)
-    return np.where(exposed.any(axis=1), sigma, 0.0), n
+    """`_exposure_sigma` for every portfolio of a `DayStack`: (sigma (P,), complete rows (P,))."""
+    return _pnl_sigmas(stack.returns, stack.exposure)
 
 
 def parametric_var(exposures: np.ndarray, position_returns: np.ndarray, z: float = Z_95) -> float:
@@ -494,7 +499,7 @@ def rolling_parametric_var(
     rows: list[tuple] = []
     for stack in stack_by_day(exposures, returns, window):
         sigma, n_obs = stacked_exposure_sigmas(stack)
-        unknown_any = (~stack.known & (stack.exposure != 0)).any(axis=1)
+        unknown = stack.exposed_unknown(symbols)
         for k, (start, size) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
             portfolio_id = ports[start]
             if stack.row < 0:
@@ -507,9 +512,8 @@ def rolling_parametric_var(
             if unpriced:
                 reason = f"no exposure (unpriced position) for symbols {sorted(unpriced)}"
                 s_k = np.nan
-            elif unknown_any[k]:
-                exposed_unknown = ~stack.known[k, :size] & (stack.exposure[k, :size] != 0)
-                reason = f"no returns for exposed symbols {sorted(symbols[group][exposed_unknown])}"
+            elif unknown[k]:
+                reason = f"no returns for exposed symbols {unknown[k]}"
                 s_k = np.nan
             elif n < min_obs:
                 reason = f"{n} complete obs < min_obs {min_obs}"

@@ -246,9 +246,8 @@ def underlying_moves(
 class PositionStress(NamedTuple):
     """Every position's P&L under every scenario: row k of the (positions x scenarios)
     matrices is `keys` row k (trade_date, position_id, portfolio_id, underlying); column j is
-    `scenario_ids[j]`. ``is_option``: revalued in full (else linear); ``revalued``: an option
-    with a model volatility. ``reason``: why a P&L is NaN (None when it is not). `frame`
-    gives the long `POSITION_STRESS_COLUMNS` rows."""
+    `scenario_ids[j]`. ``is_option``: revalued in full (else linear). ``reason``: why a P&L is
+    NaN (None when it is not). `frame` gives the long `POSITION_STRESS_COLUMNS` rows."""
 
     keys: pd.DataFrame
     scenario_ids: tuple[str, ...]
@@ -257,7 +256,6 @@ class PositionStress(NamedTuple):
     pnl_usd_delta_gamma: np.ndarray
     reason: np.ndarray
     is_option: np.ndarray
-    revalued: np.ndarray
 
     def frame(self) -> pd.DataFrame:
         n, width = self.pnl_usd.shape
@@ -346,7 +344,7 @@ def position_stress(
     reason = np.where(found, moves.reason[np.maximum(at, 0)], None)
     no_move = np.isnan(move)
     reason[no_move & pd.isna(reason)] = "no move for the underlying"
-    unvalued = (is_option & ~revalue)[:, None] & np.ones_like(no_move)
+    unvalued = np.broadcast_to((is_option & ~revalue)[:, None], no_move.shape)
     bad_value = revalue[:, None] & ~no_move & ~np.isfinite(pnl)
     no_exposure = ~is_option[:, None] & ~no_move & ~np.isfinite(pnl)
     reason[~no_move] = None
@@ -361,7 +359,7 @@ def position_stress(
             "underlying": positions["underlying"].to_numpy(dtype=object),
         }
     )
-    return PositionStress(frame_keys, ids, move, pnl, pnl_dg, reason, is_option, revalue)
+    return PositionStress(frame_keys, ids, move, pnl, pnl_dg, reason, is_option)
 
 
 def portfolio_stress(
@@ -378,12 +376,9 @@ def portfolio_stress(
     """
     keys = stress.keys
     n, width = stress.pnl_usd.shape
-    day_codes, day_values = pd.factorize(keys["trade_date"], sort=True)
-    port_codes, port_values = pd.factorize(keys["portfolio_id"], sort=True)
-    pair = day_codes.astype(np.int64) * max(len(port_values), 1) + port_codes
-    pairs, codes = np.unique(pair, return_inverse=True)
-    group_days = day_values[pairs // max(len(port_values), 1)]
-    group_ports = np.asarray(port_values)[pairs % max(len(port_values), 1)]
+    grouped = keys.groupby(["trade_date", "portfolio_id"], sort=True)
+    codes = grouped.ngroup().to_numpy()
+    groups = grouped.size().index  # (trade_date, portfolio_id) of each code
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]]) if n else []
@@ -412,21 +407,18 @@ def portfolio_stress(
     group_count = len(starts)
     agg = pd.DataFrame(
         {
-            "trade_date": np.repeat(group_days, width),
-            "portfolio_id": np.repeat(group_ports, width),
+            "trade_date": np.repeat(groups.get_level_values(0), width),
+            "portfolio_id": np.repeat(groups.get_level_values(1).to_numpy(), width),
             "scenario_id": np.tile(np.asarray(stress.scenario_ids, dtype=object), group_count),
             "pnl_usd": pnl_sum.ravel(),
             "pnl_usd_delta_gamma": dg_sum.ravel(),
             "n_positions": np.repeat(sizes, width),
             "n_missing": n_missing.ravel(),
-            "worst_position_id": pd.array(
-                np.where(worst_id < 0, 0, worst_id).ravel(), dtype="Int64"
-            ),
+            "worst_position_id": pd.arrays.IntegerArray(worst_id.ravel(), worst_id.ravel() < 0),
             "worst_position_pnl_usd": worst_pnl.ravel(),
             "method": np.where(revalued.ravel(), "full_revaluation", "linear").astype(object),
         }
     )
-    agg.loc[(worst_id < 0).ravel(), "worst_position_id"] = pd.NA
 
     gross = None
     if gross_exposure is not None:

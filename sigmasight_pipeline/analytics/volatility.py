@@ -412,22 +412,21 @@ def ex_ante_volatility(
         )
 
     # Per (day, portfolio) with priced positions: (sigma, complete rows, unknown symbols).
-    sigmas: dict[tuple, tuple[float, int, list[str]]] = {}
+    sigmas: dict[tuple, tuple[float, int, list[str] | None]] = {}
     symbols = frame["symbol"].to_numpy(dtype=object)
     ports = frame["portfolio_id"].to_numpy()
     for stack in stack_by_day(frame, wide, window):
         sigma, n_obs = stacked_exposure_sigmas(stack)
-        unknown_any = (~stack.known & (stack.exposure != 0)).any(axis=1)
-        for k, (start, size) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
-            unknown = []
-            if unknown_any[k]:
-                exposed_unknown = ~stack.known[k, :size] & (stack.exposure[k, :size] != 0)
-                unknown = sorted(symbols[start : start + size][exposed_unknown])
-            sigmas[(stack.day, ports[start])] = (float(sigma[k]), int(n_obs[k]), unknown)
+        unknown = stack.exposed_unknown(symbols)
+        for k, start in enumerate(stack.starts):
+            sigmas[(stack.day, ports[start])] = (float(sigma[k]), int(n_obs[k]), unknown[k])
 
     rows = []
-    for (day, portfolio_id), n_missing in missing.sort_index().items():
-        pos = wide.index.get_indexer([day])[0]
+    missing = missing.sort_index()
+    days = missing.index.get_level_values("trade_date")
+    positions = dict(zip(days.unique(), wide.index.get_indexer(days.unique()), strict=True))
+    for (day, portfolio_id), n_missing in missing.items():
+        pos = positions[day]
         notes = [f"{n_missing} position(s) without an exposure left out"] if n_missing else []
         sigma, n = np.nan, 0
         if pos < 0:
