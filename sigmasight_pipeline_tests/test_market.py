@@ -122,6 +122,30 @@ def test_duplicate_or_tz_aware_sessions_raise() -> None:
         market.realized_volatility(wide)
 
 
+# --- wanted pairs -----------------------------------------------------------------------------
+
+
+def test_an_option_is_wanted_from_its_first_entry_to_its_expiry_and_a_stock_every_day() -> None:
+    days = calendar.sessions("2026-11-02", "2026-11-13")
+    securities = pd.DataFrame(
+        {
+            "symbol": ["AAA", "OPT_HELD", "OPT_EXPIRES", "OPT_UNKNOWN", "BBB"],
+            "security_type": ["STOCK", "OPTION", "OPTION", "OPTION", "STOCK"],
+            "expiry": pd.to_datetime([None, "2027-01-15", "2026-11-06", "2027-01-15", None]),
+            # BBB's entry date is ignored: a stock's history feeds betas and volatilities
+            "first_held": pd.to_datetime([None, "2026-11-08", "2026-11-03", None, "2026-11-12"]),
+        }
+    )
+    wanted = market.wanted_pairs(securities, days).groupby("symbol")["trade_date"].agg(list)
+    assert wanted["AAA"] == list(days)
+    assert wanted["BBB"] == list(days)
+    assert wanted["OPT_HELD"] == list(days[days >= "2026-11-09"])  # a Sunday entry: from Monday
+    assert wanted["OPT_EXPIRES"] == list(days[(days >= "2026-11-03") & (days <= "2026-11-06")])
+    assert wanted["OPT_UNKNOWN"] == list(days)  # never held: nothing bounds it but expiry
+    without = market.wanted_pairs(securities.drop(columns="first_held"), days)
+    assert len(without[without["symbol"] == "OPT_HELD"]) == len(days)
+
+
 # --- model option bars ------------------------------------------------------------------------
 
 

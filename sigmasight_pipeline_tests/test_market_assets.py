@@ -278,3 +278,30 @@ def test_the_daily_run_fetches_unpublished_sessions_again(scratch_db):
     assert isinstance(request, RunRequest)
     assert request.tags[runs.RANGE_START_TAG] == DAYS[-3].strftime("%Y-%m-%d")
     assert request.tags[runs.RANGE_END_TAG] == day.strftime("%Y-%m-%d")
+
+
+def test_an_option_is_priced_from_its_first_entry_not_over_the_whole_history(
+    scratch_db, dagster_instance, tmp_path
+):
+    """An option contract entered in the middle of the run has no price and no price issue
+    before its entry date (nothing values it then); one held since before the run is priced on
+    every session; stocks on every session."""
+    late = "AAPL270115P00050000"
+    text = f"ticker,quantity,entry_price,entry_date,tags\n{late},3,4,2026-10-03,options\n"
+    csv = tmp_path / "u__late.csv"
+    csv.write_text(text)
+    with transaction(scratch_db) as conn:
+        parsed = read_portfolio_csv(csv, today=pd.Timestamp("2026-11-20").date())
+        load_portfolio(conn, "u", "late", parsed)
+    _provider.cache_clear()
+    synthetic = MarketDataResource(provider="synthetic")
+    result = run_assets(scratch_db, [market.securities, market.prices], synthetic, dagster_instance)
+    assert result.success
+    priced = table(scratch_db, "SELECT symbol, trade_date FROM sigmasight.prices")
+    days_of = priced.groupby("symbol")["trade_date"].agg(lambda d: sorted(pd.to_datetime(d)))
+    assert days_of[late] == list(DAYS[DAYS >= "2026-10-05"])  # the Saturday entry: from Monday
+    assert days_of["AAPL270115C00050000"] == list(DAYS)
+    assert days_of["AAPL"] == list(DAYS)
+    issues = table(scratch_db, "SELECT * FROM sigmasight.price_issues WHERE symbol = %s", [late])
+    assert issues.empty
+    _provider.cache_clear()

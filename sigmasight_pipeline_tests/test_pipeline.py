@@ -9,6 +9,7 @@ from dagster import DagsterEventType
 
 from sigmasight_pipeline import calendar, runs
 from sigmasight_pipeline.analytics.greeks import bs_greeks
+from sigmasight_pipeline.assets import common
 from sigmasight_pipeline.checks import SCHEMAS, TableValidator
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.io_manager import read_frame
@@ -240,6 +241,47 @@ def test_rerunning_a_range_is_idempotent(db_url, dagster_instance, demo_backfill
     pd.testing.assert_frame_equal(before, after)
 
 
+def test_the_trailing_pnl_of_a_daily_run_sums_stored_snapshots_or_else_position_rows(
+    db_url, dagster_instance, demo_backfill
+):
+    """A one-session snapshot run takes the earlier sessions of its 90-session P&L window from
+    the stored snapshots, and from the position rows of a portfolio-day that has none: the
+    same window_pnl as the backfill's either way; and it is the sum of the position rows."""
+    plan, _ = demo_backfill
+    last = plan.window[-1]
+    query = "SELECT * FROM sigmasight.portfolio_snapshots WHERE trade_date = %s ORDER BY 2"
+    before = table(db_url, query, (last.date(),))
+    pnl = table(
+        db_url,
+        "SELECT portfolio_id, sum(daily_pnl) AS window_pnl FROM sigmasight.position_values "
+        "WHERE trade_date BETWEEN %s AND %s GROUP BY 1 ORDER BY 1",
+        (plan.window[0].date(), last.date()),
+    )
+    np.testing.assert_allclose(before["window_pnl"], pnl["window_pnl"], rtol=1e-12)
+    assert runs.materialize(
+        dagster_instance, ["portfolio_snapshots"], plan.key(last), plan.key(last)
+    ).success
+    pd.testing.assert_frame_equal(table(db_url, query, (last.date(),)), before)
+
+    gap = plan.window[-30:-20]  # snapshots lost for 10 sessions of portfolio 2
+    with connect(db_url) as conn:
+        conn.execute(
+            "DELETE FROM sigmasight.portfolio_snapshots WHERE portfolio_id = 2 "
+            "AND trade_date BETWEEN %s AND %s",
+            (gap[0].date(), gap[-1].date()),
+        )
+        conn.commit()
+    try:
+        assert runs.materialize(
+            dagster_instance, ["portfolio_snapshots"], plan.key(last), plan.key(last)
+        ).success
+        pd.testing.assert_frame_equal(table(db_url, query, (last.date(),)), before)
+    finally:
+        runs.materialize(
+            dagster_instance, ["portfolio_snapshots"], plan.key(gap[0]), plan.key(gap[-1])
+        )
+
+
 def test_a_failed_write_leaves_the_previous_rows(db_url, dagster_instance, demo_backfill):
     """A constraint that rejects one day's rows makes the run fail inside the IO manager's
     transaction; every partition of the range keeps its previous rows."""
@@ -427,6 +469,54 @@ def test_shards_never_overwrite_each_other_and_a_failed_shard_keeps_its_rows(
     again = runs.materialize(dagster_instance, assets, start, end, tags=Scope(shard=(1, 2)).tags())
     assert again.success
     _assert_same_rows(_sharded_rows(db_url, first.date(), last.date()), whole_book)
+
+
+CHUNKED_TABLES = {  # table: its key columns
+    **SHARDED_TABLES,
+    "position_greeks": ["trade_date", "position_id"],
+    "portfolio_greeks": ["trade_date", "portfolio_id", "view"],
+    "portfolio_stress_results": ["trade_date", "portfolio_id", "scenario_id"],
+    "portfolio_volatility": ["trade_date", "portfolio_id"],
+    "portfolio_risk_metrics": ["trade_date", "portfolio_id"],
+    "portfolio_sector_exposures": ["trade_date", "portfolio_id", "sector"],
+}
+
+
+def test_chunks_of_one_portfolio_give_the_rows_of_one_chunk(
+    db_url, dagster_instance, demo_backfill, monkeypatch
+):
+    """The portfolio assets over the last 3 sessions with each portfolio in its own chunk (the
+    chunk size a large book gets) write the rows the backfill wrote with the whole demo book
+    in one chunk; a 1-session run takes bigger chunks than a 90-session one, up to the cap."""
+    plan, _ = demo_backfill
+    first, last = plan.window[-3], plan.window[-1]
+
+    def rows() -> dict[str, pd.DataFrame]:
+        return {
+            name: table(
+                db_url,
+                f"SELECT * FROM sigmasight.{name} WHERE trade_date BETWEEN %s AND %s",
+                (first.date(), last.date()),
+            )
+            .sort_values(keys)
+            .reset_index(drop=True)
+            for name, keys in CHUNKED_TABLES.items()
+        }
+
+    one_chunk = rows()
+    assert list(common.portfolio_chunks(db_url, Scope(), 3)) == [[1, 2, 3]]
+    monkeypatch.setattr(common, "MIN_POSITIONS_PER_CHUNK", 1)
+    monkeypatch.setattr(common, "POSITION_DAYS_PER_CHUNK", 3)
+    assert list(common.portfolio_chunks(db_url, Scope(), 3)) == [[1], [2], [3]]
+    assets = list(runs.portfolio_assets())
+    assert runs.materialize(dagster_instance, assets, plan.key(first), plan.key(last)).success
+    chunked = rows()
+    for name in CHUNKED_TABLES:
+        pd.testing.assert_frame_equal(chunked[name], one_chunk[name], rtol=1e-10, obj=name)
+    monkeypatch.undo()
+    assert common.positions_per_chunk(90) == common.MIN_POSITIONS_PER_CHUNK
+    assert common.positions_per_chunk(1) == common.MAX_POSITIONS_PER_CHUNK
+    assert common.positions_per_chunk(10) == common.POSITION_DAYS_PER_CHUNK // 10
 
 
 def test_all_null_columns_load_with_their_sql_types(db_url):

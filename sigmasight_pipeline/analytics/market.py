@@ -65,11 +65,19 @@ def securities_table(held_symbols: Iterable[str]) -> pd.DataFrame:
 
 
 def wanted_pairs(securities: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
-    """Every (symbol, trade_date) that should have a bar: stocks every day, options to expiry."""
-    grid = securities[["symbol", "security_type", "expiry"]].merge(
+    """Every (symbol, trade_date) that should have a bar: stocks every day, options to expiry
+    and, when `securities` has a `first_held` column (the earliest entry date of the positions
+    in the contract), not before it: no portfolio values a contract before it holds it, and a
+    contract's lookback history would be most of the market data of an options book."""
+    columns = ["symbol", "security_type", "expiry"]
+    has_first = "first_held" in securities.columns
+    grid = securities[[*columns, "first_held"] if has_first else columns].merge(
         pd.DataFrame({"trade_date": days}), how="cross"
     )
     live = grid["expiry"].isna() | (grid["trade_date"] <= grid["expiry"])
+    if has_first:
+        held = grid["first_held"].isna() | (grid["trade_date"] >= grid["first_held"])
+        live &= held | grid["security_type"].ne("OPTION")
     return grid.loc[live, ["symbol", "security_type", "trade_date"]].reset_index(drop=True)
 
 

@@ -19,6 +19,7 @@ from dagster import (
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
+from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
 from sigmasight_pipeline.resources.io_manager import TableReader
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.resources.tables import query_frame
@@ -36,10 +37,16 @@ TRANSIENT_RETRY = RetryPolicy(
 # by every portfolio: one step of each pool at a time across all runs (dagster.yaml pools).
 MARKET_DATA_API_POOL = "market_data_api"
 SYMBOL_TABLES_POOL = "symbol_tables"
-# Portfolio assets compute and write this many positions' rows at a time (about 50 portfolios
-# of 50 positions; each chunk reads its underlyings' betas and returns again, so fewer chunks
-# are faster). The 100-portfolio window run peaked at 1.2 GB RSS with 2,500, 0.8 GB with 1,000.
-POSITIONS_PER_CHUNK = 2_500
+# Portfolio assets compute and write about this many position-days at a time: 2,500 positions
+# (about 50 portfolios of 50 positions) over a 90-session window, the whole book up to
+# MAX_POSITIONS_PER_CHUNK for a daily run. Each chunk reads its underlyings' betas and returns
+# again, so fewer chunks are faster; the 90-session window run on 100 portfolios peaked at
+# 1.2 GB RSS with 2,500 positions per chunk, 0.8 GB with 1,000.
+POSITION_DAYS_PER_CHUNK = 225_000
+MIN_POSITIONS_PER_CHUNK = 2_500
+# What a chunk's lookback reads grow with (each position's prices and returns over up to 273
+# sessions): the bound that keeps a short run's memory flat however large the book.
+MAX_POSITIONS_PER_CHUNK = 50_000
 
 positions_spec = AssetSpec(
     key=AssetKey("positions"),
@@ -102,11 +109,18 @@ def with_positions(
     return frame.merge(attributes, on="position_id", how="left")
 
 
-def portfolio_chunks(
-    url: str, scope: Scope, positions_per_chunk: int = POSITIONS_PER_CHUNK
-) -> Iterator[list[int]]:
-    """The scope's portfolio ids in chunks of about `positions_per_chunk` positions (a
-    portfolio is never split), so memory stays bounded whatever the size of the book."""
+def positions_per_chunk(sessions: int) -> int:
+    """How many positions a chunk of a run over `sessions` sessions holds (see
+    POSITION_DAYS_PER_CHUNK)."""
+    by_rows = POSITION_DAYS_PER_CHUNK // max(1, sessions)
+    return min(MAX_POSITIONS_PER_CHUNK, max(MIN_POSITIONS_PER_CHUNK, by_rows))
+
+
+def portfolio_chunks(url: str, scope: Scope, sessions: int) -> Iterator[list[int]]:
+    """The scope's portfolio ids in chunks of about `positions_per_chunk(sessions)` positions
+    (a portfolio is never split) for a run over `sessions` sessions, so memory stays bounded
+    whatever the size of the book and a short run is not cut into many small chunks."""
+    limit = positions_per_chunk(sessions)
     counts = query_frame(
         url,
         sql.SQL(
@@ -117,7 +131,7 @@ def portfolio_chunks(
     chunk: list[int] = []
     size = 0
     for portfolio_id, n in zip(counts["portfolio_id"], counts["n"], strict=True):
-        if chunk and size + n > positions_per_chunk:
+        if chunk and size + n > limit:
             yield chunk
             chunk, size = [], 0
         chunk.append(int(portfolio_id))
@@ -164,6 +178,15 @@ def ids_in(ids: Iterable[int], column: str = "position_id") -> sql.Composable:
     return sql.SQL("{} = ANY({}::integer[])").format(
         sql.Identifier(column), sql.Literal([int(i) for i in ids])
     )
+
+
+def option_positions_of(portfolios: sql.Composable) -> sql.Composable:
+    """SQL selecting rows (by position_id) of the option positions of the portfolios
+    `portfolios` selects: a semi-join, which Postgres hashes (a literal list of tens of
+    thousands of ids is compared row by row: 5 s for a daily run's 50,000 positions)."""
+    return sql.SQL(
+        "position_id IN (SELECT id FROM sigmasight.positions WHERE {} AND position_type = ANY({}))"
+    ).format(portfolios, sql.Literal(list(OPTION_TYPES)))
 
 
 def symbols_in(symbols: Sequence[str] | None, column: str = "symbol") -> sql.Composable:

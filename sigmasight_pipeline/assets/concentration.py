@@ -45,7 +45,7 @@ def portfolio_concentration(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(url, ids, position_values, position_greeks)
             yield concentration.portfolio_concentration(on_underlyings(rows))
 
@@ -82,7 +82,7 @@ def portfolio_sector_exposures(
     symbol_sectors = securities[["symbol", "sector"]]
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(url, ids, position_values, position_greeks)
             yield sectors.portfolio_sector_exposures(
                 on_underlyings(rows), symbol_sectors, benchmark

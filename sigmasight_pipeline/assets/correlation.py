@@ -70,7 +70,7 @@ def portfolio_correlations(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(url, ids, position_values, position_greeks, run_days(days))
             exposures = on_underlyings(rows).dropna(subset=["underlying"])
             underlyings = sorted(exposures["underlying"].unique())

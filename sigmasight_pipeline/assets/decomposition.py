@@ -226,7 +226,7 @@ def portfolio_risk_decomposition(
     euler = EulerSums()
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             exposures = on_underlyings(
                 read_risk_rows(url, ids, position_values, position_greeks)
             ).dropna(subset=["underlying"])

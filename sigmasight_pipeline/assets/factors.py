@@ -155,7 +155,7 @@ def position_factor_exposures(
     duration = tlt_duration()
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
             positions = load_positions(url, where)
             values = with_positions(

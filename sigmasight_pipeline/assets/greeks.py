@@ -6,15 +6,16 @@ from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import greeks, market
+from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
     TRADING_DAYS,
     TRANSIENT_RETRY,
     all_of,
-    ids_in,
     load_positions,
     lookback,
+    option_positions_of,
     partition_days,
     portfolio_chunks,
     portfolios_in,
@@ -50,11 +51,12 @@ def position_greeks_chunk(
 ) -> pd.DataFrame:
     """Greeks of the option positions held in one chunk of portfolios (inputs as the asset
     reads them: position values' rows, the positions, the prices with their lookback)."""
-    options = positions[positions["position_type"].isin(["LC", "LP", "SC", "SP"])]
+    options = positions[positions["position_type"].isin(OPTION_TYPES)]
     held = with_positions(held, options, OPTION_ATTRIBUTES)
     held = held[held["symbol"].notna()]
     closes = market.close_matrix(prices, sessions)
-    vols = market.realized_volatility(closes)
+    underlyings = closes.columns.intersection(held["underlying"].unique())
+    vols = market.realized_volatility(closes[underlyings])  # the options' own: never used
     price_source = prices.set_index(["symbol", "trade_date"])["source"]
     days_held = held["trade_date"]
     held["underlying_price"] = market.lookup(closes, days_held, held["underlying"])
@@ -92,14 +94,14 @@ def position_greeks(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             positions = load_positions(url, portfolios_in(ids))
-            options = positions[positions["position_type"].isin(["LC", "LP", "SC", "SP"])]
+            options = positions[positions["position_type"].isin(OPTION_TYPES)]
             if options.empty:
                 continue
             held = position_values.frame(
                 HELD_COLUMNS,
-                where=all_of(portfolios_in(ids), ids_in(options["id"])),
+                where=all_of(portfolios_in(ids), option_positions_of(portfolios_in(ids))),
             )
             symbols = sorted(set(options["symbol"]) | set(options["underlying"]))
             chunk_prices = prices.frame(

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Outp
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import market, quality
-from sigmasight_pipeline.analytics.instruments import is_option_symbol
+from sigmasight_pipeline.analytics.instruments import OPTION_TYPES, is_option_symbol
 from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
     PARTITIONED,
@@ -146,6 +146,7 @@ def prices(
     symbols = scope_symbols(url, run_scope(context))
     if symbols is not None:
         securities = securities[securities["symbol"].isin(symbols)]
+    securities = securities.merge(_first_held(url), on="symbol", how="left")
     provider = market_data.get_provider()
     run = PriceFetch(days)
     is_option = securities["security_type"].eq("OPTION")
@@ -182,6 +183,21 @@ def prices(
     if run.fatal:
         # What was fetched is stored (above); the run stops here with the provider's reason.
         raise Failure(description=run.fatal, allow_retries=False)
+
+
+def _first_held(url: str) -> pd.DataFrame:
+    """symbol, first_held: the earliest entry date of the positions in each option contract
+    (an option is priced from then to its expiry, see `market.wanted_pairs`)."""
+    frame = query_frame(
+        url,
+        sql.SQL(
+            "SELECT symbol, min(entry_date) AS first_held FROM sigmasight.positions "
+            "WHERE position_type = ANY({}) GROUP BY symbol"
+        ).format(sql.Literal(list(OPTION_TYPES))),
+    )
+    return frame.assign(first_held=pd.to_datetime(frame["first_held"])).reindex(
+        columns=["symbol", "first_held"]
+    )
 
 
 def _price_chunk(

@@ -71,7 +71,7 @@ def position_values(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
             positions = load_positions(url, where)
             held = holdings.daily_holdings(positions, load_events(url, where), days)
@@ -157,7 +157,7 @@ def portfolio_returns(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             daily = position_values.totals(
                 {"pnl_usd": "daily_pnl", "realized_pnl_usd": "realized_pnl_usd",
                  "gross_value_usd": "market_value"},
@@ -208,13 +208,35 @@ WITH days (trade_date, window_start) AS (
            count(*) FILTER (WHERE v.price_source = 'missing') AS unpriced_count
     FROM sigmasight.position_values v
     JOIN sigmasight.positions p ON p.id = v.position_id
-    WHERE v.trade_date BETWEEN {first} AND {last} AND {scope}
+    WHERE v.trade_date BETWEEN {day0} AND {last} AND {scope}
     GROUP BY v.trade_date, v.portfolio_id
+), stored AS (
+    -- the trailing window's sessions before the run: the daily P&L of the stored snapshots
+    SELECT trade_date, portfolio_id, daily_pnl FROM sigmasight.portfolio_snapshots
+    WHERE trade_date >= {first} AND trade_date < {day0} AND {portfolios}
+), unstored AS (
+    -- and of a portfolio-day without a snapshot, its position rows (by the primary key)
+    SELECT m.trade_date, m.portfolio_id, s.daily_pnl
+    FROM (
+        SELECT e.d::date AS trade_date, p.id AS portfolio_id
+        FROM unnest({earlier}::date[]) AS e(d) CROSS JOIN sigmasight.portfolios p
+        WHERE {scope_ids}
+        EXCEPT SELECT trade_date, portfolio_id FROM stored
+    ) m CROSS JOIN LATERAL (
+        SELECT coalesce(sum(v.daily_pnl), 0) AS daily_pnl, count(*) AS n
+        FROM sigmasight.position_values v
+        WHERE v.portfolio_id = m.portfolio_id AND v.trade_date = m.trade_date
+    ) s
+    WHERE s.n > 0
+), pnl AS (
+    SELECT trade_date, portfolio_id, daily_pnl FROM totals
+    UNION ALL SELECT trade_date, portfolio_id, daily_pnl FROM stored
+    UNION ALL SELECT trade_date, portfolio_id, daily_pnl FROM unstored
 ), trail AS (
     SELECT d.trade_date, t.portfolio_id, d.window_start, sum(t.daily_pnl) AS window_pnl
-    FROM days d JOIN totals t ON t.trade_date BETWEEN d.window_start AND d.trade_date
+    FROM days d JOIN pnl t ON t.trade_date BETWEEN d.window_start AND d.trade_date
     GROUP BY d.trade_date, t.portfolio_id, d.window_start
-), betas AS (
+), betas AS MATERIALIZED (
     SELECT trade_date, portfolio_id,
            max(beta) FILTER (WHERE factor = 'Market') AS beta_market,
            max(beta) FILTER (WHERE factor = 'Momentum') AS beta_momentum,
@@ -250,7 +272,6 @@ LEFT JOIN sigmasight.portfolio_risk_metrics r
        ON r.trade_date = t.trade_date AND r.portfolio_id = t.portfolio_id
 LEFT JOIN sigmasight.portfolio_returns pr
        ON pr.trade_date = t.trade_date AND pr.portfolio_id = t.portfolio_id
-WHERE t.trade_date >= {day0}
 """
 
 
@@ -284,7 +305,9 @@ def portfolio_snapshots(
     (window_pnl, from window_start), realized P&L (day and to date), flows, equity and the
     time-weighted return (portfolio_returns), the portfolio Greeks, the factor and rate betas
     ($ per +100 bp) and the risk metrics of the day. One INSERT ... SELECT: Postgres sums the
-    position rows, nothing is read into Python."""
+    position rows, nothing is read into Python. The trailing P&L takes the sessions before
+    the run from the stored snapshots' daily P&L (from the position rows for a portfolio-day
+    without one), so a daily run sums one day of position rows, not 90."""
     days = partition_days(context)
     sessions = sessions_with_lookback(days, SNAPSHOT_WINDOW - 1)
     window_starts = [sessions[max(0, i - (SNAPSHOT_WINDOW - 1))] for i in range(len(sessions))][
@@ -297,7 +320,9 @@ def portfolio_snapshots(
         first=sql.Literal(sessions[0].date()),
         last=sql.Literal(days[-1].date()),
         day0=sql.Literal(days[0].date()),
+        earlier=sql.Literal([d.date() for d in sessions[sessions < days[0]]]),
         scope=scope.portfolio_filter("v.portfolio_id"),
+        scope_ids=scope.portfolio_filter("p.id"),
         portfolios=scope.portfolio_filter(),
         tlt_100bp=sql.Literal(float(stress.rate_shock_return(100.0, tlt_duration()))),
     )

@@ -110,7 +110,7 @@ def portfolio_risk_metrics(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], where

@@ -268,7 +268,7 @@ def portfolio_stress_results(
     episodes = stress_episodes[["symbol", "scenario_id", "episode_return"]]
 
     def chunks():
-        for portfolio_ids in portfolio_chunks(url, scope):
+        for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(url, portfolio_ids, position_values, position_greeks)
             underlyings = sorted(rows["underlying"].dropna().unique())
             betas = factor_betas.frame(

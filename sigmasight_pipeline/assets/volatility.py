@@ -111,7 +111,7 @@ def portfolio_volatility(
     scope = run_scope(context)
 
     def chunks():
-        for ids in portfolio_chunks(url, scope):
+        for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], portfolios_in(ids)
             )
