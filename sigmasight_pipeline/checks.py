@@ -586,7 +586,8 @@ PRICES_COMPLETE_SPEC = warning_check_spec(
     "prices",
     "prices_complete",
     "Every held symbol, option underlying and factor ETF has a price on every session of the "
-    "run; what has none is named with its reason (failed, rejected, no_data, not_published)",
+    "run (an option from its first entry date to its expiry); what has none is named with its "
+    "reason (failed, rejected, no_data, not_published)",
 )
 
 
