@@ -44,8 +44,10 @@ SYMBOL_TABLES_POOL = "symbol_tables"
 # 1.2 GB RSS with 2,500 positions per chunk, 0.8 GB with 1,000.
 POSITION_DAYS_PER_CHUNK = 225_000
 MIN_POSITIONS_PER_CHUNK = 2_500
-# What a chunk's lookback reads grow with (each position's prices and returns over up to 273
-# sessions): the bound that keeps a short run's memory flat however large the book.
+# The bound that keeps a short run's memory flat however large the book: a chunk's reads grow
+# with its positions (their rows, their options' prices over the volatility lookback) and its
+# portfolios (their returns over up to 273 sessions). The daily run of 1,000 portfolios, one
+# chunk of 50,000 positions, peaked at 931 MB RSS.
 MAX_POSITIONS_PER_CHUNK = 50_000
 
 positions_spec = AssetSpec(
@@ -174,7 +176,8 @@ def all_of(*clauses: sql.Composable) -> sql.Composable:
 
 
 def ids_in(ids: Iterable[int], column: str = "position_id") -> sql.Composable:
-    """SQL selecting rows of these position ids."""
+    """SQL selecting rows of these ids (a literal list: for a few hundred at most, see
+    `option_positions_of`)."""
     return sql.SQL("{} = ANY({}::integer[])").format(
         sql.Identifier(column), sql.Literal([int(i) for i in ids])
     )
@@ -182,8 +185,9 @@ def ids_in(ids: Iterable[int], column: str = "position_id") -> sql.Composable:
 
 def option_positions_of(portfolios: sql.Composable) -> sql.Composable:
     """SQL selecting rows (by position_id) of the option positions of the portfolios
-    `portfolios` selects: a semi-join, which Postgres hashes (a literal list of tens of
-    thousands of ids is compared row by row: 5 s for a daily run's 50,000 positions)."""
+    `portfolios` selects: a semi-join, which Postgres hashes (a literal list of ids, as
+    `ids_in` builds, is compared row by row: 4.9 s for the 15,000 option positions of a
+    1,000-portfolio daily run, 0.2 s this way)."""
     return sql.SQL(
         "position_id IN (SELECT id FROM sigmasight.positions WHERE {} AND position_type = ANY({}))"
     ).format(portfolios, sql.Literal(list(OPTION_TYPES)))
