@@ -308,7 +308,7 @@ class TableValidator:
     def __call__(self, frame: pd.DataFrame) -> None:
         self.rows += len(frame)
         if "trade_date" in frame and len(frame):
-            dates = pd.to_datetime(frame["trade_date"])
+            dates = pd.to_datetime(frame["trade_date"], cache=False)
             self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
         try:
             self.schema.validate(frame, lazy=True)
@@ -381,7 +381,7 @@ class RowWarning:
         self.rows += len(frame)
         if not len(frame):
             return
-        dates = pd.to_datetime(frame["trade_date"])
+        dates = pd.to_datetime(frame["trade_date"], cache=False)
         self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
         mask, labels = self.flag(frame)
         mask = mask.to_numpy(dtype=bool)
@@ -607,7 +607,9 @@ class PricesComplete:
         self.failing += len(issues)
         if issues.empty:
             return
-        frame = issues.assign(day=pd.to_datetime(issues["trade_date"]).dt.strftime("%Y-%m-%d"))
+        frame = issues.assign(
+            day=pd.to_datetime(issues["trade_date"], cache=False).dt.strftime("%Y-%m-%d")
+        )
         self.reasons.update(frame["kind"].value_counts().to_dict())
         for (symbol, kind), group in frame.groupby(["symbol", "kind"], sort=True):
             if len(self.named) >= SHOWN_KEYS:

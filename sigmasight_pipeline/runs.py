@@ -44,7 +44,7 @@ MARKET_ASSETS = (
 SYMBOL_ASSETS = ("short_interest", "factor_betas", "specific_risk", "symbol_volatility")
 # 3. the portfolio assets over the window: with stage 2 in one run, or one run per shard after
 #    it. Each stage's runs are requested when the previous stage's run succeeds.
-STAGE_TAG = "sigmasight/stage"  # market | symbols | portfolios
+STAGE_TAG = "sigmasight/stage"  # market | symbols | portfolios | window (see window_run)
 SHARDS_TAG = "sigmasight/shards"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -283,6 +283,17 @@ def market_run(
     return PlannedRun("market", MARKET_ASSETS, first, last, tags)
 
 
+def window_run(plan: BackfillPlan) -> PlannedRun:
+    """Every asset over the window in one run, as the daily schedule's run does: a backfill of
+    one shard whose lookback history is already complete (a daily run) pays for one run's
+    start and its steps' inputs once, not for a market run and then a portfolio run."""
+    first, last = plan.key(plan.window[0]), plan.key(plan.window[-1])
+    tags = {**range_tags(first, last), STAGE_TAG: "window", SHARDS_TAG: "1",
+            WINDOW_START_TAG: first}  # fmt: skip
+    return PlannedRun("window", (*MARKET_ASSETS, *SYMBOL_ASSETS, *portfolio_assets()), first,
+                      last, tags)  # fmt: skip
+
+
 def next_runs(tags: Mapping[str, str]) -> list[PlannedRun]:
     """The runs that follow a backfill run that succeeded, from its tags: after the market
     run, the symbol analytics and the portfolio assets over the window in one run, or (with
@@ -365,10 +376,14 @@ def backfill(
     """A backfill's runs, each stage after the previous one succeeded (see MARKET_ASSETS):
     market data over the window and its lookback history (skipped when the history is already
     complete), then the symbol analytics and the portfolio assets over the window: one run,
-    or a symbol run then one run per shard, the shards in parallel processes."""
+    or a symbol run then one run per shard, the shards in parallel processes. With one shard
+    and the history complete, everything is one run (`window_run`)."""
     say = progress or (lambda _: None)
     with_history = not history_is_complete(url or reachable_database_url(), plan)
-    stage = [market_run(plan, shards, with_history=with_history)]
+    if shards == 1 and not with_history:
+        stage = [window_run(plan)]
+    else:
+        stage = [market_run(plan, shards, with_history=with_history)]
     outcomes: list[RunOutcome] = []
     while stage:
         first = stage[0]

@@ -79,8 +79,8 @@ class History:
             add_equity_change(
                 conn, user, "Hist", CONTRIBUTION, CONTRIBUTION_DAY, note="top-up", today=TODAY
             )
-        outcomes = runs.backfill(instance, self.plan)
-        assert all(o.success for o in outcomes), [o.problems for o in outcomes]
+        self.rerun = runs.backfill(instance, self.plan)
+        assert all(o.success for o in self.rerun), [o.problems for o in self.rerun]
 
     def values(self) -> pd.DataFrame:
         frame = query_frame(
@@ -107,6 +107,29 @@ def history(isolated_db_url: str, dagster_instance: DagsterInstance) -> Iterator
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATABASE_URL", isolated_db_url)
         yield History(isolated_db_url, dagster_instance)
+
+
+def test_a_rerun_with_its_history_complete_is_one_run_of_every_asset(
+    history: History, dagster_instance: DagsterInstance
+) -> None:
+    """The first backfill ran the market data over the lookback, then the analytics; the second
+    found the history complete and ran everything over the window in one run (as the daily
+    schedule does), its market data first."""
+    (outcome,) = history.rerun
+    run = dagster_instance.get_run_by_id(outcome.run_id)
+    assert run.tags[runs.STAGE_TAG] == "window"
+    first, last = runs.BackfillPlan.key(history.plan.window[0]), runs.BackfillPlan.key(END)
+    assert (run.tags[runs.RANGE_START_TAG], run.tags[runs.RANGE_END_TAG]) == (first, last)
+    selected = {key.to_user_string() for key in run.asset_selection or ()}
+    assert selected == {*runs.MARKET_ASSETS, *runs.partitioned_assets()}
+    assert outcome.partitions == len(history.plan.window)
+    # The window's prices were written by this run, before the analytics that read them.
+    done = [
+        entry.step_key
+        for entry in dagster_instance.all_logs(outcome.run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value == "STEP_SUCCESS"
+    ]
+    assert done.index("prices") < done.index("position_values") < done.index("portfolio_snapshots")
 
 
 def test_days_before_the_reupload_are_unchanged(history: History) -> None:

@@ -524,3 +524,29 @@ def test_all_null_columns_load_with_their_sql_types(db_url):
     frame = table(db_url, "SELECT 1::int AS a, NULL::float8 AS b, NULL::int AS c, "
                           "DATE '2026-11-20' AS d")  # fmt: skip
     assert [str(t) for t in frame.dtypes] == ["int64", "float64", "float64", "datetime64[ns]"]
+
+
+def test_a_write_transaction_is_its_own_connection_committed_at_the_end(db_url):
+    """`arrow_connection` shares the reader's ADBC database but not its connection: what it
+    writes is invisible to reads until it commits, and gone if the block raises."""
+    from sigmasight_pipeline.resources.tables import arrow_connection, execute, query_frame
+
+    name = "sigmasight.arrow_connection_probe"
+    with connect(db_url) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.execute(f"CREATE TABLE {name} (n integer)")
+        conn.commit()
+    count = f"SELECT count(*) AS n FROM {name}"
+    try:
+        with arrow_connection(db_url) as writer:
+            execute(writer, f"INSERT INTO {name} VALUES (1)")
+            assert query_frame(db_url, count)["n"].iloc[0] == 0  # not committed yet
+        assert query_frame(db_url, count)["n"].iloc[0] == 1
+        with pytest.raises(RuntimeError), arrow_connection(db_url) as writer:
+            execute(writer, f"INSERT INTO {name} VALUES (2)")
+            raise RuntimeError("a chunk failed")
+        assert query_frame(db_url, count)["n"].iloc[0] == 1
+    finally:
+        with connect(db_url) as conn:
+            conn.execute(f"DROP TABLE {name}")
+            conn.commit()

@@ -419,7 +419,7 @@ def portfolio_correlations(
             keys.append((stack.day, ports[start]))
     matrices = pd.DataFrame(rows, columns=list(_ROW_COLUMNS))
     key_frame = pd.DataFrame(keys, columns=["trade_date", "portfolio_id"])
-    matrices.insert(0, "trade_date", pd.to_datetime(key_frame["trade_date"]))
+    matrices.insert(0, "trade_date", pd.to_datetime(key_frame["trade_date"], cache=False))
     matrices.insert(1, "portfolio_id", key_frame["portfolio_id"])
     matrices["reason"] = matrices["reason"].astype(object)
     return CorrelationResult(matrices, min_overlap)

@@ -347,7 +347,11 @@ def position_greeks(held: pd.DataFrame, rate: float) -> pd.DataFrame:
     is_call = out["option_right"].eq("C").to_numpy()
     t_years = np.where(
         is_option,
-        (pd.to_datetime(out["expiry"]) - pd.to_datetime(out["trade_date"])).dt.days / DAYS_PER_YEAR,
+        (
+            pd.to_datetime(out["expiry"], cache=False)
+            - pd.to_datetime(out["trade_date"], cache=False)
+        ).dt.days
+        / DAYS_PER_YEAR,
         np.nan,
     )
     strike = out["strike"].to_numpy(float)

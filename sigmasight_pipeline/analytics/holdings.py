@@ -339,7 +339,7 @@ def opening_events(positions: pd.DataFrame) -> pd.DataFrame:
         {
             "id": np.arange(1, len(positions) + 1),
             "position_id": positions["id"].to_numpy(),
-            "event_date": pd.to_datetime(positions["entry_date"]).to_numpy(),
+            "event_date": pd.to_datetime(positions["entry_date"], cache=False).to_numpy(),
             "kind": "open",
             "quantity_change": positions["quantity"].to_numpy(float),
             "price": positions["entry_price"].to_numpy(float),

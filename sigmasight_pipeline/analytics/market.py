@@ -60,7 +60,7 @@ def securities_table(held_symbols: Iterable[str]) -> pd.DataFrame:
     for etf in MARKET_ETFS:
         add_stock(etf)
     table = pd.DataFrame(list(rows.values())).reindex(columns=SECURITY_COLUMNS)
-    table["expiry"] = pd.to_datetime(table["expiry"])
+    table["expiry"] = pd.to_datetime(table["expiry"], cache=False)
     return table.sort_values("symbol").reset_index(drop=True)
 
 
@@ -241,7 +241,9 @@ def model_option_bars(
     vol = lookup(
         realized_volatility(underlying_closes), options["trade_date"], options["underlying"]
     )
-    t_years = (pd.to_datetime(options["expiry"]) - options["trade_date"]).dt.days.to_numpy() / 365.0
+    t_years = (
+        pd.to_datetime(options["expiry"], cache=False) - options["trade_date"]
+    ).dt.days.to_numpy() / 365.0
     price = bs_price(
         spot, options["strike"].to_numpy(float), t_years, rate, vol,
         options["option_right"].eq("C").to_numpy(),

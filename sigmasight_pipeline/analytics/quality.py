@@ -49,7 +49,9 @@ def price_issues(
     missing = merged.loc[merged["_merge"] == "left_only", [*keys, "security_type"]]
     if missing.empty:
         return pd.DataFrame(columns=PRICE_ISSUE_COLUMNS)
-    reported = provider_issues.assign(trade_date=pd.to_datetime(provider_issues["trade_date"]))
+    reported = provider_issues.assign(
+        trade_date=pd.to_datetime(provider_issues["trade_date"], cache=False)
+    )
     out = missing.merge(reported[[*keys, "kind", "detail"]], on=keys, how="left")
     modelled = out.merge(model_priced[keys].drop_duplicates(), on=keys, how="left", indicator=True)
     by_model = (modelled["_merge"] == "both").to_numpy()
@@ -89,7 +91,9 @@ class IssueSummary:
     def add(self, issues: pd.DataFrame) -> None:
         if issues.empty:
             return
-        frame = issues.assign(day=pd.to_datetime(issues["trade_date"]).dt.strftime("%Y-%m-%d"))
+        frame = issues.assign(
+            day=pd.to_datetime(issues["trade_date"], cache=False).dt.strftime("%Y-%m-%d")
+        )
         unpublished = frame["kind"].eq("not_published")
         self.unpublished.update(frame.loc[unpublished, "day"])
         rest = frame[~unpublished].copy()

@@ -521,7 +521,7 @@ def rolling_parametric_var(
             rows.append((stack.day, portfolio_id, z * s_k, s_k * tail, n, reason))
 
     result = pd.DataFrame(rows, columns=list(PARAMETRIC_VAR_COLUMNS))
-    result["trade_date"] = pd.to_datetime(result["trade_date"])
+    result["trade_date"] = pd.to_datetime(result["trade_date"], cache=False)
     result["n_obs"] = result["n_obs"].astype(int)
     result["reason"] = result["reason"].astype(object)
     return result

@@ -93,7 +93,7 @@ def position_values(
         trade_date=naive_dates(holdings["trade_date"], "holdings.trade_date")
     )
     grid = grid[grid["trade_date"].isin(day_index)].merge(attributes, on="position_id")
-    expiry = pd.to_datetime(grid["expiry"])
+    expiry = pd.to_datetime(grid["expiry"], cache=False)
     grid = grid[expiry.isna() | (grid["trade_date"] <= expiry)].reset_index(drop=True)
     if grid.empty:
         return pd.DataFrame(columns=columns)
@@ -101,7 +101,9 @@ def position_values(
     dates, symbols = grid["trade_date"], grid["symbol"]
     price = lookup(filled, dates, symbols)
     prev_price = lookup(prev_filled, dates, symbols)
-    price_date = pd.to_datetime(lookup(price_dates, dates, symbols, missing=np.datetime64("NaT")))
+    price_date = pd.to_datetime(
+        lookup(price_dates, dates, symbols, missing=np.datetime64("NaT")), cache=False
+    )
     is_observed = lookup(observed, dates, symbols, missing=False).astype(bool)
     is_rejected = lookup(rejected, dates, symbols, missing=False).astype(bool)
 
@@ -150,7 +152,7 @@ def position_values(
             "position_type": grid["position_type"],
             "quantity": qty,
             "multiplier": mult.astype(int),
-            "entry_date": pd.to_datetime(grid["entry_date"]),
+            "entry_date": pd.to_datetime(grid["entry_date"], cache=False),
             "entry_price": entry_price,
             "price": price,
             "price_date": price_date,
@@ -275,6 +277,6 @@ def enrich_snapshots(
     metrics = risk_metrics[keys + SNAPSHOT_RISK_COLUMNS]
     out = snapshots
     for part in (greeks, betas, metrics):
-        part = part.assign(trade_date=pd.to_datetime(part["trade_date"]))
+        part = part.assign(trade_date=pd.to_datetime(part["trade_date"], cache=False))
         out = out.merge(part, on=keys, how="left")
     return out

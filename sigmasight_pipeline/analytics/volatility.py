@@ -449,7 +449,7 @@ def ex_ante_volatility(
             notes.append("no positive total_value for the fraction")
         rows.append((day, portfolio_id, vol_usd, frac, n, "; ".join(notes) or None))
     out = pd.DataFrame(rows, columns=list(EX_ANTE_COLUMNS))
-    out["trade_date"] = pd.to_datetime(out["trade_date"])
+    out["trade_date"] = pd.to_datetime(out["trade_date"], cache=False)
     out["n_obs"] = out["n_obs"].astype(int)
     out["reason"] = out["reason"].astype(object)
     return out

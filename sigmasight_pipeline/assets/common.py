@@ -81,7 +81,7 @@ def load_positions(url: str, portfolios: sql.Composable) -> pd.DataFrame:
     if frame.empty:
         frame = pd.DataFrame(columns=list(POSITION_COLUMNS))
     for column in ("entry_date", "expiry"):
-        frame[column] = pd.to_datetime(frame[column])
+        frame[column] = pd.to_datetime(frame[column], cache=False)
     return frame
 
 
@@ -96,7 +96,7 @@ def load_events(url: str, portfolios: sql.Composable) -> pd.DataFrame:
     frame = query_frame(url, query)
     if frame.empty:
         frame = pd.DataFrame(columns=list(EVENT_COLUMNS))
-    frame["event_date"] = pd.to_datetime(frame["event_date"])
+    frame["event_date"] = pd.to_datetime(frame["event_date"], cache=False)
     return frame
 
 

@@ -67,7 +67,9 @@ def short_interest(
         stocks = stocks[stocks.isin(scoped)]
     provider = market_data.get_provider()
     frame = provider.short_interest(stocks.tolist(), [d.date() for d in days])
-    frame = frame.assign(trade_date=pd.to_datetime(frame["trade_date"]), source=provider.name)
+    frame = frame.assign(
+        trade_date=pd.to_datetime(frame["trade_date"], cache=False), source=provider.name
+    )
     rows = frame.drop_duplicates(["symbol", "trade_date"]).reset_index(drop=True)
     metadata = {"symbols": len(stocks), "with_data": int(rows["symbol"].nunique())}
     return Output(TableWrite(rows, replace=symbols_in(scoped)), metadata=metadata)
@@ -112,7 +114,7 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
                 window=BETA_WINDOW,
                 min_obs=MIN_OBS,
             )
-            betas["trade_date"] = pd.to_datetime(betas["trade_date"])
+            betas["trade_date"] = pd.to_datetime(betas["trade_date"], cache=False)
             yield betas
 
     validator, capped = TableValidator("factor_betas"), beta_cap_warning()

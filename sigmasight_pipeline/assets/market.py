@@ -195,7 +195,7 @@ def _first_held(url: str) -> pd.DataFrame:
             "WHERE position_type = ANY({}) GROUP BY symbol"
         ).format(sql.Literal(list(OPTION_TYPES))),
     )
-    return frame.assign(first_held=pd.to_datetime(frame["first_held"])).reindex(
+    return frame.assign(first_held=pd.to_datetime(frame["first_held"], cache=False)).reindex(
         columns=["symbol", "first_held"]
     )
 
@@ -236,7 +236,9 @@ def _price_chunk(
             to_fetch.assign(trade_date=to_fetch["trade_date"].dt.date)[["symbol", "trade_date"]]
         )
         run.fatal = result.fatal
-        fetched = result.bars.assign(trade_date=pd.to_datetime(result.bars["trade_date"]))
+        fetched = result.bars.assign(
+            trade_date=pd.to_datetime(result.bars["trade_date"], cache=False)
+        )
         reported = result.issues
     else:  # the provider stopped on an earlier chunk: nothing more is asked of it
         fetched = market.empty_bars()

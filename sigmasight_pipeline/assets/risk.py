@@ -51,7 +51,9 @@ def risk_metrics_chunk(
     its lookback; symbol_returns: trade_date, symbol, daily_return of SPY and the chunk's
     underlyings; today / greeks: the chunk's position values and Greeks on `days`.
     """
-    frame = portfolio_returns.assign(trade_date=pd.to_datetime(portfolio_returns["trade_date"]))
+    frame = portfolio_returns.assign(
+        trade_date=pd.to_datetime(portfolio_returns["trade_date"], cache=False)
+    )
     wide = frame.pivot(index="trade_date", columns="portfolio_id", values="twr_daily")
     symbols = market.returns_matrix(symbol_returns)
     wide = wide.reindex(wide.index.union(symbols.index)).sort_index()

@@ -115,7 +115,7 @@ def portfolio_volatility(
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], portfolios_in(ids)
             )
-            series["trade_date"] = pd.to_datetime(series["trade_date"])
+            series["trade_date"] = pd.to_datetime(series["trade_date"], cache=False)
             wide = series.pivot(index="trade_date", columns="portfolio_id", values="twr_daily")
             wide = wide.reindex(pd.DatetimeIndex(sessions, name="trade_date"))
             realized = volatility.volatility_measures(wide, days, id_column="portfolio_id")

@@ -324,7 +324,7 @@ def run(rows: int = ROWS, repeats: int = REPEATS) -> list[dict]:
     try:
         with (
             psycopg.connect(url) as pg,
-            arrow_connection(url, autocommit=False) as adbc_conn,
+            arrow_connection(url) as adbc_conn,
         ):
             pg.execute(f"CREATE SCHEMA {SCHEMA}")
             pg.execute(f"CREATE TABLE {SCHEMA}.{TABLE} ({columns})")

@@ -89,8 +89,9 @@ class WriteStats:
     def observe(self, frame: pd.DataFrame) -> None:
         self.rows += len(frame)
         if "trade_date" in frame and len(frame):
-            days = pd.to_datetime(frame["trade_date"]).dt.strftime("%Y-%m-%d")
-            self.rows_by_day.update(days.value_counts().to_dict())
+            counts = frame["trade_date"].value_counts()  # days formatted once each, not per row
+            days = pd.to_datetime(counts.index, cache=False).strftime("%Y-%m-%d")
+            self.rows_by_day.update(dict(zip(days, counts.to_numpy().tolist(), strict=True)))
         if self.preview is None and len(frame):
             self.preview = frame.head(PREVIEW_ROWS)
 
@@ -314,7 +315,7 @@ def _check_rows_inside_slice(table_slice: TableSlice, frame: pd.DataFrame) -> No
         if not isinstance(dim.partitions, TimeWindow) or frame.empty:
             continue
         start, end = _time_window_bounds(dim.partitions)
-        values = pd.to_datetime(frame[dim.partition_expr])
+        values = pd.to_datetime(frame[dim.partition_expr], cache=False)
         outside = frame[(values < start) | (values >= end)]
         if not outside.empty:
             raise ValueError(
@@ -479,7 +480,7 @@ def read_frame(
         frame = pd.DataFrame(cursor.fetchall(), columns=[d.name for d in description])
     for column in description:
         if column.type_code == DATE_OID:
-            frame[column.name] = pd.to_datetime(frame[column.name])
+            frame[column.name] = pd.to_datetime(frame[column.name], cache=False)
         elif column.type_code in FLOAT_OIDS or (
             column.type_code in INT_OIDS and frame[column.name].isna().any()
         ):

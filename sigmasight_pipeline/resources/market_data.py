@@ -117,7 +117,9 @@ def normalize_wanted(wanted: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(
         {
             "symbol": wanted["symbol"].astype(str).to_numpy(dtype=object),
-            "trade_date": pd.to_datetime(wanted["trade_date"]).dt.date.to_numpy(dtype=object),
+            "trade_date": pd.to_datetime(wanted["trade_date"], cache=False).dt.date.to_numpy(
+                dtype=object
+            ),
         }
     )
     return out.drop_duplicates(ignore_index=True)

@@ -50,17 +50,17 @@ def render(query: str | sql.Composable) -> str:
 
 
 @contextmanager
-def arrow_connection(url: str, autocommit: bool = False) -> Iterator[adbc.Connection]:
-    """An ADBC connection; without autocommit, the block's work commits at its end and rolls
-    back on error."""
-    conn = adbc.connect(url, autocommit=autocommit)
+def arrow_connection(url: str) -> Iterator[adbc.Connection]:
+    """A new ADBC connection for one transaction: the block's work commits at its end and rolls
+    back on error. It shares the ADBC database of this thread's reader (`adbc_clone`), whose
+    type catalog is loaded once: about 7 ms a connection instead of about 100 ms."""
+    with _reader(url) as reader:
+        conn = reader.adbc_clone()
     try:
         yield conn
-        if not autocommit:
-            conn.commit()
+        conn.commit()
     except BaseException:
-        if not autocommit:
-            conn.rollback()
+        conn.rollback()
         raise
     finally:
         conn.close()
@@ -187,7 +187,7 @@ def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.
         if target is None:
             raise TypeError(f"{where}.{name}: no Arrow type for SQL type {columns[name]!r}")
         if pa.types.is_date32(target) and not pd.api.types.is_datetime64_any_dtype(values):
-            values = pd.to_datetime(values)
+            values = pd.to_datetime(values, cache=False)
         array = pa.Array.from_pandas(values)
         if array.type != target:
             try:
