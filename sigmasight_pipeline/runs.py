@@ -288,10 +288,14 @@ def window_run(plan: BackfillPlan) -> PlannedRun:
     one shard whose lookback history is already complete (a daily run) pays for one run's
     start and its steps' inputs once, not for a market run and then a portfolio run."""
     first, last = plan.key(plan.window[0]), plan.key(plan.window[-1])
-    tags = {**range_tags(first, last), STAGE_TAG: "window", SHARDS_TAG: "1",
-            WINDOW_START_TAG: first}  # fmt: skip
-    return PlannedRun("window", (*MARKET_ASSETS, *SYMBOL_ASSETS, *portfolio_assets()), first,
-                      last, tags)  # fmt: skip
+    tags = {
+        **range_tags(first, last),
+        STAGE_TAG: "window",
+        SHARDS_TAG: "1",
+        WINDOW_START_TAG: first,
+    }
+    assets = (*MARKET_ASSETS, *SYMBOL_ASSETS, *portfolio_assets())
+    return PlannedRun("window", assets, first, last, tags)
 
 
 def next_runs(tags: Mapping[str, str]) -> list[PlannedRun]:
