@@ -74,7 +74,11 @@ def execute(conn: adbc.Connection, statement: str | sql.Composable) -> int:
 
 
 def _frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
-    """Arrow to pandas: dates as datetime64, strings as objects, NULL floats as NaN."""
+    """Arrow to pandas: dates as datetime64, strings as objects, NULL floats as NaN.
+
+    Code that converts such a date column again passes `pd.to_datetime(..., cache=False)`: by
+    default pandas first probes whether caching would pay, turning up to 10,000 values into
+    Timestamps, about 15 ms a call on a 225,000-row chunk (0.08 ms without it)."""
     frame = table.to_pandas(date_as_object=False)
     for name, dtype in frame.dtypes.items():
         if pd.api.types.is_integer_dtype(dtype) and dtype.kind == "u":
