@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance
 
 from sigmasight_pipeline import runs
+from sigmasight_pipeline.assets.common import load_positions, portfolios_in
 from sigmasight_pipeline.portfolio_csv import validate_portfolio_text
 from sigmasight_pipeline.portfolio_inputs import add_equity_change
 from sigmasight_pipeline.portfolios import create_user, load_portfolio
@@ -109,20 +110,36 @@ def history(isolated_db_url: str, dagster_instance: DagsterInstance) -> Iterator
         yield History(isolated_db_url, dagster_instance)
 
 
-def test_a_rerun_with_its_history_complete_is_one_run_of_every_asset(
+def test_a_rerun_holding_a_new_stock_fetches_its_history_first(history: History) -> None:
+    """The re-upload added NVDA, which has no returns over the lookback yet: the re-run is
+    not one window run but starts with the market data over the whole lookback history."""
+    assert [o.success for o in history.rerun] == [True, True]
+    market = history.rerun[0]
+    assert market.partitions == len(history.plan.history) + len(history.plan.window)
+    nvda = query_frame(
+        history.url,
+        "SELECT count(*) AS n FROM sigmasight.returns WHERE symbol = 'NVDA' "
+        f"AND trade_date BETWEEN '{history.plan.history[1].date()}' AND '{END.date()}'",
+    )
+    assert int(nvda["n"].iloc[0]) == len(history.plan.history) - 1 + len(history.plan.window)
+
+
+def test_a_run_with_its_history_complete_is_one_run_of_every_asset(
     history: History, dagster_instance: DagsterInstance
 ) -> None:
-    """The first backfill ran the market data over the lookback, then the analytics; the second
-    found the history complete and ran everything over the window in one run (as the daily
-    schedule does), its market data first."""
-    (outcome,) = history.rerun
+    """Once every held stock has its lookback history, a backfill (here the last 2 sessions)
+    runs everything over the window in one run, as the daily schedule does, its market data
+    first."""
+    plan = runs.BackfillPlan.ending(END, days=2)
+    (outcome,) = runs.backfill(dagster_instance, plan)
+    assert outcome.success, outcome.problems
     run = dagster_instance.get_run_by_id(outcome.run_id)
     assert run.tags[runs.STAGE_TAG] == "window"
-    first, last = runs.BackfillPlan.key(history.plan.window[0]), runs.BackfillPlan.key(END)
+    first, last = runs.BackfillPlan.key(plan.window[0]), runs.BackfillPlan.key(END)
     assert (run.tags[runs.RANGE_START_TAG], run.tags[runs.RANGE_END_TAG]) == (first, last)
     selected = {key.to_user_string() for key in run.asset_selection or ()}
     assert selected == {*runs.MARKET_ASSETS, *runs.partitioned_assets()}
-    assert outcome.partitions == len(history.plan.window)
+    assert outcome.partitions == 2
     # The window's prices were written by this run, before the analytics that read them.
     done = [
         entry.step_key
@@ -130,6 +147,49 @@ def test_a_rerun_with_its_history_complete_is_one_run_of_every_asset(
         if entry.dagster_event and entry.dagster_event.event_type_value == "STEP_SUCCESS"
     ]
     assert done.index("prices") < done.index("position_values") < done.index("portfolio_snapshots")
+
+
+def test_the_history_is_incomplete_while_a_held_stock_misses_one_return(history: History) -> None:
+    """`history_is_complete` (what lets a backfill be one run) counts every wanted stock's
+    returns over the lookback: one missing session of one stock makes it false."""
+    assert runs.history_is_complete(history.url, history.plan)
+    day = history.plan.history[len(history.plan.history) // 2].date()
+    where = f"symbol = 'MSFT' AND trade_date = '{day}'"
+    with connect(history.url, autocommit=True) as conn:
+        (count,) = conn.execute(f"SELECT count(*) FROM sigmasight.returns WHERE {where}").fetchone()
+        assert count == 1
+        conn.execute(f"CREATE TEMP TABLE saved AS SELECT * FROM sigmasight.returns WHERE {where}")
+        conn.execute(f"DELETE FROM sigmasight.returns WHERE {where}")
+        try:
+            assert not runs.history_is_complete(history.url, history.plan)
+        finally:
+            conn.execute("INSERT INTO sigmasight.returns SELECT * FROM saved")
+    assert runs.history_is_complete(history.url, history.plan)
+
+
+def test_a_runs_steps_share_one_read_of_the_positions(history: History) -> None:
+    """`load_positions` with a run id reads the positions once for that run: a later step of
+    the run gets the same rows (its own copy), another run reads them again."""
+    portfolios = portfolios_in([history.portfolio])
+    first = load_positions(history.url, portfolios, run_id="run-a")
+    first.loc[:, "quantity"] = 0.0  # a step changing its copy changes nobody else's
+    with connect(history.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE sigmasight.positions SET entry_price = entry_price + 1 "
+            f"WHERE portfolio_id = {history.portfolio}"
+        )
+        try:
+            same_run = load_positions(history.url, portfolios, run_id="run-a")
+            next_run = load_positions(history.url, portfolios, run_id="run-b")
+            unshared = load_positions(history.url, portfolios)
+        finally:
+            conn.execute(
+                "UPDATE sigmasight.positions SET entry_price = entry_price - 1 "
+                f"WHERE portfolio_id = {history.portfolio}"
+            )
+    assert (same_run["quantity"] != 0).all()
+    np.testing.assert_allclose(next_run["entry_price"], same_run["entry_price"] + 1)
+    pd.testing.assert_frame_equal(unshared, next_run)
 
 
 def test_days_before_the_reupload_are_unchanged(history: History) -> None:
