@@ -228,7 +228,7 @@ def portfolio_risk_decomposition(
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             exposures = on_underlyings(
-                read_risk_rows(url, ids, position_values, position_greeks)
+                read_risk_rows(url, ids, position_values, position_greeks, run_id=context.run_id)
             ).dropna(subset=["underlying"])
             if exposures.empty:
                 continue

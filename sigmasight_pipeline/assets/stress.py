@@ -269,7 +269,9 @@ def portfolio_stress_results(
 
     def chunks():
         for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
-            rows = read_risk_rows(url, portfolio_ids, position_values, position_greeks)
+            rows = read_risk_rows(
+                url, portfolio_ids, position_values, position_greeks, run_id=context.run_id
+            )
             underlyings = sorted(rows["underlying"].dropna().unique())
             betas = factor_betas.frame(
                 ["trade_date", "symbol", "factor", "beta"], symbols_in(underlyings)

@@ -175,12 +175,13 @@ class TableReader:
     table: str
     where: str  # the slice's partition predicate ('' = whole table, 'FALSE' = no partitions)
 
-    def _query(
+    def query(
         self,
         columns: Sequence[str] | None,
         where: sql.Composable | None,
-        order_by: Sequence[str] | None,
+        order_by: Sequence[str] | None = None,
     ) -> sql.Composable:
+        """The SELECT that `frame` and `batches` run."""
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
         clauses = [sql.SQL(self.where)] if self.where else []
         if where is not None:
@@ -201,7 +202,7 @@ class TableReader:
         order_by: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """The slice's rows (narrowed by `where`) as one DataFrame."""
-        frame = query_frame(self.url, self._query(columns, where, order_by))
+        frame = query_frame(self.url, self.query(columns, where, order_by))
         if columns and frame.empty:
             return frame.reindex(columns=list(columns))
         return frame
@@ -239,7 +240,7 @@ class TableReader:
         order_by: Sequence[str] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """The slice's rows as a stream of DataFrames (one Arrow batch each)."""
-        return query_batches(self.url, self._query(columns, where, order_by))
+        return query_batches(self.url, self.query(columns, where, order_by))
 
 
 # -- the Dagster pieces ---------------------------------------------------------------------

@@ -215,8 +215,10 @@ def _params(key: str) -> _Params:
     )
 
 
+@cache
 def implied_vol_for(underlying: str) -> float:
-    """The constant implied vol (0.20..0.60) synthetic options on `underlying` are priced at."""
+    """The constant implied vol (0.20..0.60) synthetic options on `underlying` are priced at
+    (cached: asked once per option contract, and a Generator costs 20 us to seed)."""
     return float(0.20 + 0.40 * _rng(_key(underlying), 2).random())
 
 
@@ -256,9 +258,12 @@ class _Path:
     volume: np.ndarray
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def _path(key: str) -> _Path:
-    """The whole-history price path of a stock or ETF (vectorized, cached per ticker)."""
+    """The whole-history price path of a stock or ETF (vectorized, cached per ticker: 314 KB,
+    1.2 ms to compute). The prices step reads every stock's path, then every option's
+    underlying's in the same order: a cache smaller than the universe (it held 512 paths;
+    the 1,000-portfolio book has 600 underlyings) misses on every read of that second pass."""
     p = _params(key)
     etf = _etf_returns()
     n = etf.shape[0]
