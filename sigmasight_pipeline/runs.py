@@ -349,7 +349,7 @@ def history_is_complete(url: str, plan: BackfillPlan, scope: Scope | None = None
             SELECT underlying FROM sigmasight.positions WHERE {held}
             UNION SELECT unnest({etfs}::text[])
         )
-        SELECT count(*), count(*) FILTER (WHERE r.n < {need}) FROM wanted
+        SELECT count(*) FILTER (WHERE r.n < {need}) FROM wanted
         CROSS JOIN LATERAL (
             SELECT count(*) AS n FROM sigmasight.returns
             WHERE returns.symbol = wanted.symbol AND trade_date BETWEEN {first} AND {last}
@@ -363,8 +363,8 @@ def history_is_complete(url: str, plan: BackfillPlan, scope: Scope | None = None
         need=sql.Literal(len(days) - 1),
     )
     with connect(url) as conn:
-        symbols, incomplete = conn.execute(query).fetchone()
-    return symbols > 0 and incomplete == 0
+        (incomplete,) = conn.execute(query).fetchone()
+    return incomplete == 0  # the factor ETFs are always wanted: an empty database is incomplete
 
 
 def _execute_planned(run: PlannedRun) -> RunOutcome:

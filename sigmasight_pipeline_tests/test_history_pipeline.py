@@ -13,11 +13,12 @@ import pytest
 from dagster import DagsterInstance
 
 from sigmasight_pipeline import runs
-from sigmasight_pipeline.assets.common import load_positions, portfolios_in
+from sigmasight_pipeline.assets.common import load_positions, portfolios_in, read_risk_rows
 from sigmasight_pipeline.portfolio_csv import validate_portfolio_text
 from sigmasight_pipeline.portfolio_inputs import add_equity_change
 from sigmasight_pipeline.portfolios import create_user, load_portfolio
 from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.io_manager import TableReader
 from sigmasight_pipeline.resources.tables import query_frame
 
 END = pd.Timestamp("2026-11-20")
@@ -190,6 +191,46 @@ def test_a_runs_steps_share_one_read_of_the_positions(history: History) -> None:
     assert (same_run["quantity"] != 0).all()
     np.testing.assert_allclose(next_run["entry_price"], same_run["entry_price"] + 1)
     pd.testing.assert_frame_equal(unshared, next_run)
+
+
+def test_a_runs_risk_rows_are_shared_only_for_the_same_slice(history: History) -> None:
+    """`read_risk_rows` keys what a run shares by the readers' slices: a step whose slice
+    has other days reads its own rows, one with the same slice gets the rows already read."""
+
+    def reader(table: str, first: date, last: date) -> TableReader:
+        return TableReader(
+            history.url, "sigmasight", table, f"trade_date BETWEEN '{first}' AND '{last}'"
+        )
+
+    def risk_rows(first: date, last: date) -> pd.DataFrame:
+        return read_risk_rows(
+            history.url, [history.portfolio], reader("position_values", first, last),
+            reader("position_greeks", first, last), run_id="run-risk-rows",
+        )  # fmt: skip
+
+    window = [d.date() for d in history.plan.window]
+    first = risk_rows(window[-1], window[-1])
+    first.loc[:, "exposure"] = 0.0  # a step changing its copy changes nobody else's
+    changed = f"portfolio_id = {history.portfolio} AND trade_date = '{window[-1]}'"
+    with connect(history.url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE sigmasight.position_values SET exposure = exposure + 1 WHERE {changed}"
+        )
+        try:
+            same_slice = risk_rows(window[-1], window[-1])
+            other_slice = risk_rows(window[0], window[-1])
+        finally:
+            conn.execute(
+                f"UPDATE sigmasight.position_values SET exposure = exposure - 1 WHERE {changed}"
+            )
+    assert set(same_slice["trade_date"].dt.date) == {window[-1]}
+    assert set(other_slice["trade_date"].dt.date) == set(window)
+    assert (same_slice["exposure"] != 0).any()
+    on_last_day = other_slice[other_slice["trade_date"].dt.date == window[-1]]
+    np.testing.assert_allclose(
+        on_last_day.sort_values("position_id")["exposure"],
+        same_slice.sort_values("position_id")["exposure"] + 1,
+    )
 
 
 def test_days_before_the_reupload_are_unchanged(history: History) -> None:

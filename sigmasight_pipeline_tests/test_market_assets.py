@@ -224,6 +224,10 @@ def test_a_bad_key_is_one_line_at_the_top_of_the_cli_output(scratch_db, fake_pol
     lines = done.stdout.splitlines()
     top = lines.index("WHAT WENT WRONG (one line per cause):")
     assert "POLYGON_API_KEY" in lines[top + 1] and "401" in lines[top + 1]
+    # The progress lines, read from the run's events while it ran, name each step once.
+    steps = [line.split("] ", 1)[1] for line in lines if line.startswith("  [")]
+    assert steps.count("prices: started") == 1 and steps.count("prices: FAILED") == 1, steps
+    assert steps.index("securities: done") < steps.index("prices: started")
 
 
 def test_an_unadjusted_split_is_flagged(scratch_db, tmp_path, dagster_instance):
