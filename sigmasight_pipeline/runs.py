@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -119,6 +121,19 @@ def _watch_steps(instance: DagsterInstance, run_id: str, progress: Progress, sto
             return
 
 
+@contextmanager
+def _collector_skips_what_is_alive():
+    """While the block runs, the cyclic garbage collector skips the objects alive when it
+    began (Dagster, pandas, the definitions: ~280,000 objects, alive until the process ends).
+    Its full collections during a daily run at 1,000 portfolios took 1.5 s scanning them.
+    Objects made in the block are collected as usual; afterwards everything is as before."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def materialize(
     instance: DagsterInstance,
     assets: Sequence[str],
@@ -145,15 +160,16 @@ def materialize(
         watcher.start()
     began = time.perf_counter()
     try:
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=[AssetKey(a) for a in assets],
-            tags=run_tags,
-            run_id=run_id,
-            raise_on_error=False,
-            # Failures are summarized in one line each (`problems`), not as stack traces.
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        )
+        with _collector_skips_what_is_alive():
+            result = job.execute_in_process(
+                instance=instance,
+                asset_selection=[AssetKey(a) for a in assets],
+                tags=run_tags,
+                run_id=run_id,
+                raise_on_error=False,
+                # Failures are summarized in one line each (`problems`), not as stack traces.
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+            )
     finally:
         stop.set()
         if watcher:

@@ -18,7 +18,9 @@ from sigmasight_pipeline.analytics.correlation import (
     effective_number_of_bets,
     pairwise_correlation,
     portfolio_correlations,
+    stack_correlations,
 )
+from sigmasight_pipeline.analytics.risk import stack_by_day
 
 
 def _block_returns(n: int = 140, seed: int = 5) -> pd.DataFrame:
@@ -248,3 +250,28 @@ def test_stacked_correlations_and_bets_equal_one_at_a_time() -> None:
         one, one_clipped = effective_number_of_bets(r[:size, :size], exposures[k, :size])
         assert enb[k] == pytest.approx(float(one), rel=1e-12)
         assert bool(clipped[k]) == bool(one_clipped)
+
+
+@pytest.mark.parametrize("portfolios", [1, 60])
+def test_day_correlations_computed_once_equal_each_portfolios_own(portfolios: int) -> None:
+    """With 60 portfolios of a few of 10 symbols the day's matrix is computed once and
+    gathered; with 1, each portfolio's own: both are `pairwise_correlation` of its block, gaps,
+    a flat series, a symbol without returns ("NONE") and the padding included."""
+    returns = _block_returns()
+    rng = np.random.default_rng(portfolios)
+    names = [*returns.columns, "NONE"]
+    day = returns.index[-1]
+    rows = [
+        (day, p, symbol, float(rng.normal()))
+        for p in range(portfolios)
+        for symbol in sorted(rng.choice(names, size=int(rng.integers(1, 8)), replace=False))
+    ]
+    frame = pd.DataFrame(rows, columns=["trade_date", "portfolio_id", "symbol", "exposure"])
+    (stack,) = stack_by_day(frame, returns, 90)
+    used = np.unique(stack.columns[stack.columns >= 0]).size
+    assert (used**2 < stack.columns.size * stack.columns.shape[1]) == (portfolios == 60)
+    corr, n_obs = stack_correlations(stack)
+    expected, expected_n = pairwise_correlation(stack.returns)
+    np.testing.assert_array_equal(np.isnan(corr), np.isnan(expected))
+    np.testing.assert_allclose(corr, expected, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(n_obs, expected_n)

@@ -74,3 +74,32 @@ def test_planned_checks_are_stored_once_per_partition_as_dagster_stores_them(
         data = event.get_dagster_event().asset_check_planned_data
         assert (data.asset_key.to_string(), data.check_name) == (r.asset_key, r.check_name)
         assert r.execution_status == "PLANNED" and event.run_id == run.run_id
+
+
+def test_the_event_log_asks_the_catalog_once_for_a_column_it_found(dagster_instance) -> None:
+    """Reading asset records asks whether the asset key table has columns; our event log asks
+    the database once per column found (dagster-postgres reflects the table every time) and
+    still answers False, asking again, for a column the table does not have."""
+    from sqlalchemy import event
+
+    storage = dagster_instance.event_log_storage
+    catalog_queries: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:
+        if "pg_catalog" in statement:
+            catalog_queries.append(statement)
+
+    event.listen(storage._engine, "before_cursor_execute", count)
+    try:
+        dagster_instance.get_asset_records()
+        asked = len(catalog_queries)
+        assert asked > 0
+        dagster_instance.get_asset_records()
+        assert storage.has_asset_key_col("cached_status_data")
+        assert storage.has_asset_key_index_cols()
+        assert len(catalog_queries) == asked
+        assert not storage.has_asset_key_col("no_such_column")
+        assert not storage.has_asset_key_col("no_such_column")
+        assert len(catalog_queries) == asked + 2
+    finally:
+        event.remove(storage._engine, "before_cursor_execute", count)

@@ -332,3 +332,29 @@ def test_a_position_closed_on_the_day_is_in_no_greeks_view(history: History) -> 
     ).set_index("view")
     assert greeks.loc["portfolio", "position_count"] == greeks.loc["portfolio", "snapshot_count"]
     assert greeks["position_count"].to_dict() == {"portfolio": 4, "longs": 3, "shorts": 1}
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    """During a run (`materialize`) the collector skips what was alive before it; garbage made
+    in the run is collected as usual, and after it the older objects are collected again."""
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    def cycle() -> weakref.ref:
+        node = Node()
+        node.self = node
+        return weakref.ref(node)
+
+    older = cycle()
+    with runs._collector_skips_what_is_alive():
+        assert gc.get_freeze_count() > 0
+        newer = cycle()
+        gc.collect()
+        assert newer() is None  # made in the run: collected
+        assert older() is not None  # alive when the run began: skipped
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert older() is None

@@ -505,3 +505,30 @@ def test_portfolio_sums_and_worst_positions_equal_a_pandas_groupby() -> None:
     assert agg.loc[agg["n_missing"] == agg["n_positions"], "worst_position_id"].isna().all()
     assert (agg["n_missing"] == agg["n_positions"]).any()  # portfolio 9: NOB has no betas
     assert set(agg["pnl_usd"][agg["n_missing"] == agg["n_positions"]].isna()) == {True}
+
+
+def test_a_scenario_set_is_kept_as_position_rows_follow_its_order(db_url) -> None:
+    """sql/0016: the set table refuses a delete or a reordering (what the per-row foreign key
+    of position_stress_pnl guarded); `scenario_set_id` gets the same id again."""
+    import psycopg
+
+    from sigmasight_pipeline.assets.stress import scenario_set_id
+    from sigmasight_pipeline.resources.database import transaction
+
+    ids = ["kept_a", "kept_b"]
+    set_id = scenario_set_id(db_url, ids)
+    assert scenario_set_id(db_url, ids) == set_id
+    for statement in (
+        "DELETE FROM sigmasight.stress_scenario_sets WHERE set_id = %s",
+        "UPDATE sigmasight.stress_scenario_sets SET scenario_ids = "
+        "ARRAY['kept_b', 'kept_a'] WHERE set_id = %s",
+    ):
+        refused = pytest.raises(psycopg.errors.RestrictViolation, match=f"set {set_id} is kept")
+        with refused, transaction(db_url) as conn:
+            conn.execute(statement, (set_id,))
+    with transaction(db_url) as conn:
+        kept = conn.execute(
+            "SELECT scenario_ids FROM sigmasight.stress_scenario_sets WHERE set_id = %s",
+            (set_id,),
+        ).fetchone()
+    assert kept == (ids,)

@@ -23,6 +23,7 @@ from sigmasight_pipeline.resources.synthetic import (
     SYNTHETIC_MISSING_TICKERS,
     SYNTHETIC_RATE,
     SyntheticMarket,
+    _ar1,
     implied_vol_for,
 )
 
@@ -32,6 +33,18 @@ TICKERS = ["AAPL", "MSFT", "SPY", "VTV", "ZZTOP", "JPM"]
 def _wanted(tickers: list[str], days: pd.DatetimeIndex | list[date]) -> pd.DataFrame:
     pairs = [(t, pd.Timestamp(d).date()) for t in tickers for d in days]
     return pd.DataFrame(pairs, columns=["symbol", "trade_date"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 127, 128, 129, 6538])
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.996, -0.9])
+def test_ar1_level_is_scipy_lfilter(n: int, phi: float) -> None:
+    from scipy.signal import lfilter
+
+    eps = np.random.default_rng(n).standard_normal(n) * 0.02
+    expected = lfilter([1.0], [1.0, -phi], eps)
+    got = _ar1(eps, phi)
+    assert got.shape == (n,)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14 * np.abs(expected).max())
 
 
 def _sorted(bars: pd.DataFrame) -> pd.DataFrame:

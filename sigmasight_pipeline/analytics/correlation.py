@@ -50,6 +50,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
 from sigmasight_pipeline.analytics.risk import (
+    DayStack,
     _date_index,
     _require_columns,
     _sorted_wide,
@@ -184,6 +185,27 @@ def pairwise_correlation(
     bad = (n < min_overlap) | constant | ~np.isfinite(corr)
     corr = np.where(bad, np.nan, np.clip(corr, -1.0, 1.0))
     return corr, n.astype(np.int64)
+
+
+def stack_correlations(
+    stack: DayStack, min_overlap: int = MIN_OVERLAP
+) -> tuple[np.ndarray, np.ndarray]:
+    """`pairwise_correlation` of each portfolio of a `DayStack`: (corr, n_obs), (P, M, M).
+
+    Computed the cheaper way: per portfolio (P x M^2 pairs, padding included), or once for
+    the day's U symbols (U^2 pairs) and gathered per portfolio. A daily run's 1,000 portfolios
+    of about 40 underlyings share 600: 1.6 M pairs against 0.36 M; a backfill's chunk of 50
+    portfolios is the other way round. Both give the same numbers: a pair's correlation
+    depends only on the two series (to rounding, 1e-16)."""
+    used = np.unique(stack.columns[stack.columns >= 0])
+    portfolios, width = stack.columns.shape
+    if used.size**2 >= portfolios * width * width:
+        return pairwise_correlation(stack.returns, min_overlap)
+    nothing = np.full((len(stack.window), 1), np.nan)  # the column of padding, unknown symbols
+    corr, n_obs = pairwise_correlation(np.hstack([stack.window[:, used], nothing]), min_overlap)
+    at = np.where(stack.columns >= 0, np.searchsorted(used, stack.columns), used.size)
+    rows, cols = at[:, :, None], at[:, None, :]
+    return corr[rows, cols], n_obs[rows, cols]
 
 
 def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np.ndarray:
@@ -402,7 +424,7 @@ def portfolio_correlations(
     rows: list[tuple] = []
     keys: list[tuple] = []
     for stack in stack_by_day(frame, _sorted_wide(returns, "returns"), window):
-        corr, n_obs = pairwise_correlation(stack.returns, min_overlap)
+        corr, n_obs = stack_correlations(stack, min_overlap)
         pair_inside = stack.inside[:, :, None] & stack.inside[:, None, :]
         complete = (np.isfinite(corr) | ~pair_inside).all(axis=(1, 2))  # every pair defined
         enb, clipped = effective_number_of_bets(np.nan_to_num(corr), stack.exposure)

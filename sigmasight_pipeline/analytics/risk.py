@@ -373,6 +373,8 @@ class DayStack(NamedTuple):
     exposure: np.ndarray  # (P, M)
     returns: np.ndarray  # (P, W, M)
     known: np.ndarray  # (P, M) the symbol has a column in the returns
+    columns: np.ndarray  # (P, M) that column; -1 for none and for padding
+    window: np.ndarray  # (W, C) the window's rows of every column of the returns
 
     def exposed_unknown(self, symbols: np.ndarray) -> list[list[str] | None]:
         """Per portfolio, its exposed symbols without a returns column, sorted (None when
@@ -414,7 +416,8 @@ def stack_by_day(frame: pd.DataFrame, returns: pd.DataFrame, window: int) -> Ite
         block = np.where(cols >= 0, window_rows[:, np.maximum(cols, 0)], np.nan)
         yield DayStack(
             pd.Timestamp(day), row, bounds[groups], sizes, inside,
-            np.where(inside, exposure[at], 0.0), np.moveaxis(block, 0, 1), cols >= 0,
+            np.where(inside, exposure[at], 0.0), np.moveaxis(block, 0, 1), cols >= 0, cols,
+            window_rows,
         )  # fmt: skip
 
 

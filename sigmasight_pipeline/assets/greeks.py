@@ -19,6 +19,7 @@ from sigmasight_pipeline.assets.common import (
     partition_days,
     portfolio_chunks,
     portfolios_in,
+    run_days,
     run_scope,
     sessions_with_lookback,
     symbols_in,
@@ -103,9 +104,18 @@ def position_greeks(
                 HELD_COLUMNS,
                 where=all_of(portfolios_in(ids), option_positions_of(portfolios_in(ids))),
             )
-            symbols = sorted(set(options["symbol"]) | set(options["underlying"]))
-            chunk_prices = prices.frame(
-                ["symbol", "trade_date", "close", "source"], where=symbols_in(symbols)
+            # The underlyings over the lookback (their realized volatility); the contracts on
+            # the run's days only (their price on the day held): a contract's lookback was
+            # 30 of every 31 option rows read.
+            underlyings = sorted(set(options["underlying"]))
+            contracts = sorted(set(options["symbol"]) - set(underlyings))
+            columns = ["symbol", "trade_date", "close", "source"]
+            chunk_prices = pd.concat(
+                [
+                    prices.frame(columns, where=symbols_in(underlyings)),
+                    prices.frame(columns, where=all_of(symbols_in(contracts), run_days(days))),
+                ],
+                ignore_index=True,
             )
             yield position_greeks_chunk(positions, held, chunk_prices, sessions)
 

@@ -17,6 +17,7 @@ from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster_postgres import DagsterPostgresStorage
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import create_pg_engine
+from sqlalchemy.engine import Connection
 
 from sigmasight_pipeline.resources.database import (
     PROJECT_ROOT,
@@ -77,10 +78,23 @@ STORAGE_POOL_SIZE = 4
 
 
 class SigmaSightEventLogStorage(PostgresEventLogStorage):
-    """dagster-postgres's event log, with one fix: a run's planned asset check is stored as one
-    row per partition, and dagster-postgres serializes the same event again for every row
-    (a 90-partition run of the portfolio assets, 22 checks: about 2,000 serializations and 10 s
-    of the daemon's time before the run is even queued). Here it is serialized once."""
+    """dagster-postgres's event log, with two fixes:
+
+    - a run's planned asset check is stored as one row per partition, and dagster-postgres
+      serializes the same event again for every row (a 90-partition run of the portfolio
+      assets, 22 checks: about 2,000 serializations and 10 s of the daemon's time before the
+      run is even queued). Here it is serialized once;
+    - whether the asset key table has a column is asked of the database's catalog on every
+      read of asset records and every asset event stored (a SQLAlchemy reflection, several
+      per step). A column, once found, is remembered: `dagster instance migrate` adds them
+      and nothing removes them.
+    """
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        found: set[str] = self.__dict__.setdefault("_asset_key_columns_found", set())
+        if column_name not in found and super()._has_asset_key_col_on_connection(conn, column_name):
+            found.add(column_name)
+        return column_name in found
 
     def _store_asset_check_evaluation_planned(
         self, event: EventLogEntry, event_id: int | None

@@ -36,7 +36,6 @@ from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from sigmasight_pipeline.analytics.greeks import bs_price
 from sigmasight_pipeline.analytics.instruments import is_option_symbol, parse_occ
@@ -258,6 +257,26 @@ class _Path:
     volume: np.ndarray
 
 
+def _ar1(eps: np.ndarray, phi: float, block: int = 128) -> np.ndarray:
+    """y[t] = eps[t] + phi * y[t-1], y[-1] = 0: scipy.signal.lfilter([1], [1, -phi], eps) to
+    1e-15, without importing scipy.signal (1.1 s, paid by every daily run). Within blocks of
+    `block` steps y is phi**j times a cumulative sum of eps scaled by phi**-j (bounded for
+    |phi| near 1, and kept within 1e6 by a shorter block for a smaller |phi|); each block then
+    adds the previous block's last value, decayed."""
+    n = eps.size
+    digits = -np.log10(abs(phi)) if phi else np.inf  # phi**-j grows this many digits a step
+    if digits > 0:
+        block = max(1, min(block, int(6 / digits)))
+    padded = np.zeros(-(-n // block) * block)
+    padded[:n] = eps
+    steps = np.arange(block)
+    level = phi**steps * np.cumsum(padded.reshape(-1, block) * phi**-steps, axis=1)
+    decay = phi ** (steps + 1)
+    for b in range(1, level.shape[0]):
+        level[b] += decay * level[b - 1, -1]
+    return level.ravel()[:n]
+
+
 @lru_cache(maxsize=1024)
 def _path(key: str) -> _Path:
     """The whole-history price path of a stock or ETF (vectorized, cached per ticker: 314 KB,
@@ -271,7 +290,7 @@ def _path(key: str) -> _Path:
         r = etf[:, ETF_TICKERS.index(key)].copy()
     else:
         eps = p.idio_vol * _rng(key, 0).standard_normal(n)
-        level = lfilter([1.0], [1.0, -IDIO_AR_PHI], eps)  # stationary idiosyncratic log level
+        level = _ar1(eps, IDIO_AR_PHI)  # stationary idiosyncratic log level
         idio = np.diff(level, prepend=0.0) + 0.5 * p.idio_vol**2  # no volatility drag
         spreads = etf[:, 1:] - etf[:, :1]
         r = p.betas[0] * etf[:, 0] + spreads @ p.betas[1:] + idio
