@@ -8,20 +8,19 @@ volatilities out of range, duplicate keys. A position or portfolio the pipeline 
 fails the run, so one portfolio's problem never blocks another's numbers.
 
 Every check result says which rows it saw: rows checked, rows failing, the first failing keys,
-the partition range and the run's scope.
+the partition range and the run's scope. The warning checks are in `warning_checks.py`, the
+SQL checks of tables written set-based in `sql_checks.py`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
-from psycopg import sql
+from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue
 
 from sigmasight_pipeline.analytics.exposures import BETA_COLUMNS
 
@@ -278,7 +277,7 @@ def schema_check_spec(table: str) -> AssetCheckSpec:
     )
 
 
-def _keys_text(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
+def keys_text(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
     parts = []
     for row in frame[list(keys)].itertuples(index=False):
         parts.append(
@@ -320,7 +319,7 @@ class TableValidator:
             self.failing_rows += len(bad) if len(bad) else len(frame)
             room = SHOWN_KEYS - len(self.failing_keys)
             if room > 0 and len(bad):
-                self.failing_keys += _keys_text(bad.head(room), self.keys)
+                self.failing_keys += keys_text(bad.head(room), self.keys)
 
     def result(self) -> AssetCheckResult:
         return AssetCheckResult(
@@ -355,296 +354,3 @@ def check_metadata(
             else value
         )
     return meta
-
-
-class RowWarning:
-    """A warning check counted over the chunks a write stores: `flag(frame)` returns the
-    boolean mask of rows to warn about and a label per flagged row (the reason)."""
-
-    def __init__(
-        self,
-        table: str,
-        check_name: str,
-        flag: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series]],
-    ) -> None:
-        self.table = table
-        self.check_name = check_name
-        self.flag = flag
-        self.keys = KEYS[table]
-        self.rows = 0
-        self.flagged = 0
-        self.reasons: Counter = Counter()
-        self.flagged_keys: list[str] = []
-        self.days: set[str] = set()
-
-    def __call__(self, frame: pd.DataFrame) -> None:
-        self.rows += len(frame)
-        if not len(frame):
-            return
-        dates = pd.to_datetime(frame["trade_date"], cache=False)
-        self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
-        mask, labels = self.flag(frame)
-        mask = mask.to_numpy(dtype=bool)
-        if not mask.any():
-            return
-        self.flagged += int(mask.sum())
-        self.reasons.update(pd.Series(labels[mask]).astype(str).value_counts().to_dict())
-        room = SHOWN_KEYS - len(self.flagged_keys)
-        if room > 0:
-            flagged = frame.loc[mask].head(room)
-            labelled = labels[mask][:room]
-            self.flagged_keys += [
-                f"{k} ({why})"
-                for k, why in zip(_keys_text(flagged, self.keys), labelled, strict=True)
-            ]
-
-    def summary(self) -> dict:
-        """Coverage and reasons for the materialization's metadata."""
-        meta: dict = {"coverage": f"{self.rows - self.flagged:,} / {self.rows:,} rows"}
-        if self.reasons:
-            meta["reasons"] = MetadataValue.md(
-                "\n".join(f"- {k}: {v:,}" for k, v in self.reasons.most_common(20))
-            )
-        return meta
-
-    def result(self) -> AssetCheckResult:
-        return AssetCheckResult(
-            check_name=self.check_name,
-            asset_key=self.table,
-            passed=self.flagged == 0,
-            severity=AssetCheckSeverity.WARN,
-            metadata=check_metadata(
-                self.rows,
-                self.flagged,
-                self.flagged_keys,
-                self.days,
-                {"reasons": dict(self.reasons.most_common(20))} if self.reasons else {},
-            ),
-        )
-
-
-def warning_check_spec(table: str, name: str, description: str) -> AssetCheckSpec:
-    return AssetCheckSpec(name, asset=table, blocking=False, description=description)
-
-
-def beta_cap_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        mask = frame["beta"].abs() > BETA_CAP
-        return mask, frame["factor"] + " beta " + frame["beta"].round(2).astype(str)
-
-    return RowWarning("factor_betas", "factor_betas_within_cap", flag)
-
-
-BETA_CAP_SPEC = warning_check_spec(
-    "factor_betas",
-    "factor_betas_within_cap",
-    f"Betas beyond +/-{BETA_CAP} are flagged for review (warning)",
-)
-
-
-def unvalued_positions_warning() -> RowWarning:
-    """Position rows without a price, or whose daily P&L could not be measured."""
-
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        reason = frame["pnl_reason"] if "pnl_reason" in frame else pd.Series(None, frame.index)
-        missing = frame["price_source"].eq("missing")
-        labels = np.where(
-            missing, "no price: " + frame["symbol"].astype(str), reason.fillna("").astype(str)
-        )
-        return missing | reason.notna(), pd.Series(labels, index=frame.index)
-
-    return RowWarning("position_values", "positions_valued", flag)
-
-
-VOLATILITY_CAP = 5.0  # 500 % a year: possible (a tiny portfolio, a huge new position), rare
-
-
-def extreme_volatility_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        vol = frame["volatility_ann"]
-        return vol > VOLATILITY_CAP, "volatility " + (100 * vol).round(0).astype(str) + "%"
-
-    return RowWarning("portfolio_risk_metrics", "volatility_plausible", flag)
-
-
-VOLATILITY_PLAUSIBLE_SPEC = warning_check_spec(
-    "portfolio_risk_metrics",
-    "volatility_plausible",
-    f"Annualized volatility above {VOLATILITY_CAP:.0%} is flagged for review (warning)",
-)
-
-
-POSITIONS_VALUED_SPEC = warning_check_spec(
-    "position_values",
-    "positions_valued",
-    "Every held position has a price and a measured daily P&L; rows without one are named "
-    "with their reason (warning: the run goes on, the rows carry the reason)",
-)
-
-
-def sql_finite(*columns: str) -> str:
-    """SQL true when every column is a finite number (not NULL, NaN or +-Infinity)."""
-    return " AND ".join(
-        f"({c} IS NOT NULL AND {c} NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8))"
-        for c in columns
-    )
-
-
-@dataclass(frozen=True)
-class SqlRules:
-    """A blocking schema check for tables written set-based (INSERT ... SELECT): each rule is
-    an SQL predicate true for a good row, counted by one aggregate over the rows the run wrote
-    (after they committed); the first failing keys are listed."""
-
-    table: str
-    rules: dict[str, str]
-    check_name: str = "schema"
-
-    def spec(self) -> AssetCheckSpec:
-        return AssetCheckSpec(
-            self.check_name,
-            asset=self.table,
-            blocking=True,
-            description=f"{self.table} rows the run wrote: " + "; ".join(self.rules),
-        )
-
-    def run(self, url: str, days: pd.DatetimeIndex, where: sql.Composable) -> AssetCheckResult:
-        from sigmasight_pipeline.resources.tables import query_frame
-
-        written = sql.SQL("trade_date BETWEEN {} AND {} AND ({})").format(
-            sql.Literal(days[0].date()), sql.Literal(days[-1].date()), where
-        )
-        table = sql.SQL("sigmasight.{}").format(sql.Identifier(self.table))
-        counts = query_frame(
-            url,
-            sql.SQL("SELECT count(*) AS rows, {} FROM {} WHERE {}").format(
-                sql.SQL(", ").join(
-                    sql.SQL("count(*) FILTER (WHERE NOT coalesce({}, false)) AS {}").format(
-                        sql.SQL(rule), sql.Identifier(name)
-                    )
-                    for name, rule in self.rules.items()
-                ),
-                table,
-                written,
-            ),
-        ).iloc[0]
-        all_good = sql.SQL(" AND ").join(
-            sql.SQL("coalesce({}, false)").format(sql.SQL(r)) for r in self.rules.values()
-        )
-        bad = query_frame(
-            url,
-            sql.SQL("SELECT {} FROM {} WHERE {} AND NOT ({}) LIMIT {}").format(
-                sql.SQL(", ").join(sql.Identifier(k) for k in KEYS[self.table]),
-                table,
-                written,
-                all_good,
-                sql.Literal(SHOWN_KEYS),
-            ),
-        )
-        failing = query_frame(
-            url,
-            sql.SQL("SELECT count(*) AS n FROM {} WHERE {} AND NOT ({})").format(
-                table, written, all_good
-            ),
-        )["n"].iloc[0]
-        by_rule = {name: int(counts[name]) for name in self.rules if counts[name]}
-        return AssetCheckResult(
-            check_name=self.check_name,
-            asset_key=self.table,
-            passed=int(failing) == 0,
-            metadata=check_metadata(
-                int(counts["rows"]),
-                int(failing),
-                _keys_text(bad, KEYS[self.table]),
-                {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"},
-                {"by_check": by_rule} if by_rule else {},
-            ),
-        )
-
-
-SNAPSHOT_RULES = SqlRules(
-    "portfolio_snapshots",
-    {
-        "finite exposures": sql_finite(
-            "total_value", "long_exposure", "short_exposure", "gross_exposure", "net_exposure"
-        ),
-        "finite P&L": sql_finite("daily_pnl", "window_pnl"),
-        "gross >= |net|": "gross_exposure >= abs(net_exposure) - 1e-6",
-    },
-)
-PORTFOLIO_GREEKS_RULES = SqlRules(
-    "portfolio_greeks",
-    {"finite Greeks": sql_finite("delta", "gamma", "theta", "vega", "rho")},
-)
-PORTFOLIO_FACTOR_RULES = SqlRules(
-    "portfolio_factor_exposures",
-    {"coverage in [0, 1]": "coverage IS NULL OR (coverage >= 0 AND coverage <= 1 + 1e-9)"},
-)
-
-
-PRICES_COMPLETE_SPEC = warning_check_spec(
-    "prices",
-    "prices_complete",
-    "Every held symbol, option underlying and factor ETF has a price on every session of the "
-    "run (an option from its first entry date to its expiry); what has none is named with its "
-    "reason (failed, rejected, no_data, not_published)",
-)
-
-
-class PricesComplete:
-    """The `prices_complete` warning, counted over the chunks of a prices run: pairs wanted,
-    pairs without a market price, and the first symbols named with their reason."""
-
-    def __init__(self, days: pd.DatetimeIndex) -> None:
-        self.days = {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"}
-        self.wanted = 0
-        self.failing = 0
-        self.reasons: Counter = Counter()
-        self.named: list[str] = []
-
-    def __call__(self, issues: pd.DataFrame, wanted: int) -> None:
-        self.wanted += wanted
-        self.failing += len(issues)
-        if issues.empty:
-            return
-        frame = issues.assign(
-            day=pd.to_datetime(issues["trade_date"], cache=False).dt.strftime("%Y-%m-%d")
-        )
-        self.reasons.update(frame["kind"].value_counts().to_dict())
-        for (symbol, kind), group in frame.groupby(["symbol", "kind"], sort=True):
-            if len(self.named) >= SHOWN_KEYS:
-                break
-            self.named.append(
-                f"{symbol}: {len(group)} session(s) {group['day'].min()}..{group['day'].max()}"
-                f" ({kind})"
-            )
-
-    def result(self) -> AssetCheckResult:
-        return AssetCheckResult(
-            check_name="prices_complete",
-            asset_key="prices",
-            passed=self.failing == 0,
-            severity=AssetCheckSeverity.WARN,
-            metadata=check_metadata(
-                self.wanted,
-                self.failing,
-                self.named,
-                self.days,
-                {"reasons": dict(self.reasons)} if self.reasons else {},
-            ),
-        )
-
-
-RETURNS_PLAUSIBLE_SPEC = warning_check_spec(
-    "returns",
-    "returns_plausible",
-    "Daily moves beyond 40 % are named: explained by a split on record (closes not "
-    "split-adjusted) or not explained at all (warning)",
-)
-
-
-def flagged_returns_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        return frame["flag"].notna(), frame["flag"].fillna("").astype(str)
-
-    return RowWarning("returns", "returns_plausible", flag)

@@ -25,17 +25,13 @@ from sigmasight_pipeline.assets.common import (
     universe_symbols,
     with_positions,
 )
-from sigmasight_pipeline.checks import (
-    BETA_CAP_SPEC,
-    PORTFOLIO_FACTOR_RULES,
-    TableValidator,
-    beta_cap_warning,
-    schema_check_spec,
-)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS, MarketDataResource
 from sigmasight_pipeline.settings import tlt_duration
+from sigmasight_pipeline.sql_checks import PORTFOLIO_FACTOR_RULES
+from sigmasight_pipeline.warning_checks import BETA_CAP_SPEC, beta_cap_warning
 
 FACTOR_GROUP = "factors"
 BETA_WINDOW = 60

@@ -25,10 +25,11 @@ from sigmasight_pipeline.assets.common import (
     symbols_in,
     with_positions,
 )
-from sigmasight_pipeline.checks import PORTFOLIO_GREEKS_RULES, TableValidator, schema_check_spec
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.settings import risk_free_rate
+from sigmasight_pipeline.sql_checks import PORTFOLIO_GREEKS_RULES
 
 RISK_GROUP = "risk"
 VOL_LOOKBACK = market.REALIZED_VOL_WINDOW + 1

@@ -25,14 +25,7 @@ from sigmasight_pipeline.assets.common import (
     symbols_in,
     universe_symbols,
 )
-from sigmasight_pipeline.checks import (
-    PRICES_COMPLETE_SPEC,
-    RETURNS_PLAUSIBLE_SPEC,
-    PricesComplete,
-    TableValidator,
-    flagged_returns_warning,
-    schema_check_spec,
-)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import (
     CompanionRows,
@@ -43,6 +36,12 @@ from sigmasight_pipeline.resources.io_manager import (
 from sigmasight_pipeline.resources.market_data import ISSUE_COLUMNS, MarketDataResource
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.settings import risk_free_rate
+from sigmasight_pipeline.warning_checks import (
+    PRICES_COMPLETE_SPEC,
+    RETURNS_PLAUSIBLE_SPEC,
+    PricesComplete,
+    flagged_returns_warning,
+)
 
 MARKET_GROUP = "market_data"
 SYMBOLS_PER_CHUNK = 2_000

@@ -23,17 +23,13 @@ from sigmasight_pipeline.assets.common import (
     sessions_with_lookback,
     symbols_in,
 )
-from sigmasight_pipeline.checks import (
-    POSITIONS_VALUED_SPEC,
-    SNAPSHOT_RULES,
-    TableValidator,
-    schema_check_spec,
-    unvalued_positions_warning,
-)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline.settings import tlt_duration
+from sigmasight_pipeline.sql_checks import SNAPSHOT_RULES
+from sigmasight_pipeline.warning_checks import POSITIONS_VALUED_SPEC, unvalued_positions_warning
 
 PORTFOLIO_GROUP = "portfolio"
 # The day's numbers; the position's attributes (symbol, type, entry) stay in `positions`.

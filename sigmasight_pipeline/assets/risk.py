@@ -19,15 +19,11 @@ from sigmasight_pipeline.assets.common import (
     symbols_in,
     with_positions,
 )
-from sigmasight_pipeline.checks import (
-    VOLATILITY_PLAUSIBLE_SPEC,
-    TableValidator,
-    extreme_volatility_warning,
-    schema_check_spec,
-)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.settings import risk_free_rate
+from sigmasight_pipeline.warning_checks import VOLATILITY_PLAUSIBLE_SPEC, extreme_volatility_warning
 
 RISK_WINDOW = 60
 DRAWDOWN_WINDOW = 90

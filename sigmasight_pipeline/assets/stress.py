@@ -28,17 +28,13 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     symbols_in,
 )
-from sigmasight_pipeline.checks import (
-    RowWarning,
-    TableValidator,
-    schema_check_spec,
-    warning_check_spec,
-)
+from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource, transaction
 from sigmasight_pipeline.resources.io_manager import CompanionRows, TableReader, TableWrite
 from sigmasight_pipeline.resources.market_data import MarketDataResource
 from sigmasight_pipeline.resources.tables import list_column, query_frame
 from sigmasight_pipeline.settings import stress_scenario_files, tlt_duration
+from sigmasight_pipeline.warning_checks import RowWarning, warning_check_spec
 
 STRESS_GROUP = "stress"
 EPISODE_COLUMNS = [
