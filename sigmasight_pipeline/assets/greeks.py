@@ -106,8 +106,8 @@ def position_greeks(
                 where=all_of(portfolios_in(ids), option_positions_of(portfolios_in(ids))),
             )
             # The underlyings over the lookback (their realized volatility); the contracts on
-            # the run's days only (their price on the day held): a contract's lookback was
-            # 30 of every 31 option rows read.
+            # the run's days only (their price on the day held): in a daily run, 30 of every
+            # 31 option rows read were a contract's lookback, never used.
             underlyings = sorted(set(options["underlying"]))
             contracts = sorted(set(options["symbol"]) - set(underlyings))
             columns = ["symbol", "trade_date", "close", "source"]
