@@ -125,7 +125,7 @@ def _watch_steps(instance: DagsterInstance, run_id: str, progress: Progress, sto
 def _collector_skips_what_is_alive() -> Iterator[None]:
     """While the block runs, the cyclic garbage collector skips the objects alive when it
     began (Dagster, pandas, the definitions: ~280,000 objects, alive until the process ends).
-    Its full collections during a daily run at 1,000 portfolios took 1.5 s scanning them.
+    A daily run's full collections at 1,000 portfolios took 1.55 s, 0.90 s skipping them.
     Objects made in the block are collected as usual; afterwards everything is as before."""
     gc.freeze()
     try:

@@ -348,13 +348,17 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
         node.self = node
         return weakref.ref(node)
 
-    older = cycle()
-    with runs._collector_skips_what_is_alive():
-        assert gc.get_freeze_count() > 0
-        newer = cycle()
+    gc.disable()  # no automatic collection between making `older` and the freeze
+    try:
+        older = cycle()
+        with runs._collector_skips_what_is_alive():
+            assert gc.get_freeze_count() > 0
+            newer = cycle()
+            gc.collect()
+            assert newer() is None  # made in the run: collected
+            assert older() is not None  # alive when the run began: skipped
+        assert gc.get_freeze_count() == 0
         gc.collect()
-        assert newer() is None  # made in the run: collected
-        assert older() is not None  # alive when the run began: skipped
-    assert gc.get_freeze_count() == 0
-    gc.collect()
-    assert older() is None
+        assert older() is None
+    finally:
+        gc.enable()

@@ -372,9 +372,13 @@ class DayStack(NamedTuple):
     inside: np.ndarray  # (P, M) a symbol of the portfolio, not padding
     exposure: np.ndarray  # (P, M)
     returns: np.ndarray  # (P, W, M)
-    known: np.ndarray  # (P, M) the symbol has a column in the returns
-    columns: np.ndarray  # (P, M) that column; -1 for none and for padding
+    columns: np.ndarray  # (P, M) each symbol's column in the returns; -1 for none and padding
     window: np.ndarray  # (W, C) the window's rows of every column of the returns
+
+    @property
+    def known(self) -> np.ndarray:
+        """(P, M): the symbol has a column in the returns."""
+        return self.columns >= 0
 
     def exposed_unknown(self, symbols: np.ndarray) -> list[list[str] | None]:
         """Per portfolio, its exposed symbols without a returns column, sorted (None when
@@ -416,8 +420,7 @@ def stack_by_day(frame: pd.DataFrame, returns: pd.DataFrame, window: int) -> Ite
         block = np.where(cols >= 0, window_rows[:, np.maximum(cols, 0)], np.nan)
         yield DayStack(
             pd.Timestamp(day), row, bounds[groups], sizes, inside,
-            np.where(inside, exposure[at], 0.0), np.moveaxis(block, 0, 1), cols >= 0, cols,
-            window_rows,
+            np.where(inside, exposure[at], 0.0), np.moveaxis(block, 0, 1), cols, window_rows,
         )  # fmt: skip
 
 
