@@ -1,6 +1,6 @@
 """The one Definitions object of the code location."""
 
-from dagster import Definitions, in_process_executor, load_assets_from_modules
+from dagster import Definitions, load_assets_from_modules
 
 from sigmasight_pipeline.assets import (
     concentration,
@@ -15,6 +15,7 @@ from sigmasight_pipeline.assets import (
     volatility,
 )
 from sigmasight_pipeline.assets.common import positions_spec
+from sigmasight_pipeline.executor import step_threads_executor
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import PostgresPandasIOManager
 from sigmasight_pipeline.resources.market_data import MarketDataResource
@@ -46,8 +47,8 @@ defs = Definitions(
         "market_data": MarketDataResource(),
         "reader": SigmaSightReader(),
     },
-    # Every run (UI, sensor, schedules, CLI) executes its steps in the run worker's process: a
-    # process per step costs seconds of start-up each, and the steps of one run are a chain
-    # (each reads what the previous wrote), so they gain nothing from running in parallel.
-    executor=in_process_executor,
+    # Every run (UI, sensor, schedules, CLI) executes its steps in the run worker's process (a
+    # process per step costs seconds of start-up each); a short run two steps at a time in
+    # threads, a backfill one at a time (see executor.py).
+    executor=step_threads_executor,
 )

@@ -24,6 +24,7 @@ from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
+from sigmasight_pipeline.executor import execute_in_process
 from sigmasight_pipeline.resources.database import connect, reachable_database_url
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.scope import Scope
@@ -161,12 +162,12 @@ def materialize(
     began = time.perf_counter()
     try:
         with _collector_skips_what_is_alive():
-            result = job.execute_in_process(
-                instance=instance,
+            result = execute_in_process(
+                job,
+                instance,
                 asset_selection=[AssetKey(a) for a in assets],
                 tags=run_tags,
                 run_id=run_id,
-                raise_on_error=False,
                 # Failures are summarized in one line each (`problems`), not as stack traces.
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
             )
@@ -204,6 +205,12 @@ def run_problems(instance: DagsterInstance, run_id: str) -> list[str]:
             cause = cause.cause
         message = _user_message(cause) if cause is not None else ""
         lines.append(f"step {entry.step_key} failed: {message or 'see the run in the UI'}")
+    if not lines:  # the run itself failed (its executor, a resource): the error's first line
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
+            data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            error = getattr(data, "error", None)
+            message = error.to_string().strip().splitlines()[0] if error else entry.message
+            lines.append(f"run failed: {message}")
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
         materialization = entry.asset_materialization
         if materialization is None or materialization.asset_key != AssetKey("prices"):

@@ -13,7 +13,37 @@ import pytest
 os.environ.setdefault("SIGMASIGHT_NO_DOTENV", "1")
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from sigmasight_pipeline_tests.fake_polygon import FakePolygon
+
+
+def step_spans(instance: DagsterInstance, run_id: str) -> dict[str, tuple[float, float]]:
+    """Each step's (start, end) timestamps in a run."""
+    from dagster import DagsterEventType
+
+    started: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[event.step_key] = entry.timestamp
+        elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            spans[event.step_key] = (started[event.step_key], entry.timestamp)
+    return spans
+
+
+def overlapping(spans: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
+    """The pairs of steps that ran at the same time."""
+    items = sorted(spans.items(), key=lambda kv: kv[1])
+    return [
+        (a, b)
+        for i, (a, (_, a_end)) in enumerate(items)
+        for b, (b_start, _) in items[i + 1 :]
+        if b_start < a_end
+    ]
 
 
 @pytest.fixture

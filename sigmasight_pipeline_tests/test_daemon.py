@@ -24,7 +24,7 @@ from sigmasight_pipeline.resources.database import connect, transaction
 from sigmasight_pipeline.resources.instance import prepare_environment
 from sigmasight_pipeline.scope import PORTFOLIOS_TAG
 from sigmasight_pipeline.settings import BACKFILL_DAYS
-from sigmasight_pipeline_tests.conftest import throwaway_database
+from sigmasight_pipeline_tests.conftest import overlapping, step_spans, throwaway_database
 
 pytestmark = pytest.mark.daemon
 
@@ -149,12 +149,13 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
 
 
 def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
-    """The UI's Materialize button on one partition of portfolio_snapshots."""
+    """The UI's Materialize button on one partition of two assets that do not need each other:
+    the run worker runs them at the same time (a short run's two step threads)."""
     day = demo_env["plan"].key(demo_env["plan"].window[-1])
     began = time.perf_counter()
     run_id = dev.graphql_client().submit_job_execution(
         "__ASSET_JOB",
-        asset_selection=[AssetKey("portfolio_snapshots")],
+        asset_selection=[AssetKey("portfolio_snapshots"), AssetKey("portfolio_volatility")],
         tags={"dagster/partition": day},
     )
     instance = dev.instance()
@@ -163,7 +164,10 @@ def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
         time.sleep(0.25)
     print(f"\none partition from the UI: launch -> {run.status.value} in "
           f"{time.perf_counter() - began:.1f} s")  # fmt: skip
-    assert run.status == DagsterRunStatus.SUCCESS
+    assert run.status == DagsterRunStatus.SUCCESS, runs.run_problems(instance, run_id)
+    spans = step_spans(instance, run_id)
+    assert set(spans) == {"portfolio_snapshots", "portfolio_volatility"}
+    assert overlapping(spans), spans
 
 
 def runs_terminal() -> set[DagsterRunStatus]:

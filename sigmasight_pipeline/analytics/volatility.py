@@ -43,7 +43,6 @@ the underlyings' returns, the same estimator as the parametric VaR of `analytics
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -131,6 +130,13 @@ def ewma_variance_forecast(block: np.ndarray, lam: float = EWMA_LAMBDA) -> np.nd
         weights = np.where(valid, (1.0 - lam) * lam ** np.where(valid, after, 0), 0.0)
         forecast = lam**n * backcast + (weights * sq).sum(axis=0)
     return np.where(n > 0, forecast, np.nan)
+
+
+def _row_nanmean(a: np.ndarray) -> np.ndarray:
+    """`np.nanmean(a, axis=1)`, computed the same way, without its warning for an all-NaN row
+    (NaN under the caller's `np.errstate`; `warnings.catch_warnings` is not thread-safe)."""
+    present = ~np.isnan(a)
+    return np.where(present, a, 0.0).sum(axis=1) / present.sum(axis=1)
 
 
 def _har_design(rv: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -224,13 +230,12 @@ def har_rv_forecast(
         hist = rv[-max_lag:, fit].T.copy()  # m' x 22, oldest first
         today_missing = ~np.isfinite(hist[:, -1])
         total = np.zeros(hist.shape[0])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lag means stay NaN
+        with np.errstate(invalid="ignore"):  # all-NaN lags mean stay NaN
             for _ in range(horizon):
                 comps = [hist[:, -lag:] for lag in HAR_LAGS]
                 d = comps[0][:, 0]
-                w = np.nanmean(comps[1], axis=1)
-                mo = np.nanmean(comps[2], axis=1)
+                w = _row_nanmean(comps[1])
+                mo = _row_nanmean(comps[2])
                 step = coef[:, 0] + coef[:, 1] * d + coef[:, 2] * w + coef[:, 3] * mo
                 total += step
                 hist = np.column_stack([hist[:, 1:], step])

@@ -3,6 +3,7 @@ and positions read in chunks of portfolios."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -75,9 +76,11 @@ def run_scope(context: AssetExecutionContext) -> Scope:
 # The last reads of a run, by (run id, what was read): a daily run's one chunk of portfolios
 # is read by many assets (the positions by 10, 110 ms each at 1,000 portfolios; the risk rows
 # by 6). Two entries, so a backfill's many chunks keep at most two chunks' reads; keyed by
-# run, so a run never sees another's.
+# run, so a run never sees another's. The lock is held while reading: two steps of a run in
+# threads (executor.py) that want the same rows read them once.
 _RUN_READS_KEPT = 2
 _run_reads: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
+_run_reads_lock = threading.RLock()  # a read may itself read through here
 
 
 def shared_read(run_id: str | None, key: tuple, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
@@ -86,14 +89,15 @@ def shared_read(run_id: str | None, key: tuple, read: Callable[[], pd.DataFrame]
     if run_id is None:
         return read()
     entry = (run_id, *key)
-    frame = _run_reads.get(entry)
-    if frame is None:
-        frame = _run_reads[entry] = read()
-        while len(_run_reads) > _RUN_READS_KEPT:
-            _run_reads.popitem(last=False)
-    else:
-        _run_reads.move_to_end(entry)
-    return frame.copy()
+    with _run_reads_lock:
+        frame = _run_reads.get(entry)
+        if frame is None:
+            frame = _run_reads[entry] = read()
+            while len(_run_reads) > _RUN_READS_KEPT:
+                _run_reads.popitem(last=False)
+        else:
+            _run_reads.move_to_end(entry)
+        return frame.copy()
 
 
 def load_positions(url: str, portfolios: sql.Composable, run_id: str | None = None) -> pd.DataFrame:

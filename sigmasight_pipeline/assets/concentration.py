@@ -46,7 +46,9 @@ def portfolio_concentration(
 
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
-            rows = read_risk_rows(url, ids, position_values, position_greeks, run_id=context.run_id)
+            rows = read_risk_rows(
+                url, ids, position_values, position_greeks, run_id=context.run.run_id
+            )
             yield concentration.portfolio_concentration(on_underlyings(rows))
 
     validator = TableValidator("portfolio_concentration")
@@ -83,7 +85,9 @@ def portfolio_sector_exposures(
 
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
-            rows = read_risk_rows(url, ids, position_values, position_greeks, run_id=context.run_id)
+            rows = read_risk_rows(
+                url, ids, position_values, position_greeks, run_id=context.run.run_id
+            )
             yield sectors.portfolio_sector_exposures(
                 on_underlyings(rows), symbol_sectors, benchmark
             )

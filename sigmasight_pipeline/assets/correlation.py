@@ -72,7 +72,12 @@ def portfolio_correlations(
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
-                url, ids, position_values, position_greeks, run_days(days), run_id=context.run_id
+                url,
+                ids,
+                position_values,
+                position_greeks,
+                run_days(days),
+                run_id=context.run.run_id,
             )
             exposures = on_underlyings(rows).dropna(subset=["underlying"])
             underlyings = sorted(exposures["underlying"].unique())

@@ -228,7 +228,9 @@ def portfolio_risk_decomposition(
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             exposures = on_underlyings(
-                read_risk_rows(url, ids, position_values, position_greeks, run_id=context.run_id)
+                read_risk_rows(
+                    url, ids, position_values, position_greeks, run_id=context.run.run_id
+                )
             ).dropna(subset=["underlying"])
             if exposures.empty:
                 continue

@@ -155,7 +155,7 @@ def position_factor_exposures(
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
-            positions = load_positions(url, where, context.run_id)
+            positions = load_positions(url, where, context.run.run_id)
             values = with_positions(
                 position_values.frame(
                     ["trade_date", "position_id", "portfolio_id", "exposure"], where

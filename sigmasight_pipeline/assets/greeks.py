@@ -97,7 +97,7 @@ def position_greeks(
 
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
-            positions = load_positions(url, portfolios_in(ids), context.run_id)
+            positions = load_positions(url, portfolios_in(ids), context.run.run_id)
             options = positions[positions["position_type"].isin(OPTION_TYPES)]
             if options.empty:
                 continue

@@ -69,7 +69,7 @@ def position_values(
     def chunks():
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
-            positions = load_positions(url, where, context.run_id)
+            positions = load_positions(url, where, context.run.run_id)
             held = holdings.daily_holdings(positions, load_events(url, where), days)
             closes = prices.frame(
                 ["symbol", "trade_date", "close"],

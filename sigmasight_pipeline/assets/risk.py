@@ -113,7 +113,7 @@ def portfolio_risk_metrics(
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], where
             )
-            positions = load_positions(url, where, context.run_id)
+            positions = load_positions(url, where, context.run.run_id)
             today = with_positions(
                 position_values.frame(
                     ["trade_date", "position_id", "portfolio_id", "exposure"], where

@@ -266,7 +266,7 @@ def portfolio_stress_results(
     def chunks():
         for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
-                url, portfolio_ids, position_values, position_greeks, run_id=context.run_id
+                url, portfolio_ids, position_values, position_greeks, run_id=context.run.run_id
             )
             underlyings = sorted(rows["underlying"].dropna().unique())
             betas = factor_betas.frame(

@@ -119,7 +119,9 @@ def portfolio_volatility(
             wide = series.pivot(index="trade_date", columns="portfolio_id", values="twr_daily")
             wide = wide.reindex(pd.DatetimeIndex(sessions, name="trade_date"))
             realized = volatility.volatility_measures(wide, days, id_column="portfolio_id")
-            rows = read_risk_rows(url, ids, position_values, position_greeks, run_id=context.run_id)
+            rows = read_risk_rows(
+                url, ids, position_values, position_greeks, run_id=context.run.run_id
+            )
             exposures = on_underlyings(rows)
             underlyings = sorted(exposures["underlying"].dropna().unique())
             frame = returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(underlyings))

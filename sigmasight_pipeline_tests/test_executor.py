@@ -1,0 +1,119 @@
+"""The asset jobs' executor: a short run two steps at a time in threads, a backfill one at a
+time, with the same rows either way."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from dagster import DagsterEventType, DagsterInstance
+from dagster._core.execution.retries import RetryMode
+from psycopg import sql
+
+from sigmasight_pipeline import runs
+from sigmasight_pipeline.executor import CONCURRENT_UP_TO_SESSIONS, StepThreadsExecutor
+from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.tables import query_frame
+from sigmasight_pipeline_tests.conftest import overlapping, step_spans
+
+
+def dated_tables(url: str) -> list[str]:
+    frame = query_frame(
+        url,
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'sigmasight' "
+        "AND column_name = 'trade_date' ORDER BY 1",
+    )
+    return list(frame["table_name"])
+
+
+def rows_between(url: str, table: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    with connect(url) as conn:
+        width = len(conn.execute(sql.SQL("SELECT * FROM sigmasight.{} LIMIT 0").format(
+            sql.Identifier(table))).description)  # fmt: skip
+    order = sql.SQL(", ").join(sql.Literal(i) for i in range(1, width + 1))
+    query = sql.SQL(
+        "SELECT * FROM sigmasight.{} WHERE trade_date BETWEEN {} AND {} ORDER BY {}"
+    ).format(sql.Identifier(table), sql.Literal(first.date()), sql.Literal(last.date()), order)
+    return query_frame(url, query)
+
+
+@pytest.mark.parametrize(
+    ("tags", "threads"),
+    [
+        ({"dagster/partition": "2026-11-20"}, 2),
+        (runs.range_tags("2026-11-16", "2026-11-20"), 2),  # 5 sessions
+        (runs.range_tags("2026-11-13", "2026-11-20"), 1),  # 6 sessions
+        (runs.range_tags("2026-07-01", "2026-11-20"), 1),  # a backfill
+        ({}, 2),  # unpartitioned
+    ],
+)
+def test_short_runs_take_two_threads_and_backfills_one(tags: dict, threads: int) -> None:
+    assert CONCURRENT_UP_TO_SESSIONS == 5
+    executor = StepThreadsExecutor(retries=RetryMode.DISABLED)
+    assert executor.threads_for(tags) == threads
+
+
+def test_a_short_run_overlaps_steps_and_writes_the_backfills_rows(
+    db_url: str, dagster_instance: DagsterInstance, demo_backfill
+) -> None:
+    """The backfill's runs ran one step at a time. Two of its sessions again, every
+    partitioned asset in one run: steps overlap, and every dated table holds the same rows."""
+    plan, outcomes = demo_backfill
+    for outcome in outcomes:
+        assert overlapping(step_spans(dagster_instance, outcome.run_id)) == []
+    first, last = plan.window[-2], plan.window[-1]
+    tables = dated_tables(db_url)
+    assert {"position_values", "portfolio_snapshots", "position_stress_pnl"} <= set(tables)
+    before = {t: rows_between(db_url, t, first, last) for t in tables}
+
+    outcome = runs.materialize(
+        dagster_instance, runs.partitioned_assets(), plan.key(first), plan.key(last)
+    )
+
+    assert outcome.success, outcome.problems
+    spans = step_spans(dagster_instance, outcome.run_id)
+    assert len(spans) == len(runs.partitioned_assets())
+    assert overlapping(spans), spans
+    for table in tables:
+        after = rows_between(db_url, table, first, last)
+        assert len(after) == len(before[table]), table
+        pd.testing.assert_frame_equal(after, before[table], rtol=1e-12, obj=table)
+
+
+def test_a_step_failing_in_its_thread_fails_the_run_and_keeps_its_rows(
+    db_url: str, dagster_instance: DagsterInstance, demo_backfill
+) -> None:
+    """portfolio_greeks's write is refused while other steps run beside it: the run fails
+    naming it, its previous rows stay, and the steps that do not need it still write."""
+    plan, _ = demo_backfill
+    day = plan.window[-1]
+    greeks_query = "SELECT * FROM sigmasight.portfolio_greeks WHERE trade_date = %s ORDER BY 1, 2"
+    with connect(db_url) as conn:
+        greeks_before = conn.execute(greeks_query, (day.date(),)).fetchall()
+        conn.execute(
+            "ALTER TABLE sigmasight.portfolio_greeks ADD CONSTRAINT reject_the_day "
+            f"CHECK (trade_date <> DATE '{day.date()}') NOT VALID"
+        )
+        conn.commit()
+    try:
+        outcome = runs.materialize(
+            dagster_instance,
+            ["position_greeks", "portfolio_greeks", "portfolio_volatility", "portfolio_returns"],
+            plan.key(day),
+            plan.key(day),
+        )
+    finally:
+        with connect(db_url) as conn:
+            conn.execute("ALTER TABLE sigmasight.portfolio_greeks DROP CONSTRAINT reject_the_day")
+            conn.commit()
+
+    assert not outcome.success
+    assert any("portfolio_greeks" in line for line in outcome.problems), outcome.problems
+    spans = step_spans(dagster_instance, outcome.run_id)
+    assert set(spans) == {
+        "position_greeks", "portfolio_greeks", "portfolio_volatility", "portfolio_returns",
+    }  # fmt: skip
+    assert overlapping(spans)
+    with connect(db_url) as conn:
+        assert conn.execute(greeks_query, (day.date(),)).fetchall() == greeks_before
+    failures = dagster_instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    assert [e.step_key for e in failures] == ["portfolio_greeks"]
