@@ -51,6 +51,11 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import inprocess_execution_iterator
 from dagster._core.executor.init import InitExecutorContext
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 
 from sigmasight_pipeline import calendar
 
@@ -58,9 +63,6 @@ MAX_CONCURRENT_STEPS = 2  # this machine's cores; more threads only contend for 
 # Runs over more sessions than this (backfills) run one step at a time (memory, see above).
 CONCURRENT_UP_TO_SESSIONS = 5
 POLL_SECONDS = 0.1
-_RANGE_START_TAG = "dagster/asset_partition_range_start"
-_RANGE_END_TAG = "dagster/asset_partition_range_end"
-_PARTITION_TAG = "dagster/partition"
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,10 @@ class _StepDone:
 
 def run_sessions(tags: dict[str, str]) -> int:
     """How many sessions a run covers, from its partition tags (0 without any)."""
-    if _PARTITION_TAG in tags:
+    if PARTITION_NAME_TAG in tags:
         return 1
-    if _RANGE_START_TAG in tags and _RANGE_END_TAG in tags:
-        return len(calendar.sessions(tags[_RANGE_START_TAG], tags[_RANGE_END_TAG]))
-    return 0
+    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    return len(calendar.sessions(start, end)) if start and end else 0
 
 
 class StepThreadsExecutor(Executor):

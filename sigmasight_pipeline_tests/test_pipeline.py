@@ -550,3 +550,35 @@ def test_a_write_transaction_is_its_own_connection_committed_at_the_end(db_url):
         with connect(db_url) as conn:
             conn.execute(f"DROP TABLE {name}")
             conn.commit()
+
+
+def test_an_insert_select_write_never_nests_loops(db_url):
+    """A set-based asset aggregates the session its run wrote moments before, which the
+    tables' statistics do not know yet (the planner expects one row). Its INSERT ... SELECT runs
+    with nested loops off, for that transaction only."""
+    from dagster._core.storage.db_io_manager import TableSlice
+    from psycopg import sql
+
+    from sigmasight_pipeline.resources.io_manager import TableWrite, write_table_slice
+    from sigmasight_pipeline.resources.tables import arrow_connection, query_frame
+
+    name = "sigmasight.nestloop_probe"
+    with connect(db_url) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.execute(f"CREATE TABLE {name} (setting text)")
+        conn.commit()
+    probe = "SELECT current_setting('enable_nestloop') AS setting"
+    write = TableWrite(insert_select=sql.SQL(probe), columns=["setting"])
+    try:
+        with arrow_connection(db_url) as writer:
+            write_table_slice(writer, db_url, TableSlice("nestloop_probe", "sigmasight"), write)
+            after = query_frame(db_url, probe)  # another connection: untouched
+        assert list(query_frame(db_url, f"SELECT setting FROM {name}")["setting"]) == ["off"]
+        assert list(after["setting"]) == ["on"]
+        with arrow_connection(db_url) as writer, writer.cursor() as cursor:
+            cursor.execute(probe)  # the writer's next transaction: back on
+            assert cursor.fetchall() == [("on",)]
+    finally:
+        with connect(db_url) as conn:
+            conn.execute(f"DROP TABLE {name}")
+            conn.commit()
