@@ -117,3 +117,31 @@ def test_a_step_failing_in_its_thread_fails_the_run_and_keeps_its_rows(
         assert conn.execute(greeks_query, (day.date(),)).fetchall() == greeks_before
     failures = dagster_instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_FAILURE)
     assert [e.step_key for e in failures] == ["portfolio_greeks"]
+
+
+def test_an_error_outside_a_steps_code_fails_the_run_once_the_other_step_ends(
+    dagster_instance: DagsterInstance, demo_backfill, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dagster's step machinery itself raising in one worker thread (not the asset's code,
+    which becomes a step failure): the run fails naming the error, after the step running
+    beside it has finished and written."""
+    from sigmasight_pipeline import executor
+
+    plan, _ = demo_backfill
+    day = plan.key(plan.window[-1])
+    real_sequence = executor.dagster_event_sequence_for_step
+
+    def sequence(step_context):
+        if step_context.step.key == "portfolio_returns":
+            raise RuntimeError("the step machinery broke")
+        yield from real_sequence(step_context)
+
+    monkeypatch.setattr(executor, "dagster_event_sequence_for_step", sequence)
+    outcome = runs.materialize(dagster_instance, ["position_greeks", "portfolio_returns"], day, day)
+
+    assert not outcome.success
+    assert any(
+        p.startswith("run failed:") and "the step machinery broke" in p for p in outcome.problems
+    ), outcome.problems
+    successes = dagster_instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_SUCCESS)
+    assert [e.step_key for e in successes] == ["position_greeks"]

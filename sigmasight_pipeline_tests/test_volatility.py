@@ -223,3 +223,25 @@ def test_ex_ante_leaves_out_unpriced_positions_with_a_reason() -> None:
     assert out.loc[1, "reason"] == "1 position(s) without an exposure left out"
     assert np.isnan(out.loc[2, "vol_ex_ante_usd"])  # nothing priced: unknown, not zero
     assert out.loc[2, "reason"] == "1 position(s) without an exposure left out"
+
+
+def test_row_nanmean_is_numpys_without_its_warning() -> None:
+    """The HAR forecast's row means: bit for bit `np.nanmean(a, axis=1)`, and an all-NaN row is
+    NaN without the RuntimeWarning (whose filter `catch_warnings` would set process-wide, which
+    two step threads must not race on)."""
+    import warnings
+
+    from sigmasight_pipeline.analytics.volatility import _row_nanmean
+
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(200, 22)) * 1e-4
+    a[rng.random(a.shape) < 0.3] = np.nan
+    a[5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmean(a, axis=1)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("error")
+        got = _row_nanmean(a)
+    np.testing.assert_array_equal(got, expected)
+    assert np.isnan(got[5])
