@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -50,6 +51,7 @@ def _embedded_server_url() -> str:
     # pgserver creates its system user (as root) before taking its own lock, so two processes
     # starting it at once race on `useradd`; ours serializes the whole start.
     with _home_lock("pgserver.lock"):
+        repair_handle_list(pgdata)
         # pgserver caches a handle per data folder and would hand back a stopped server's:
         # drop it so the server is started again if it was stopped since.
         pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
@@ -57,6 +59,33 @@ def _embedded_server_url() -> str:
         # reuses it.
         server = pgserver.get_server(pgdata, cleanup_mode=None)
     return server.get_uri()
+
+
+def repair_handle_list(pgdata: Path) -> bool:
+    """Reset pgserver's list of processes using the server if it cannot be read; True if it was.
+
+    pgserver rewrites `.handle_pids.json` in place on every start and exit, so a process killed
+    while writing it (SIGKILL, the OOM killer) leaves it empty, and every later start then
+    fails to parse it. The list only decides which process stops the server on exit, and ours
+    never do (`cleanup_mode=None`), so an empty list loses nothing."""
+    import pgserver
+
+    path = pgdata / ".handle_pids.json"
+    with pgserver.PostgresServer._lock:  # the lock pgserver holds while it rewrites the list
+        if not path.exists():
+            return False
+        text = path.read_text()
+        try:
+            pids = json.loads(text)
+        except ValueError:
+            pids = None
+        if isinstance(pids, list) and all(isinstance(pid, int) for pid in pids):
+            return False
+        log.warning("reset %s: it held %r, not a list of pids", path, text[:80])
+        scratch = path.with_name(path.name + ".new")
+        scratch.write_text("[]")
+        os.replace(scratch, path)
+        return True
 
 
 def database_url() -> str:
