@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
 from sigmasight_pipeline.analytics.correlation import (
     CLUSTER_COLUMNS,
     CORRELATION_COLUMNS,
     CORRELATION_SUMMARY_COLUMNS,
+    _components,
     cluster_labels,
     effective_number_of_bets,
     pairwise_correlation,
@@ -210,6 +212,21 @@ def _fcluster_labels(corr: np.ndarray, threshold: float) -> np.ndarray:
     order = np.lexsort((first, -sizes))
     relabel = {ids[k]: rank + 1 for rank, k in enumerate(order)}
     return np.array([relabel[c] for c in raw])
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.05, 0.2, 1.0])
+def test_components_equal_scipy_connected_components(density: float) -> None:
+    rng = np.random.default_rng(int(density * 100))
+    for m in (1, 2, 7, 40, 130):
+        upper = np.triu(rng.random((m, m)) < density, k=1)
+        linked = upper | upper.T
+        _, expected = connected_components(linked, directed=False)
+        got = _components(linked)
+        # Same partition; each component named by its smallest member.
+        assert len(set(zip(got, expected, strict=True))) == len(set(expected))
+        assert all(got[k] == np.flatnonzero(got == got[k])[0] for k in range(m))
+    path = np.eye(130, k=1, dtype=bool)  # one chain of 130: seven squarings to close
+    assert not _components(path | path.T).any()
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -46,7 +46,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 from scipy.cluster.hierarchy import linkage
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
 from sigmasight_pipeline.analytics.risk import (
@@ -235,7 +234,7 @@ def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np
     np.fill_diagonal(linked, False)
     raw = np.arange(usable.size)  # one cluster per symbol, named by a member
     if linked.any():
-        _, component = connected_components(linked, directed=False)
+        component = _components(linked)
         for c in np.flatnonzero(np.bincount(component) > 1):
             members = np.flatnonzero(component == c)
             if members.size == 2:
@@ -250,6 +249,20 @@ def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np
     rank[order] = np.arange(1, ids.size + 1)
     labels[usable] = rank[np.searchsorted(ids, raw)]
     return labels
+
+
+def _components(linked: np.ndarray) -> np.ndarray:
+    """Connected components of a symmetric boolean adjacency matrix: each node's component
+    named by its smallest member. The reachability matrix is squared until it stops changing
+    (log2 of the longest path steps); for a portfolio's few dozen symbols this is a few
+    small matrix products, where scipy's `connected_components` spends most of its time
+    validating the graph."""
+    reach = (linked | np.eye(linked.shape[0], dtype=bool)).astype(np.float32)
+    while True:
+        wider = ((reach @ reach) > 0).astype(np.float32)
+        if np.array_equal(wider, reach):
+            return reach.argmax(axis=1)
+        reach = wider
 
 
 def _cut_tree(tree: np.ndarray, m: int, cut: float) -> np.ndarray:
