@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
+import socket
 import threading
 import time
 import uuid
@@ -18,14 +20,18 @@ from dagster import (
     AssetKey,
     DagsterEventType,
     DagsterInstance,
+    DagsterRunStatus,
     RunRequest,
+    RunsFilter,
 )
+from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import RUN_KEY_TAG, SENSOR_NAME_TAG
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
 from sigmasight_pipeline.executor import execute_in_process
 from sigmasight_pipeline.resources.database import connect, reachable_database_url
+from sigmasight_pipeline.resources.instance import run_process_status
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.scope import Scope
 from sigmasight_pipeline.settings import BACKFILL_DAYS
@@ -52,6 +58,10 @@ SHARDS_TAG = "sigmasight/shards"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 WINDOW_START_TAG = "sigmasight/window_start"
+# The machine an in-process run (the CLI's) runs on: only there can its process be looked up.
+HOST_TAG = "sigmasight/host"
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
@@ -135,6 +145,30 @@ def _collector_skips_what_is_alive() -> Iterator[None]:
         gc.unfreeze()
 
 
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs of this machine whose process is gone (killed, or its
+    machine restarted) and give back the pool slots they held; one line per run.
+
+    The daemon's run monitoring does this for every run when it runs (dagster.yaml), but the
+    CLI works without the daemon: a `sigmasight backfill` killed inside a pooled step
+    (`market_data_api`, `symbol_tables`) kept that slot, and every later run waited for it."""
+    runs = instance.get_runs(
+        filters=RunsFilter(
+            statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
+            tags={HOST_TAG: socket.gethostname()},
+        )
+    )
+    lines = []
+    for run in runs:
+        status, why = run_process_status(instance, run)
+        if status is not WorkerStatus.FAILED:
+            continue
+        instance.report_run_failed(run, f"{why}: marked failed by a later run on this machine")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        lines.append(f"run {run.run_id} had died ({why}): marked failed, its pool slots freed")
+    return lines
+
+
 def materialize(
     instance: DagsterInstance,
     assets: Sequence[str],
@@ -149,9 +183,11 @@ def materialize(
 
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
-    run_tags = dict(tags or {})
+    run_tags = {**(tags or {}), HOST_TAG: socket.gethostname()}
     if start and end:
         run_tags.update(range_tags(start, end))
+    for line in fail_dead_runs(instance):
+        (progress or log.warning)(line)
     stop = threading.Event()
     watcher = None
     if progress:

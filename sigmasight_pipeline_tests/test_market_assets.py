@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -228,6 +229,57 @@ def test_a_bad_key_is_one_line_at_the_top_of_the_cli_output(scratch_db, fake_pol
     steps = [line.split("] ", 1)[1] for line in lines if line.startswith("  [")]
     assert steps.count("prices: started") == 1 and steps.count("prices: FAILED") == 1, steps
     assert steps.index("securities: done") < steps.index("prices: started")
+
+
+def test_a_cli_run_killed_in_a_pooled_step_gives_its_slot_back(scratch_db, fake_polygon, tmp_path):
+    """`sigmasight backfill` killed (SIGKILL: no cleanup) while a market_data_api step waits on
+    the provider: with no daemon to notice, the next CLI run marks the dead run failed, frees
+    its pool slot and runs, where it had waited for that slot for ever."""
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DATABASE_URL": scratch_db,
+        "DAGSTER_HOME": str(home),
+        "SIGMASIGHT_NO_DOTENV": "1",
+        "SIGMASIGHT_MARKET_DATA": "polygon",
+        "POLYGON_BASE_URL": fake_polygon.url,
+        "POLYGON_API_KEY": "test-key",
+        "POLYGON_REQUESTS_PER_MINUTE": "6000",
+    }
+    command = [sys.executable, "-m", "sigmasight_pipeline.cli", "backfill", "--days", "2",
+               "--end", DAYS[-1].strftime("%Y-%m-%d")]  # fmt: skip
+    fake_polygon.slow(120)  # the first request hangs: its step holds the pool's one slot
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        began = time.monotonic()
+        while not any(r.fault == "slow" for r in fake_polygon.requests):
+            assert first.poll() is None, first.stderr.read().decode()[-3000:]
+            assert time.monotonic() - began < 240, "the first run never asked the provider"
+            time.sleep(0.1)
+        held = instance.event_log_storage.get_concurrency_info("market_data_api")
+        assert held.claimed_slots, "the hanging step holds no slot"
+        first.kill()
+        first.wait()
+        dead = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+        assert len(dead) == 1
+
+        again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+        assert f"run {dead[0].run_id} had died (run worker process {first.pid} is gone)" in (
+            again.stdout
+        )
+        status = instance.get_run_by_id(dead[0].run_id).status
+        assert status is DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info("market_data_api").claimed_slots
+    finally:
+        if first.poll() is None:
+            first.kill()
+        instance.dispose()
 
 
 def test_an_unadjusted_split_is_flagged(scratch_db, tmp_path, dagster_instance):

@@ -176,20 +176,30 @@ class LocalRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        import psutil
+        status, note = run_process_status(self._instance, run)
+        if status is WorkerStatus.FAILED:
+            return CheckRunHealthResult(status, note, transient=False)
+        if status is WorkerStatus.RUNNING:
+            return CheckRunHealthResult(status, run_worker_id=note)
+        return CheckRunHealthResult(status, note)
 
-        started = self._instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_START)
-        event = started[-1].dagster_event if started else None
-        if event is None or event.pid is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no RUN_START event yet")
-        try:
-            process = psutil.Process(event.pid)
-            alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-            same = process.create_time() <= started[-1].timestamp + 1.0  # not a reused pid
-        except psutil.Error:
-            alive = same = False
-        if alive and same:
-            return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(event.pid))
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED, f"run worker process {event.pid} is gone", transient=False
-        )
+
+def run_process_status(instance: DagsterInstance, run: DagsterRun) -> tuple[WorkerStatus, str]:
+    """Whether the process that started `run` (the pid in its RUN_START event, looked up on
+    this machine) still runs: (RUNNING, its pid), (FAILED, why) or (UNKNOWN, why) before the
+    run has started."""
+    import psutil
+
+    started = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_START)
+    event = started[-1].dagster_event if started else None
+    if event is None or event.pid is None:
+        return WorkerStatus.UNKNOWN, "no RUN_START event yet"
+    try:
+        process = psutil.Process(event.pid)
+        alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        same = process.create_time() <= started[-1].timestamp + 1.0  # not a reused pid
+    except psutil.Error:
+        alive = same = False
+    if alive and same:
+        return WorkerStatus.RUNNING, str(event.pid)
+    return WorkerStatus.FAILED, f"run worker process {event.pid} is gone"
