@@ -4,6 +4,7 @@ Materialize button (through the webserver's GraphQL API), schedules."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,6 +30,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _group_alive(group: int) -> bool:
+    """Whether process group `group` has a member that has not exited (zombies, exited but
+    not yet reaped by their parent, do not count)."""
+    import psutil
+
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == group:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 class DevServer:
@@ -92,15 +107,28 @@ class DevServer:
         return '"LOADED"' in body
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        """Signal the whole process group (webserver, daemon, code server, run workers)."""
-        if self.process is None or self.process.poll() is not None:
+        """Signal the whole process group (webserver, daemon, code servers, run workers) and
+        wait until every member has exited; what is left after `timeout` is killed.
+
+        Waiting for `sigmasight dev` alone is not enough: a Dagster code server can outlive it
+        for ever after SIGTERM (its gRPC server stops, but the thread its main thread joins
+        waits for an event nothing sets)."""
+        if self.process is None:
             return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        group = self.process.pid
+        if not _group_alive(group):
+            return
+        with contextlib.suppress(ProcessLookupError):  # every member exited just now
+            os.killpg(group, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.process.poll()  # reaps the leader
+            if not _group_alive(group):
+                return
+            time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        self.process.wait(timeout)
 
     def kill_daemon(self) -> int:
         """SIGKILL the dagster-daemon process of this server (not the webserver); its pid."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -59,7 +60,7 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 WINDOW_START_TAG = "sigmasight/window_start"
 # The machine an in-process run (the CLI's) runs on: only there can its process be looked up.
-HOST_TAG = "sigmasight/host"
+MACHINE_TAG = "sigmasight/machine"
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,15 @@ def _collector_skips_what_is_alive() -> Iterator[None]:
         gc.unfreeze()
 
 
+def this_machine() -> str:
+    """Where a pid means this process: the host name and, on Linux, the pid namespace
+    (containers can share the host's name, never its pids)."""
+    try:
+        return f"{socket.gethostname()}/pidns:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return socket.gethostname()
+
+
 def fail_dead_runs(instance: DagsterInstance) -> list[str]:
     """Mark failed the in-process runs of this machine whose process is gone (killed, or its
     machine restarted) and give back the pool slots they held; one line per run.
@@ -155,7 +165,7 @@ def fail_dead_runs(instance: DagsterInstance) -> list[str]:
     runs = instance.get_runs(
         filters=RunsFilter(
             statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED],
-            tags={HOST_TAG: socket.gethostname()},
+            tags={MACHINE_TAG: this_machine()},
         )
     )
     lines = []
@@ -183,7 +193,7 @@ def materialize(
 
     job = defs.resolve_implicit_global_asset_job_def()
     run_id = str(uuid.uuid4())
-    run_tags = {**(tags or {}), HOST_TAG: socket.gethostname()}
+    run_tags = {**(tags or {}), MACHINE_TAG: this_machine()}
     if start and end:
         run_tags.update(range_tags(start, end))
     for line in fail_dead_runs(instance):
