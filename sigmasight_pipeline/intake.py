@@ -57,7 +57,7 @@ from sigmasight_pipeline.portfolios import (
     load_portfolio,
     portfolio_file_owner,
 )
-from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline.resources.database import analyze, connect
 from sigmasight_pipeline.resources.market_data import MarketDataProvider
 from sigmasight_pipeline.settings import inbox_dir
 
@@ -83,6 +83,8 @@ CLI_SETTLE_WAIT_SECONDS = 10.0  # how long `sigmasight ingest` waits for such fi
 IGNORED_PREFIXES = (".", "~")  # hidden files, editor locks, partial uploads (`.name.csv.part`)
 INTAKE_LOCK = "sigmasight.portfolio_loads"  # advisory lock key (hashtext) serializing loads
 ERRORS_SUFFIX = ".errors.json"
+# What a load writes in bulk: their statistics are refreshed after it (see `analyze`).
+LOADED_TABLES = ("positions", "position_tags", "position_events", "portfolios", "tags")
 SHOWN_ERRORS = 3  # errors quoted in a one-line outcome
 STAMP_PREFIX = re.compile(r"^(?:\d{8}T\d{6}(?:\.\d+)?Z__)+")
 
@@ -502,6 +504,8 @@ def process_files(
         outcomes.append(
             process_file(url, path, folders, loaded_by=loaded_by, today=today, options=options)
         )
+    if any(outcome.status is Status.LOADED for outcome in outcomes):
+        analyze(url, LOADED_TABLES)
     return outcomes
 
 

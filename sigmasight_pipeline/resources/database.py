@@ -8,7 +8,7 @@ import logging
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from dagster import ConfigurableResource
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,21 @@ def stop_embedded() -> bool:
         subprocess.run(command, check=True, capture_output=True, text=True)
     _embedded_server_url.cache_clear()
     return True
+
+
+def analyze(url: str, tables: Iterable[str]) -> None:
+    """Refresh the planner's statistics of `tables` (schema sigmasight) now.
+
+    Autovacuum analyzes a table some seconds after a bulk write; a query planned before that
+    sees the old row counts: in a CI run, a join of positions, portfolios, users and tags
+    right after 100,000 positions were loaded was still running 18 minutes later; planned with
+    fresh statistics, it is a merge join. ANALYZE samples at most
+    30,000 rows per table, so this stays cheap as the tables grow."""
+    query = sql.SQL("ANALYZE {}").format(
+        sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in tables)
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(query)
 
 
 def with_database(url: str, database: str) -> str:
