@@ -20,7 +20,7 @@ demo: install
 
 test: install
 	$(RUN) ruff check .
-	$(RUN) pytest -q -n 2
+	$(RUN) pytest -q -n 2 --durations=15
 
 dev: install
 	$(RUN) sigmasight dev

@@ -200,20 +200,24 @@ def test_a_stop_keeps_what_was_fetched_and_says_why_in_one_line(
     assert failed["detail"].str.contains("plan").all()
 
 
-def test_a_bad_key_is_one_line_at_the_top_of_the_cli_output(scratch_db, fake_polygon, tmp_path):
-    home = tmp_path / "dagster_home"
+def _cli_env(url: str, fake_polygon, home: Path, key: str) -> dict[str, str]:
+    """The CLI's environment: `url`, a Dagster home of its own, Polygon at the fake server."""
     home.mkdir()
     (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
-    env = {
+    return {
         **os.environ,
-        "DATABASE_URL": scratch_db,
+        "DATABASE_URL": url,
         "DAGSTER_HOME": str(home),
         "SIGMASIGHT_NO_DOTENV": "1",
         "SIGMASIGHT_MARKET_DATA": "polygon",
         "POLYGON_BASE_URL": fake_polygon.url,
-        "POLYGON_API_KEY": "not-the-key",
+        "POLYGON_API_KEY": key,
         "POLYGON_REQUESTS_PER_MINUTE": "6000",
     }
+
+
+def test_a_bad_key_is_one_line_at_the_top_of_the_cli_output(scratch_db, fake_polygon, tmp_path):
+    env = _cli_env(scratch_db, fake_polygon, tmp_path / "dagster_home", "not-the-key")
     done = subprocess.run(
         [sys.executable, "-m", "sigmasight_pipeline.cli", "backfill", "--days", "2",
          "--end", DAYS[-1].strftime("%Y-%m-%d")],
@@ -238,18 +242,7 @@ def test_a_cli_run_killed_in_a_pooled_step_gives_its_slot_back(scratch_db, fake_
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").symlink_to(PROJECT_ROOT / "dagster.yaml")
-    env = {
-        **os.environ,
-        "DATABASE_URL": scratch_db,
-        "DAGSTER_HOME": str(home),
-        "SIGMASIGHT_NO_DOTENV": "1",
-        "SIGMASIGHT_MARKET_DATA": "polygon",
-        "POLYGON_BASE_URL": fake_polygon.url,
-        "POLYGON_API_KEY": "test-key",
-        "POLYGON_REQUESTS_PER_MINUTE": "6000",
-    }
+    env = _cli_env(scratch_db, fake_polygon, home, "test-key")
     command = [sys.executable, "-m", "sigmasight_pipeline.cli", "backfill", "--days", "2",
                "--end", DAYS[-1].strftime("%Y-%m-%d")]  # fmt: skip
     fake_polygon.slow(120)  # the first request hangs: its step holds the pool's one slot
