@@ -177,15 +177,15 @@ def stop_embedded() -> bool:
 def analyze(url: str, tables: Iterable[str]) -> None:
     """Refresh the planner's statistics of `tables` (schema sigmasight) now.
 
-    Autovacuum analyzes a table some seconds after a bulk write; a query planned before that
-    sees the old row counts: in a CI run, a join of positions, portfolios, users and tags
+    Autovacuum analyzes a table some seconds after a bulk write, and a query planned before
+    that sees the old row counts: in a CI run, a join of positions, portfolios, users and tags
     right after 100,000 positions were loaded was still running 18 minutes later; planned with
-    fresh statistics, it is a merge join. ANALYZE samples at most
-    30,000 rows per table, so this stays cheap as the tables grow."""
+    fresh statistics it is a merge join. ANALYZE samples at most 30,000 rows per table, so
+    this stays cheap as the tables grow."""
     query = sql.SQL("ANALYZE {}").format(
         sql.SQL(", ").join(sql.Identifier(SCHEMA, t) for t in tables)
     )
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url, autocommit=True) as conn:
         conn.execute(query)
 
 
