@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import warnings
+
 import empyrical
 import numpy as np
 import pandas as pd
@@ -399,3 +403,35 @@ def test_rolling_parametric_var_unpriced_exposure_is_not_zero() -> None:
     assert out.loc[2, "var_95_1d"] == pytest.approx(Z_95 * 500 * symbol_returns["A"].std(ddof=1))
     with pytest.raises(ValueError, match="symbol_returns has 1 infinite"):
         rolling_parametric_var(exposures, symbol_returns.replace(symbol_returns.iloc[3, 0], np.inf))
+
+
+def test_metrics_leave_other_threads_warnings_alone() -> None:
+    """Steps run in threads: while risk metrics run (portfolios with too short a history
+    included), a warning another thread raises is still shown, and the metrics raise none."""
+    returns, spy = _market()
+    returns = pd.concat([returns.add_suffix(f"_{i}") for i in range(20)], axis=1)
+    emitted = 0
+    running = threading.Event()
+    done = threading.Event()
+
+    def warn_meanwhile() -> None:
+        nonlocal emitted
+        running.wait()
+        while not done.is_set():
+            warnings.warn("from another step", RuntimeWarning, stacklevel=1)
+            emitted += 1
+            time.sleep(0.0005)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        other = threading.Thread(target=warn_meanwhile)
+        other.start()
+        running.set()
+        try:
+            out = rolling_risk_metrics(returns, spy, returns.index[20:], RF)
+        finally:
+            done.set()
+            other.join()
+    assert out["reason"].str.contains("obs < min_obs", na=False).any()  # short columns ran
+    assert emitted > 0
+    assert [str(w.message) for w in shown] == ["from another step"] * emitted

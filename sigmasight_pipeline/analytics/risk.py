@@ -24,7 +24,6 @@ Pure numpy/pandas/empyrical; no Dagster, no SQL. Conventions:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -262,29 +261,36 @@ def _fill_metrics(
             notes[j].append(f"{label}: {counts[j]} obs < min_obs {min_obs}")
         return mask
 
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        # All-NaN columns make empyrical's nan-reductions warn; those columns are masked anyway.
-        warnings.simplefilter("ignore", RuntimeWarning)
+    def on_enough(metric, too_few: np.ndarray, *blocks: np.ndarray, **kwargs) -> np.ndarray:
+        """`metric` of the columns with enough observations; NaN for the others. Only those
+        columns reach empyrical, so its nan-reductions never see an all-NaN column and never
+        warn (`warnings.catch_warnings` is not thread-safe, and steps run in threads)."""
+        result = np.full(too_few.shape, np.nan)
+        keep = ~too_few
+        if keep.any():
+            chosen = [b[:, keep] if b.ndim == 2 else b for b in blocks]
+            result[keep] = np.asarray(metric(*chosen, **kwargs), dtype=float).reshape(-1)
+        return result
 
+    empyrical = _empyrical()
+    with np.errstate(all="ignore"):
         # Volatility, Sharpe, Sortino: empyrical's nan-reductions equal dropping the NaNs.
         vol_block = _window(values, pos, vol_window)
         counts = np.isfinite(vol_block).sum(axis=0)
         n_obs[:] = counts
         too_few = short(counts, "volatility/sharpe/sortino")
-        vol = np.asarray(_empyrical().annual_volatility(vol_block), dtype=float)
-        sharpe = np.asarray(_empyrical().sharpe_ratio(vol_block, risk_free=rf_daily), dtype=float)
-        sortino = np.asarray(
-            _empyrical().sortino_ratio(vol_block, required_return=rf_daily), dtype=float
-        )
+        vol = on_enough(empyrical.annual_volatility, too_few, vol_block)
+        sharpe = on_enough(empyrical.sharpe_ratio, too_few, vol_block, risk_free=rf_daily)
+        sortino = on_enough(empyrical.sortino_ratio, too_few, vol_block, required_return=rf_daily)
         for label, ratio in (
             ("sharpe undefined (zero volatility)", sharpe),
             ("sortino undefined (no downside deviation)", sortino),
         ):
             for j in np.flatnonzero(~too_few & ~np.isfinite(ratio)):
                 notes[j].append(label)
-        out["volatility_ann"] = np.where(too_few, np.nan, vol)
-        out["sharpe"] = np.where(too_few | ~np.isfinite(sharpe), np.nan, sharpe)
-        out["sortino"] = np.where(too_few | ~np.isfinite(sortino), np.nan, sortino)
+        out["volatility_ann"] = vol
+        out["sharpe"] = np.where(np.isfinite(sharpe), sharpe, np.nan)
+        out["sortino"] = np.where(np.isfinite(sortino), sortino, np.nan)
 
         # Beta: pairwise-complete days only (mask portfolio returns where SPY is missing).
         beta_block = _window(values, pos, beta_window)
@@ -292,17 +298,16 @@ def _fill_metrics(
         paired = np.where(np.isnan(spy_block)[:, None], np.nan, beta_block)
         counts = np.isfinite(paired).sum(axis=0)
         too_few = short(counts, "beta")
-        beta = np.asarray(_empyrical().beta(paired, spy_block), dtype=float).reshape(-1)
+        beta = on_enough(empyrical.beta, too_few, paired, spy_block)
         for j in np.flatnonzero(~too_few & ~np.isfinite(beta)):
             notes[j].append("beta undefined (zero SPY variance)")
-        out["beta"] = np.where(too_few | ~np.isfinite(beta), np.nan, beta)
+        out["beta"] = np.where(np.isfinite(beta), beta, np.nan)
 
         # Max drawdown: empyrical compounds NaN as 0, the same as dropping the missing day.
         dd_block = _window(values, pos, drawdown_window)
         counts = np.isfinite(dd_block).sum(axis=0)
         too_few = short(counts, "max_drawdown")
-        mdd = np.asarray(_empyrical().max_drawdown(dd_block), dtype=float).reshape(-1)
-        out["max_drawdown"] = np.where(too_few, np.nan, mdd)
+        out["max_drawdown"] = on_enough(empyrical.max_drawdown, too_few, dd_block)
 
         # Historical VaR/CVaR: explicit NaN drop per portfolio (empyrical VaR's NaN trap).
         var_block = _window(values, pos, var_window)
