@@ -21,15 +21,10 @@ serialized and load ids commit in increasing order (the sensor's cursor relies o
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import re
-import shutil
-import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -40,6 +35,19 @@ from sigmasight_pipeline.holdings import (
     HoldingsError,
     SessionError,
     effective_session,
+)
+from sigmasight_pipeline.inbox import (
+    ERRORS_SUFFIX,
+    SETTLE_SECONDS,
+    Folders,
+    fingerprint,
+    free_path,
+    is_candidate,
+    move,
+    original_name,
+    ready_files,
+    stamped,
+    write_json,
 )
 from sigmasight_pipeline.portfolio_csv import (
     MAX_FILE_BYTES,
@@ -59,7 +67,6 @@ from sigmasight_pipeline.portfolios import (
 )
 from sigmasight_pipeline.resources.database import analyze, connect
 from sigmasight_pipeline.resources.market_data import MarketDataProvider
-from sigmasight_pipeline.settings import inbox_dir
 
 __all__ = [
     "SETTLE_SECONDS",
@@ -78,15 +85,11 @@ __all__ = [
     "ready_files",
 ]
 
-SETTLE_SECONDS = 1.0  # a file modified more recently than this may still be being written
 CLI_SETTLE_WAIT_SECONDS = 10.0  # how long `sigmasight ingest` waits for such files
-IGNORED_PREFIXES = (".", "~")  # hidden files, editor locks, partial uploads (`.name.csv.part`)
 INTAKE_LOCK = "sigmasight.portfolio_loads"  # advisory lock key (hashtext) serializing loads
-ERRORS_SUFFIX = ".errors.json"
 # What a load writes in bulk: their statistics are refreshed after it (see `analyze`).
 LOADED_TABLES = ("positions", "position_tags", "position_events", "portfolios", "tags")
 SHOWN_ERRORS = 3  # errors quoted in a one-line outcome
-STAMP_PREFIX = re.compile(r"^(?:\d{8}T\d{6}(?:\.\d+)?Z__)+")
 
 Say = Callable[[str], None]
 
@@ -98,25 +101,6 @@ class Status(StrEnum):
     UNCHANGED = "unchanged"  # same content as the portfolio's current load: file in processed/
     REJECTED = "rejected"  # nothing loaded, file and report in rejected/
     SKIPPED = "skipped"  # not processed now (still changing, gone, database unavailable)
-
-
-@dataclass(frozen=True)
-class Folders:
-    """The inbox and its sibling folders `processed/` and `rejected/`."""
-
-    inbox: Path
-    processed: Path
-    rejected: Path
-
-    @classmethod
-    def around(cls, inbox: Path | str | None = None) -> Folders:
-        """Folders for `inbox` (default: `SIGMASIGHT_INBOX`, see `settings.inbox_dir`)."""
-        inbox = Path(inbox).resolve() if inbox is not None else inbox_dir()
-        return cls(inbox, inbox.parent / "processed", inbox.parent / "rejected")
-
-    def create(self) -> None:
-        for folder in (self.inbox, self.processed, self.rejected):
-            folder.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -190,81 +174,6 @@ class FileOutcome:
 def _short(path: Path | None) -> str:
     """`processed/<name>`: the folder and the file, enough to find it."""
     return "" if path is None else f"{path.parent.name}/{path.name}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Files
-
-
-def fingerprint(data: bytes) -> str:
-    """The sha256 (hex) of a file's bytes: its identity for idempotency and run keys."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def _is_candidate(path: Path) -> bool:
-    return path.name.lower().endswith(".csv") and not path.name.startswith(IGNORED_PREFIXES)
-
-
-def ready_files(
-    inbox: Path, settle_seconds: float = SETTLE_SECONDS, now: float | None = None
-) -> list[Path]:
-    """`*.csv` files in `inbox` not modified in the last `settle_seconds`, oldest first.
-
-    Hidden and temp names (`.x.csv`, `~x.csv`) and non-regular files are ignored.
-    """
-    if not inbox.is_dir():
-        return []
-    now = time.time() if now is None else now
-    found: list[tuple[float, str, Path]] = []
-    for path in inbox.iterdir():
-        if not _is_candidate(path):
-            continue
-        try:
-            info = path.stat()
-        except FileNotFoundError:  # moved away meanwhile
-            continue
-        if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= settle_seconds:
-            found.append((info.st_mtime, path.name, path))
-    return [path for *_, path in sorted(found)]
-
-
-def _stamped(name: str, when: datetime | None = None) -> str:
-    """`<UTC timestamp>__<name>`, e.g. `20261121T153012.123456Z__alice__Growth.csv`."""
-    when = when or datetime.now(UTC)
-    return f"{when.strftime('%Y%m%dT%H%M%S.%fZ')}__{name}"
-
-
-def _original_name(name: str) -> str:
-    """The name as dropped: a file moved back from processed/ or rejected/ loses its stamp."""
-    return STAMP_PREFIX.sub("", name)
-
-
-def _free_path(folder: Path, name: str) -> Path:
-    """`folder/name`, or `folder/<stem>-N<suffix>` if taken (a file is never overwritten)."""
-    path = folder / name
-    n = 1
-    while path.exists() or Path(f"{path}{ERRORS_SUFFIX}").exists():
-        stem, dot, suffix = name.rpartition(".")
-        path = folder / (f"{stem}-{n}.{suffix}" if dot else f"{name}-{n}")
-        n += 1
-    return path
-
-
-def _move(source: Path, destination: Path) -> Path | None:
-    """Move `source` to `destination` (a rename within one filesystem); None if it is gone."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return Path(shutil.move(source, destination))
-    except FileNotFoundError:  # another intake moved it first
-        return None
-
-
-def _write_json(path: Path, content: dict) -> None:
-    """Write atomically: a temp file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(content, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(temp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +254,7 @@ def _load(
             source_file=file_name,
             as_of=options.as_of,
             allow_close_all=options.allow_close_all,
-            source=LoadSource(sha256, file_name, _stamped(file_name), loaded_by),
+            source=LoadSource(sha256, file_name, stamped(file_name), loaded_by),
             provider=options.provider,
         )
         (record,) = _records(conn, "l.id = %s", (result.load_id,))
@@ -393,7 +302,7 @@ def process_file(
     options = options or LoadOptions()
     began = time.perf_counter()
     path = Path(path)
-    name = _original_name(path.name)
+    name = original_name(path.name)
 
     def outcome(status: Status, **kwargs) -> FileOutcome:
         return FileOutcome(path, status, seconds=time.perf_counter() - began, **kwargs)
@@ -454,8 +363,8 @@ def process_file(
     # same content was dropped again, so it gets a name of its own.
     destination = folders.processed / record.stored_as
     if destination.exists():
-        destination = _free_path(folders.processed, _stamped(name))
-    moved = _move(path, destination)
+        destination = free_path(folders.processed, stamped(name))
+    moved = move(path, destination)
     status = Status.UNCHANGED if changes is None else Status.LOADED
     return outcome(status, load=record, changes=changes, tags_created=tags, moved_to=moved, **ids)
 
@@ -473,11 +382,11 @@ def _reject(
     ids: dict,
 ) -> FileOutcome:
     """Report first, then move: a file in rejected/ always has its `.errors.json`."""
-    destination = _free_path(folders.rejected, _stamped(_original_name(path.name)))
+    destination = free_path(folders.rejected, stamped(original_name(path.name)))
     report = Path(f"{destination}{ERRORS_SUFFIX}")
     content = error_report(path, errors) | ids | {"moved_to": str(destination)}
-    _write_json(report, content)
-    moved = _move(path, destination)
+    write_json(report, content)
+    moved = move(path, destination)
     return outcome(Status.REJECTED, errors=tuple(errors), moved_to=moved, report=report, **ids)
 
 
@@ -552,7 +461,7 @@ def _select(paths: Sequence[str], folders: Folders, say: Say) -> _Selection:
         folders.create()
         deadline = time.time() + CLI_SETTLE_WAIT_SECONDS
         while True:
-            candidates = [p for p in folders.inbox.iterdir() if _is_candidate(p) and p.is_file()]
+            candidates = [p for p in folders.inbox.iterdir() if is_candidate(p) and p.is_file()]
             ready = ready_files(folders.inbox)
             if len(ready) == len(candidates) or time.time() >= deadline:
                 break

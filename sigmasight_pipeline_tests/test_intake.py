@@ -612,7 +612,7 @@ from sigmasight_pipeline import intake
 def crash(source, destination):  # the process dies after the commit, before the move
     os._exit(137)
 
-intake._move = crash
+intake.move = crash
 intake.process_inbox(sys.argv[1], intake.Folders.around(sys.argv[2]), loaded_by="sensor")
 """
 
