@@ -4,6 +4,7 @@ user, api."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import getpass
 import json
@@ -15,6 +16,8 @@ import warnings
 from datetime import date
 
 import pandas as pd
+
+DEV_STOP_SECONDS = 20.0  # how long Dagster's services have to stop before they are killed
 
 
 def _say(message: str) -> None:
@@ -250,7 +253,35 @@ def cmd_dev(args: argparse.Namespace) -> int:
     # Started in DAGSTER_HOME, not the checkout: the Dagster CLI lets a `.env` in its working
     # folder override the environment, and ours (DATABASE_URL, DAGSTER_HOME) is already set.
     home = os.environ["DAGSTER_HOME"]
-    return subprocess.call(command, cwd=home, env=os.environ.copy())
+    return _serve_until_stopped(command, cwd=home)
+
+
+def _serve_until_stopped(command: list[str], cwd: str) -> int:
+    """Run `command` (`dagster dev`) in a process group of its own; SIGINT, SIGTERM or SIGHUP
+    sent to this process (Ctrl-C, a supervisor, the terminal closing) is passed on to it, and
+    when it has exited every process of its group still alive (a code server can hang after
+    SIGTERM) is stopped, so nothing outlives `sigmasight dev`. Its exit code."""
+    import signal
+
+    from sigmasight_pipeline.process_groups import end_group
+
+    services = subprocess.Popen(command, cwd=cwd, env=os.environ.copy(), start_new_session=True)
+
+    def pass_on(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            services.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, pass_on)
+    code = services.wait()
+    # Its services were told to stop by dagster dev itself; what has not stopped in time is killed.
+    killed = end_group(services.pid, None, timeout=DEV_STOP_SECONDS)
+    if killed:
+        _say(
+            f"{len(killed)} Dagster process(es) still running {DEV_STOP_SECONDS:.0f} s after "
+            f"dagster dev exited were killed (pids {', '.join(map(str, killed))})"
+        )
+    return code
 
 
 def cmd_user_add(args: argparse.Namespace) -> int:

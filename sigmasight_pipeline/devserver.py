@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from sigmasight_pipeline.process_groups import end_group, group_members
 from sigmasight_pipeline.resources.database import PROJECT_ROOT
 
 LOCATION_STATUS_QUERY = (
@@ -30,20 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _group_alive(group: int) -> bool:
-    """Whether process group `group` has a member that has not exited (zombies, exited but
-    not yet reaped by their parent, do not count)."""
-    import psutil
-
-    for process in psutil.process_iter(["status"]):
-        try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == group:
-                return True
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return False
 
 
 class DevServer:
@@ -107,28 +94,36 @@ class DevServer:
         return '"LOADED"' in body
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
-        """Signal the whole process group (webserver, daemon, code servers, run workers) and
-        wait until every member has exited; what is left after `timeout` is killed.
-
-        Waiting for `sigmasight dev` alone is not enough: a Dagster code server can outlive it
-        for ever after SIGTERM (its gRPC server stops, but the thread its main thread joins
-        waits for an event nothing sets)."""
+        """Stop it and wait until every process it started has exited; what is left after
+        `timeout` is killed. SIGTERM (and SIGINT, SIGHUP) goes to `sigmasight dev` alone, as a
+        supervisor sends it: it stops Dagster's services. SIGKILL goes to every process at
+        once, as when the machine dies."""
         if self.process is None:
             return
-        group = self.process.pid
-        if not _group_alive(group):
+        groups = self.process_groups()
+        if sig == signal.SIGKILL:
+            for group in groups:
+                end_group(group, signal.SIGKILL, timeout, reap=self.process.poll)
             return
-        with contextlib.suppress(ProcessLookupError):  # every member exited just now
-            os.killpg(group, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.process.poll()  # reaps the leader
-            if not _group_alive(group):
-                return
-            time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        self.process.wait(timeout)
+            self.process.send_signal(sig)
+        for group in groups:
+            end_group(group, None, timeout, reap=self.process.poll)
+
+    def process_groups(self) -> list[int]:
+        """`sigmasight dev`'s process group and its services' (they run in a group of their
+        own), while any of their processes is alive."""
+        import psutil
+
+        assert self.process is not None
+        groups = [self.process.pid]
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(ProcessLookupError):
+                    group = os.getpgid(child.pid)
+                    if group not in groups:
+                        groups.append(group)
+        return [g for g in groups if group_members(g)]
 
     def kill_daemon(self) -> int:
         """SIGKILL the dagster-daemon process of this server (not the webserver); its pid."""

@@ -20,6 +20,7 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from sigmasight_pipeline import calendar, intake, runs
 from sigmasight_pipeline.devserver import DevServer, wait_for_runs
 from sigmasight_pipeline.portfolios import load_demo_portfolios
+from sigmasight_pipeline.process_groups import group_members
 from sigmasight_pipeline.resources.database import connect, transaction
 from sigmasight_pipeline.resources.instance import prepare_environment
 from sigmasight_pipeline.scope import PORTFOLIOS_TAG
@@ -210,3 +211,20 @@ def test_killed_mid_run_resumes_and_processes_the_file_once(dev: DevServer, demo
     assert len([x for x in intake.loads_after(url) if x.portfolio == name]) == 1
     processed = list((dev.inbox.parent / "processed").glob(f"*{name}.csv"))
     assert len(processed) == 1 and not list(dev.inbox.glob("*.csv"))
+
+
+def test_sigterm_to_sigmasight_dev_alone_stops_every_dagster_process(dev: DevServer) -> None:
+    """A supervisor (systemd, supervisord, `docker stop`) signals `sigmasight dev` alone: the
+    webserver, daemon and code servers stop with it and nothing is left running."""
+    assert dev.process is not None
+    groups = dev.process_groups()
+    assert len(groups) == 2  # sigmasight dev's, and its services' own
+    processes = [pid for group in groups for pid in group_members(group)]
+    assert len(processes) >= 5  # sigmasight dev, dagster dev, webserver, daemon, code server
+    try:
+        os.kill(dev.process.pid, signal.SIGTERM)
+        assert dev.process.wait(timeout=90) == 0, f"see {dev.log}"
+        assert not [pid for group in groups for pid in group_members(group)]
+    finally:
+        dev.stop()
+        dev.start()  # for the module's other tests on this worker
