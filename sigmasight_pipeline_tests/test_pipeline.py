@@ -8,6 +8,7 @@ import pytest
 from dagster import DagsterEventType
 
 from sigmasight_pipeline import calendar, runs
+from sigmasight_pipeline.analytics.exposures import BETA_COLUMNS
 from sigmasight_pipeline.analytics.greeks import bs_greeks
 from sigmasight_pipeline.assets import common
 from sigmasight_pipeline.checks import SCHEMAS, TableValidator
@@ -214,12 +215,17 @@ def test_portfolio_factor_exposures_and_risk_metrics(db_url, demo_backfill):
         (plan.window[-1].date(),),
     )
     by_portfolio = positions.groupby("portfolio_id")
-    for column, factor in (("beta_market", "Market"), ("beta_rates", "Rates"),
-                           ("short_interest", "Short Interest")):  # fmt: skip
+    gross = positions["exposure"].abs().groupby(positions["portfolio_id"]).sum()
+    for factor, column in {**BETA_COLUMNS, "Short Interest": "short_interest"}.items():
         dollars = (positions["exposure"] * positions[column]).groupby(positions["portfolio_id"])
-        expected = dollars.sum(min_count=1) / by_portfolio["market_value"].sum()
-        got = exposures[exposures["factor"] == factor].set_index("portfolio_id")["beta"]
-        np.testing.assert_allclose(got.sort_index(), expected.sort_index(), rtol=1e-10)
+        covered = positions["exposure"].abs().where(positions[column].notna(), 0.0)
+        got = exposures[exposures["factor"] == factor].set_index("portfolio_id").sort_index()
+        expected = dollars.sum(min_count=1).sort_index()
+        np.testing.assert_allclose(got["dollar_exposure"], expected, rtol=1e-10)
+        expected = expected / by_portfolio["market_value"].sum()
+        np.testing.assert_allclose(got["beta"], expected.sort_index(), rtol=1e-10)
+        expected = covered.groupby(positions["portfolio_id"]).sum() / gross
+        np.testing.assert_allclose(got["coverage"], expected.sort_index(), rtol=1e-12)
     metrics = table(
         db_url,
         "SELECT * FROM sigmasight.portfolio_risk_metrics WHERE trade_date = %s",

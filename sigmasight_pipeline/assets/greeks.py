@@ -140,7 +140,36 @@ PORTFOLIO_GREEKS_COLUMNS = [
 # position closed on the day (quantity 0) is in none of them. Option
 # positions from position_greeks; stocks from position_values (delta 1 per share: position
 # delta = quantity, delta-adjusted exposure = exposure, dollar delta = exposure / 100).
-PORTFOLIO_GREEKS_SELECT = """
+_SUMMED_GREEKS = (
+    "delta", "gamma", "theta", "vega", "rho", "dollar_delta", "delta_adjusted_exposure",
+)  # fmt: skip
+_VIEWS = {"portfolio": "TRUE", "longs": "quantity > 0", "shorts": "quantity < 0"}
+
+
+def _view_sums(view: str, where: str) -> str:
+    """The view's sums and counts over one portfolio-day's rows, as `<view>_<column>`."""
+    sums = [f"sum({c}) FILTER (WHERE {where}) AS {view}_{c}" for c in _SUMMED_GREEKS]
+    return ", ".join(
+        [
+            *sums,
+            f"count(*) FILTER (WHERE {where} AND source = 'fallback') AS {view}_fallback",
+            f"count(*) FILTER (WHERE {where}) AS {view}_positions",
+        ]
+    )
+
+
+def _view_row(view: str) -> str:
+    greeks = ", ".join(f"s.{view}_{c}" for c in _SUMMED_GREEKS[:5])
+    return (
+        f"('{view}', {greeks}, coalesce(s.{view}_dollar_delta, 0), "
+        f"coalesce(s.{view}_delta_adjusted_exposure, 0), s.{view}_fallback, s.{view}_positions)"
+    )
+
+
+# Summed per portfolio-day with a FILTER per view, then one row per view that has positions:
+# twice as fast as grouping by view.
+PORTFOLIO_GREEKS_SELECT = (
+    """
 WITH rows AS (
     SELECT g.trade_date, g.portfolio_id, v.quantity, g.position_delta AS delta,
            g.position_gamma AS gamma, g.position_theta AS theta, g.position_vega AS vega,
@@ -154,17 +183,22 @@ WITH rows AS (
     FROM sigmasight.position_values v JOIN sigmasight.positions p ON p.id = v.position_id
     WHERE p.position_type IN ('LONG', 'SHORT') AND v.trade_date BETWEEN {first} AND {last}
       AND {scope_v} AND v.quantity <> 0
+), sums AS (
+    SELECT trade_date, portfolio_id, """
+    + ", ".join(_view_sums(view, where) for view, where in _VIEWS.items())
+    + """
+    FROM rows
+    GROUP BY trade_date, portfolio_id
 )
-SELECT r.trade_date, r.portfolio_id, w.view, sum(r.delta), sum(r.gamma), sum(r.theta),
-       sum(r.vega), sum(r.rho), coalesce(sum(r.dollar_delta), 0),
-       coalesce(sum(r.delta_adjusted_exposure), 0),
-       count(*) FILTER (WHERE r.source = 'fallback'), count(*)
-FROM rows r
-CROSS JOIN LATERAL (
-    VALUES ('portfolio'), (CASE WHEN r.quantity > 0 THEN 'longs' ELSE 'shorts' END)
-) AS w (view)
-GROUP BY r.trade_date, r.portfolio_id, w.view
+SELECT s.trade_date, s.portfolio_id, w.*
+FROM sums s
+CROSS JOIN LATERAL (VALUES """
+    + ", ".join(_view_row(view) for view in _VIEWS)
+    + """) AS w (view, delta, gamma, theta, vega, rho, dollar_delta, delta_adjusted_exposure,
+             fallback_count, position_count)
+WHERE w.position_count > 0
 """
+)
 
 
 @asset(
