@@ -18,6 +18,8 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -343,6 +345,43 @@ def _delete(
     execute(conn, delete)
 
 
+class _WriteBehind:
+    """Writes a write's chunks on one background thread while the caller computes the next:
+    the binary COPY releases the GIL and the server works on another core. One chunk at most
+    is being written (memory: two chunks, not one), in order, in the caller's transaction;
+    a failed write raises at the next chunk or at the end, and the connection is never used
+    by both threads at once (leaving waits for the chunk being written)."""
+
+    def __init__(self, conn: adbc.Connection, url: str, schema: str):
+        self._conn, self._url, self._schema = conn, url, schema
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sigmasight-ingest")
+        self._writing: Future | None = None
+
+    def ingest(self, table: str, frame: pd.DataFrame) -> None:
+        self.wait()
+        self._writing = self._thread.submit(
+            ingest, self._conn, self._url, self._schema, table, frame
+        )
+
+    def wait(self) -> None:
+        """Until the chunk being written is written; its error, if it failed."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if error is None:
+                self.wait()
+            elif self._writing is not None:
+                futures_wait([self._writing])  # the caller's error wins; the chunk's is moot
+        finally:
+            self._thread.shutdown(wait=True)
+
+
 def write_table_slice(
     conn: adbc.Connection, url: str, table_slice: TableSlice, write: TableWrite
 ) -> WriteStats:
@@ -353,17 +392,18 @@ def write_table_slice(
     for table, replace in write.companions.items():
         _delete(conn, _qualified(schema, table), table_slice, replace)
     stats = write.stats
-    for item in write.chunks():
-        if isinstance(item, CompanionRows):
-            _check_rows_inside_slice(table_slice, item.frame)
-            ingest(conn, url, schema, item.table, item.frame)
-            continue
-        _check_rows_inside_slice(table_slice, item)
-        for observe in write.observers:
-            observe(item)
-        stored = item[list(write.columns)] if write.columns else item
-        stats.observe(stored)
-        ingest(conn, url, schema, table_slice.table, stored)
+    with _WriteBehind(conn, url, schema) as writer:
+        for item in write.chunks():
+            if isinstance(item, CompanionRows):
+                _check_rows_inside_slice(table_slice, item.frame)
+                writer.ingest(item.table, item.frame)
+                continue
+            _check_rows_inside_slice(table_slice, item)
+            for observe in write.observers:
+                observe(item)
+            stored = item[list(write.columns)] if write.columns else item
+            stats.observe(stored)
+            writer.ingest(table_slice.table, stored)
     if write.insert_select is not None:
         # These statements aggregate rows written moments before (the run's new session), which
         # the tables' statistics do not know yet: the planner expects one row and nests loops
