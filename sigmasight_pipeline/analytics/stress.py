@@ -394,16 +394,21 @@ def portfolio_stress(
     n_missing = sums(missing.astype(np.int64))
     sizes = np.diff(np.r_[starts, n]).astype(np.int64)
     revalued = sums((stress.is_option[order][:, None] & ~missing).astype(np.int64)) > 0
-    # The worst position: the lowest P&L (ties: the lowest position_id), NaN left out.
-    position_ids = keys["position_id"].to_numpy()[order]
+    # The worst position: the lowest P&L (ties: the lowest position_id), NaN left out; every
+    # scenario at once.
+    position_ids = keys["position_id"].to_numpy().astype(np.int64)[order]
     worst_id = np.full((len(starts), width), -1, dtype=np.int64)
     worst_pnl = np.full((len(starts), width), np.nan)
-    for j in range(width):
-        rank = np.lexsort((position_ids, np.where(missing[:, j], np.inf, pnl[:, j]), sorted_codes))
-        first = rank[starts] if n else rank
-        ok = ~missing[first, j]
-        worst_id[ok, j] = position_ids[first[ok]]
-        worst_pnl[ok, j] = pnl[first[ok], j]
+    if n:
+        known = np.where(missing, np.inf, pnl)
+        lowest = np.minimum.reduceat(known, starts, axis=0)
+        group_of_row = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+        at_lowest = known == lowest[group_of_row]
+        never = np.iinfo(np.int64).max
+        candidates = np.where(at_lowest, position_ids[:, None], never)
+        ok = np.isfinite(lowest)  # a scenario with a P&L for some position of the group
+        worst_id[ok] = np.minimum.reduceat(candidates, starts, axis=0)[ok]
+        worst_pnl[ok] = lowest[ok]
     group_count = len(starts)
     agg = pd.DataFrame(
         {
