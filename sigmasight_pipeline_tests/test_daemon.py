@@ -128,6 +128,13 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
     before = _demo_fingerprint(url)
     timing = measure_drop_to_snapshots(dev, url, window_start, "demo_user_1")
     print(f"\ndrop -> 90 sessions of snapshots through the daemon: {timing}")
+    with connect(url) as conn:  # the sensor's load refreshed the planner's statistics itself
+        (analyzed,) = conn.execute(
+            "SELECT extract(epoch FROM last_analyze) >= %s FROM pg_stat_user_tables "
+            "WHERE schemaname = 'sigmasight' AND relname = 'positions'",
+            (timing["dropped_at"],),
+        ).fetchone()
+    assert analyzed
 
     instance = dev.instance()
     scoped = RunsFilter(tags={PORTFOLIOS_TAG: str(timing["portfolio_id"])})
