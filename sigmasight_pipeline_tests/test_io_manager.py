@@ -112,3 +112,27 @@ def test_a_chunk_failing_to_write_stops_the_write_and_leaves_the_previous_rows(d
         _write(db_url, chunks())
     assert _stored(db_url, probe_table) == [(0, 1)]
     assert computed in ([1, 2, 3], [1, 2, 3, 4])  # raised when chunk 3 or 4 was handed over
+
+
+def test_every_table_written_by_session_has_an_index_that_finds_a_session(db_url):
+    """A write replaces its sessions' rows with `DELETE ... WHERE trade_date ...` over every
+    portfolio: each table with a trade_date column has an index whose first column is
+    trade_date (a btree, or a BRIN where the key leads with portfolio_id), so that delete
+    never reads the whole table (sql/0010, 0011, 0017)."""
+    with connect(db_url) as conn:
+        tables = conn.execute(
+            """
+            SELECT c.oid::regclass::text,
+                   EXISTS (SELECT 1 FROM pg_index i
+                           WHERE i.indrelid = c.oid
+                             AND i.indkey[0] = (SELECT attnum FROM pg_attribute
+                                                WHERE attrelid = c.oid AND attname = 'trade_date'))
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'sigmasight' AND c.relkind IN ('r', 'p')
+              AND EXISTS (SELECT 1 FROM pg_attribute
+                          WHERE attrelid = c.oid AND attname = 'trade_date' AND NOT attisdropped)
+            ORDER BY 1
+            """
+        ).fetchall()
+    assert len(tables) >= 20, tables
+    assert [name for name, indexed in tables if not indexed] == []
