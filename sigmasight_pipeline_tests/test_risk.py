@@ -19,11 +19,17 @@ from scipy.stats import norm
 from sigmasight_pipeline.analytics.risk import (
     RISK_METRIC_COLUMNS,
     Z_95,
+    annual_volatility,
+    beta_against,
     daily_risk_free,
+    historical_var_cvar,
+    max_drawdown,
     parametric_cvar,
     parametric_var,
     rolling_parametric_var,
     rolling_risk_metrics,
+    sharpe_ratio,
+    sortino_ratio,
 )
 
 RF = 0.05
@@ -52,6 +58,57 @@ def _row(frame: pd.DataFrame, day: pd.Timestamp, portfolio: str) -> pd.Series:
     match = frame[(frame["trade_date"] == day) & (frame["portfolio_id"] == portfolio)]
     assert len(match) == 1
     return match.iloc[0]
+
+
+def _hostile_block(seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """252 sessions x 9 portfolios: holes, a late start, a constant column, a column with no
+    loss, one with only losses, a -100 % day, a 2-observation column; and a market with holes."""
+    rng = np.random.default_rng(seed)
+    market = rng.normal(0.0003, 0.012, 252)
+    block = 0.9 * market[:, None] + rng.normal(0.0, 0.008, (252, 9))
+    block[rng.random((252, 9)) < 0.1] = np.nan
+    block[:200, 1] = np.nan  # late start
+    block[:, 2] = np.where(np.isnan(block[:, 2]), np.nan, 0.001)  # constant: zero dispersion
+    block[:, 3] = np.abs(block[:, 3]) + 0.001  # never below the risk-free rate: no downside
+    block[:, 4] = -np.abs(block[:, 4])  # losses only
+    block[17, 5] = -1.0  # wiped out for a day
+    block[:, 6] = np.nan
+    block[[40, 90], 6] = [0.01, -0.02]  # two observations
+    market[[5, 77, 130]] = np.nan
+    return block, market
+
+
+def test_window_metrics_equal_empyrical_on_hostile_columns() -> None:
+    """Each vectorized metric equals empyrical's on every column (empyrical takes the columns
+    with their NaNs; VaR/CVaR the NaN-free column, as empyrical's VaR needs)."""
+    block, market = _hostile_block()
+    rf = daily_risk_free(RF)
+    paired = np.where(np.isnan(market)[:, None], np.nan, block)
+    with np.errstate(all="ignore"):
+        ours = {
+            "vol": annual_volatility(block), "sharpe": sharpe_ratio(block, rf),
+            "sortino": sortino_ratio(block, rf), "beta": beta_against(paired, market),
+            "mdd": max_drawdown(block),
+        }  # fmt: skip
+        var, cvar = historical_var_cvar(block)
+        for j in range(block.shape[1]):
+            column, clean = block[:, j], block[np.isfinite(block[:, j]), j]
+            expected = {
+                "vol": empyrical.annual_volatility(column),
+                "sharpe": empyrical.sharpe_ratio(column, risk_free=rf),
+                "sortino": empyrical.sortino_ratio(column, required_return=rf),
+                "beta": empyrical.beta(paired[:, j], market),
+                "mdd": empyrical.max_drawdown(column),
+            }
+            for name, value in expected.items():
+                np.testing.assert_allclose(ours[name][j], value, rtol=1e-12, atol=1e-15,
+                                           err_msg=f"{name}, column {j}")  # fmt: skip
+            assert var[j] == pytest.approx(-empyrical.value_at_risk(clean), rel=1e-12, abs=1e-15)
+            assert cvar[j] == pytest.approx(
+                -empyrical.conditional_value_at_risk(clean), rel=1e-12, abs=1e-15
+            )
+    assert ours["sharpe"][2] == np.inf and ours["sortino"][3] == np.inf  # as empyrical
+    assert ours["mdd"][5] == -1.0
 
 
 def test_daily_risk_free_compounds_back() -> None:

@@ -1,1 +1,2 @@
-"""Pure, vectorized portfolio math: numpy/pandas/statsmodels/empyrical; no Dagster, no SQL."""
+"""Pure, vectorized portfolio math: numpy/pandas/scipy; no Dagster, no SQL. Libraries such as
+statsmodels, empyrical and mibian are the references the tests check it against."""

@@ -1,6 +1,7 @@
 """Portfolio risk metrics: returns, beta, volatility, Sharpe/Sortino, drawdown, VaR/CVaR.
 
-Pure numpy/pandas/empyrical; no Dagster, no SQL. Conventions:
+Pure numpy/pandas; no Dagster, no SQL. The metrics follow empyrical's definitions and are tested
+against it. Conventions:
 
 * Every window counts TRADING days: it is the last ``window`` rows of the returns index at or
   before the end date (inclusive), never a calendar span. Callers index returns by sessions.
@@ -60,14 +61,6 @@ def normal_tail_ratio(z: float) -> float:
     return float(_INV_SQRT_2PI * np.exp(-0.5 * z * z) / ndtr(-z))
 
 
-def _empyrical():
-    """empyrical, imported when first needed: it pulls in yfinance and scipy.stats (about a
-    second and a half), which every process that loads the code location would pay."""
-    import empyrical
-
-    return empyrical
-
-
 VAR_CUTOFF = 0.05
 
 RISK_METRIC_COLUMNS = (
@@ -121,11 +114,72 @@ def _window(values: np.ndarray, end: int, length: int) -> np.ndarray:
     return values[max(0, end - length + 1) : end + 1]
 
 
-def _historical_var_cvar(returns: np.ndarray) -> tuple[float, float]:
-    """Historical VaR and CVaR (positive = loss) of a NaN-free 1-D array, via empyrical."""
-    var = -float(_empyrical().value_at_risk(returns, cutoff=VAR_CUTOFF))
-    cvar = -float(_empyrical().conditional_value_at_risk(returns, cutoff=VAR_CUTOFF))
-    return var, cvar
+# --- the metrics of one window, one column per portfolio ---------------------------------
+# Each follows empyrical's definition (`empyrical.stats`, named per function) and is tested
+# against it; empyrical itself is a test reference only: importing it pulls in yfinance and
+# scipy.stats, about 2 s of every process that computes risk metrics (a tenth of a daily run).
+# Columns hold at least two observations (`_fill_metrics` passes only those), NaN = missing.
+
+
+def annual_volatility(block: np.ndarray) -> np.ndarray:
+    """`empyrical.annual_volatility`: sample standard deviation (ddof=1) x sqrt(252)."""
+    return np.nanstd(block, ddof=1, axis=0) * np.sqrt(ANNUALIZATION)
+
+
+def sharpe_ratio(block: np.ndarray, risk_free: float) -> np.ndarray:
+    """`empyrical.sharpe_ratio`: mean / std (ddof=1) of the excess returns x sqrt(252); a
+    column whose present values are all equal has std exactly 0 (inf or NaN ratio)."""
+    excess = block - risk_free
+    std = np.nanstd(excess, ddof=1, axis=0)
+    constant = np.nanmax(excess, axis=0) == np.nanmin(excess, axis=0)
+    std = np.where(constant & np.isfinite(std), 0.0, std)
+    return np.nanmean(excess, axis=0) / std * np.sqrt(ANNUALIZATION)
+
+
+def sortino_ratio(block: np.ndarray, required_return: float) -> np.ndarray:
+    """`empyrical.sortino_ratio`: annualized mean excess return over the annualized downside
+    deviation, sqrt(mean(min(excess, 0)^2)) x sqrt(252)."""
+    excess = block - required_return
+    downside = np.sqrt(np.nanmean(np.minimum(excess, 0.0) ** 2, axis=0) * ANNUALIZATION)
+    return np.nanmean(excess, axis=0) * ANNUALIZATION / downside
+
+
+def beta_against(block: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """`empyrical.beta`: Cov(r, f) / Var(f) (both ddof=0) on each column's days where r is
+    present (f is masked the same way); a variance below 1e-30 gives NaN."""
+    independent = np.where(np.isnan(block), np.nan, factor[:, None])
+    residual = independent - np.nanmean(independent, axis=0)
+    covariance = np.nanmean(residual * block, axis=0)
+    variance = np.nanmean(residual**2, axis=0)
+    return covariance / np.where(variance < 1e-30, np.nan, variance)
+
+
+def max_drawdown(block: np.ndarray) -> np.ndarray:
+    """`empyrical.max_drawdown`: the lowest (value - running peak) / running peak, <= 0, of the
+    compounded returns (a missing return compounds as 0) from the value before the first."""
+    growth = np.cumprod(1.0 + np.nan_to_num(block, nan=0.0), axis=0)
+    value = np.vstack([np.ones((1, block.shape[1])), growth])
+    peak = np.fmax.accumulate(value, axis=0)
+    return ((value - peak) / peak).min(axis=0)
+
+
+def historical_var_cvar(
+    block: np.ndarray, cutoff: float = VAR_CUTOFF
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, NaN dropped (positive = loss): VaR, minus `empyrical.value_at_risk` (the
+    `cutoff` percentile, numpy's linear interpolation), and CVaR, minus
+    `empyrical.conditional_value_at_risk` (the mean of the int((n - 1) x cutoff) + 1 lowest)."""
+    ordered = np.sort(block, axis=0)  # NaN last
+    n = np.isfinite(block).sum(axis=0)
+    columns = np.arange(block.shape[1])
+    position = (n - 1) * cutoff
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    low, high = ordered[below, columns], ordered[above, columns]
+    var = -(low + (high - low) * (position - below))
+    count = below + 1
+    tail_sum = np.nancumsum(ordered, axis=0)[count - 1, columns]
+    return var, -(tail_sum / count)
 
 
 def rolling_risk_metrics(
@@ -263,8 +317,8 @@ def _fill_metrics(
 
     def on_enough(metric, too_few: np.ndarray, *blocks: np.ndarray, **kwargs) -> np.ndarray:
         """`metric` of the columns with enough observations; NaN for the others. Only those
-        columns reach empyrical, so its nan-reductions never see an all-NaN column and never
-        warn (`warnings.catch_warnings` is not thread-safe, and steps run in threads)."""
+        columns reach the nan-reductions, so they never see an all-NaN column and never warn
+        (`warnings.catch_warnings` is not thread-safe, and steps run in threads)."""
         result = np.full(too_few.shape, np.nan)
         keep = ~too_few
         if keep.any():
@@ -272,16 +326,15 @@ def _fill_metrics(
             result[keep] = np.asarray(metric(*chosen, **kwargs), dtype=float).reshape(-1)
         return result
 
-    empyrical = _empyrical()
     with np.errstate(all="ignore"):
-        # Volatility, Sharpe, Sortino: empyrical's nan-reductions equal dropping the NaNs.
+        # Volatility, Sharpe, Sortino: nan-reductions, the same as dropping the NaNs.
         vol_block = _window(values, pos, vol_window)
         counts = np.isfinite(vol_block).sum(axis=0)
         n_obs[:] = counts
         too_few = short(counts, "volatility/sharpe/sortino")
-        vol = on_enough(empyrical.annual_volatility, too_few, vol_block)
-        sharpe = on_enough(empyrical.sharpe_ratio, too_few, vol_block, risk_free=rf_daily)
-        sortino = on_enough(empyrical.sortino_ratio, too_few, vol_block, required_return=rf_daily)
+        vol = on_enough(annual_volatility, too_few, vol_block)
+        sharpe = on_enough(sharpe_ratio, too_few, vol_block, risk_free=rf_daily)
+        sortino = on_enough(sortino_ratio, too_few, vol_block, required_return=rf_daily)
         for label, ratio in (
             ("sharpe undefined (zero volatility)", sharpe),
             ("sortino undefined (no downside deviation)", sortino),
@@ -298,7 +351,7 @@ def _fill_metrics(
         paired = np.where(np.isnan(spy_block)[:, None], np.nan, beta_block)
         counts = np.isfinite(paired).sum(axis=0)
         too_few = short(counts, "beta")
-        beta = on_enough(empyrical.beta, too_few, paired, spy_block)
+        beta = on_enough(beta_against, too_few, paired, spy_block)
         for j in np.flatnonzero(~too_few & ~np.isfinite(beta)):
             notes[j].append("beta undefined (zero SPY variance)")
         out["beta"] = np.where(np.isfinite(beta), beta, np.nan)
@@ -307,17 +360,16 @@ def _fill_metrics(
         dd_block = _window(values, pos, drawdown_window)
         counts = np.isfinite(dd_block).sum(axis=0)
         too_few = short(counts, "max_drawdown")
-        out["max_drawdown"] = on_enough(empyrical.max_drawdown, too_few, dd_block)
+        out["max_drawdown"] = on_enough(max_drawdown, too_few, dd_block)
 
-        # Historical VaR/CVaR: explicit NaN drop per portfolio (empyrical VaR's NaN trap).
+        # Historical VaR/CVaR: NaN dropped per portfolio (empyrical's VaR is NaN with any NaN).
         var_block = _window(values, pos, var_window)
         counts = np.isfinite(var_block).sum(axis=0)
         too_few = short(counts, "var/cvar")
-        for j in np.flatnonzero(~too_few):
-            column = var_block[:, j]
-            var, cvar = _historical_var_cvar(column[np.isfinite(column)])
-            out["var_95_1d_hist"][j] = var
-            out["cvar_95_1d_hist"][j] = cvar
+        if (~too_few).any():
+            var, cvar = historical_var_cvar(var_block[:, ~too_few])
+            out["var_95_1d_hist"][~too_few] = var
+            out["cvar_95_1d_hist"][~too_few] = cvar
 
     # Collapse the per-metric notes into one line when nothing at all could be computed.
     for j, note in enumerate(notes):
