@@ -167,7 +167,9 @@ def _view_row(view: str) -> str:
 
 
 # Summed per portfolio-day with a FILTER per view, then one row per view that has positions:
-# twice as fast as grouping by view.
+# twice as fast as grouping by view. Both tables of the join carry the date range: the planner
+# does not carry it across the join, and a daily run hashed all of position_values (1.8 s at
+# 1,000 portfolios, 0.3 s with the range on both).
 PORTFOLIO_GREEKS_SELECT = (
     """
 WITH rows AS (
@@ -177,6 +179,7 @@ WITH rows AS (
     FROM sigmasight.position_greeks g
     JOIN sigmasight.position_values v USING (portfolio_id, trade_date, position_id)
     WHERE g.trade_date BETWEEN {first} AND {last} AND {scope_g} AND v.quantity <> 0
+      AND v.trade_date BETWEEN {first} AND {last} AND {scope_v}
     UNION ALL
     SELECT v.trade_date, v.portfolio_id, v.quantity, v.quantity * p.multiplier, 0, 0, 0, 0,
            v.exposure / 100, v.exposure, 'stock'

@@ -183,6 +183,8 @@ SNAPSHOT_COLUMNS = [
 
 # Daily portfolio totals of the position rows, the trailing-window P&L over `window_start`
 # .. day (calendar sessions, passed in as `days`), and the day's Greeks, betas and risk metrics.
+# Every table joined carries the run's date range itself: the planner does not carry a range
+# across `t.trade_date = x.trade_date`, and without it read each joined table whole.
 SNAPSHOT_SELECT = """
 WITH days (trade_date, window_start) AS (
     SELECT d::date, w::date FROM unnest({days}::date[], {starts}::date[]) AS t(d, w)
@@ -263,11 +265,14 @@ FROM totals t
 JOIN trail w USING (trade_date, portfolio_id)
 LEFT JOIN sigmasight.portfolio_greeks g
        ON g.trade_date = t.trade_date AND g.portfolio_id = t.portfolio_id AND g.view = 'portfolio'
+          AND g.trade_date BETWEEN {day0} AND {last}
 LEFT JOIN betas b ON b.trade_date = t.trade_date AND b.portfolio_id = t.portfolio_id
 LEFT JOIN sigmasight.portfolio_risk_metrics r
        ON r.trade_date = t.trade_date AND r.portfolio_id = t.portfolio_id
+          AND r.trade_date BETWEEN {day0} AND {last}
 LEFT JOIN sigmasight.portfolio_returns pr
        ON pr.trade_date = t.trade_date AND pr.portfolio_id = t.portfolio_id
+          AND pr.trade_date BETWEEN {day0} AND {last}
 """
 
 
