@@ -20,6 +20,7 @@ from sigmasight_pipeline.analytics.correlation import (
     effective_number_of_bets,
     pairwise_correlation,
     portfolio_correlations,
+    stack_cluster_labels,
     stack_correlations,
 )
 from sigmasight_pipeline.analytics.risk import stack_by_day
@@ -246,6 +247,33 @@ def test_cluster_labels_equal_scipy_fcluster_on_the_whole_matrix(seed: int) -> N
         np.testing.assert_array_equal(
             cluster_labels(corr, threshold), _fcluster_labels(corr, threshold)
         )
+
+
+def test_stacked_cluster_labels_equal_each_matrix_by_scipy() -> None:
+    # Matrices of different sizes padded with NaN (as a day's stack is), tight blocks, pairs,
+    # loners and a symbol without data: each row of labels equals scipy's complete linkage
+    # over that matrix alone, and the padding gets no cluster.
+    rng = np.random.default_rng(7)
+    sizes = [40, 1, 2, 17, 40, 9]
+    stack = np.full((len(sizes), 40, 40), np.nan)
+    for k, m in enumerate(sizes):
+        factors = rng.normal(0, 0.01, (90, 4))
+        member = rng.integers(0, 6, m)
+        returns = np.where(member < 4, factors[:, np.minimum(member, 3)], 0.0)
+        returns = returns + rng.normal(0, 1, (90, m)) * rng.uniform(0.001, 0.012, m)
+        if m > 5:
+            returns[:, 3] = np.nan  # no data: no cluster
+        stack[k, :m, :m] = pairwise_correlation(returns)[0]
+    labels = stack_cluster_labels(stack, 0.7)
+    for k, m in enumerate(sizes):
+        corr = stack[k, :m, :m]
+        usable = np.flatnonzero(np.isfinite(np.diag(corr)))
+        expected = np.zeros(m, dtype=np.int64)
+        sub = corr[np.ix_(usable, usable)]
+        expected[usable] = _fcluster_labels(sub, 0.7) if usable.size > 1 else 1
+        np.testing.assert_array_equal(labels[k, :m], expected)
+        assert not labels[k, m:].any()
+    assert labels.max() > 1 and (np.bincount(labels[0])[1:] > 2).any()  # real clusters
 
 
 def test_stacked_correlations_and_bets_equal_one_at_a_time() -> None:

@@ -213,55 +213,58 @@ def cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np
     Complete linkage on 1 - |rho| cut at 1 - threshold: members of a cluster are pairwise
     |rho| >= threshold (see the module docstring). Undefined off-diagonal entries count as
     distance 1. Ties in size are ordered by the cluster's first member index.
+    """
+    return stack_cluster_labels(np.asarray(corr, dtype=float)[None], threshold)[0]
+
+
+def stack_cluster_labels(corr: np.ndarray, threshold: float = CLUSTER_THRESHOLD) -> np.ndarray:
+    """`cluster_labels` of each matrix of a stack: (P, M, M) -> (P, M).
 
     Every merge at or below the cut joins symbols linked by |rho| >= threshold, so each
     cluster lies inside one connected component of that graph, and complete linkage runs on
-    each component of three or more symbols alone (the same merges, in the same order):
-    a portfolio with no such pair needs no linkage at all.
+    each component of three or more symbols alone (the same merges, in the same order): the
+    components of the whole stack are found at once, and a matrix with no such component
+    needs no linkage at all. A cluster is named by its first member until it is ranked.
     """
     corr = np.asarray(corr, dtype=float)
-    m = corr.shape[0]
-    labels = np.zeros(m, dtype=np.int64)
-    usable = np.flatnonzero(np.isfinite(np.diag(corr)))
-    if usable.size == 0:
-        return labels
-    sub = corr[np.ix_(usable, usable)]
-    dist = 1.0 - np.abs(np.nan_to_num(sub, nan=0.0))
-    dist = np.clip((dist + dist.T) / 2.0, 0.0, 1.0)
-    np.fill_diagonal(dist, 0.0)
+    count, m = corr.shape[0], corr.shape[-1]
+    usable = np.isfinite(np.diagonal(corr, axis1=-2, axis2=-1))
+    dist = 1.0 - np.abs(np.nan_to_num(corr, nan=0.0))
+    dist = np.clip((dist + np.swapaxes(dist, -1, -2)) / 2.0, 0.0, 1.0)
+    diagonal = np.arange(m)
+    dist[:, diagonal, diagonal] = 0.0
     cut = 1.0 - threshold
-    linked = dist <= cut
-    np.fill_diagonal(linked, False)
-    raw = np.arange(usable.size)  # one cluster per symbol, named by a member
-    if linked.any():
-        component = _components(linked)
-        for c in np.flatnonzero(np.bincount(component) > 1):
-            members = np.flatnonzero(component == c)
-            if members.size == 2:
-                raw[members] = members[0]
-                continue
-            within = dist[np.ix_(members, members)]
-            tree = linkage(squareform(within, checks=False), method="complete")
-            raw[members] = members[_cut_tree(tree, members.size, cut)]
-    ids, first, sizes = np.unique(raw, return_index=True, return_counts=True)
-    order = np.lexsort((first, -sizes))  # size desc, then first member
-    rank = np.empty(ids.size, dtype=np.int64)
-    rank[order] = np.arange(1, ids.size + 1)
-    labels[usable] = rank[np.searchsorted(ids, raw)]
-    return labels
+    linked = (dist <= cut) & usable[:, :, None] & usable[:, None, :]
+    linked[:, diagonal, diagonal] = False
+    raw = _components(linked)  # (P, M): each symbol's component, named by its first member
+    named = np.arange(count)[:, None] * m + raw
+    sizes = np.bincount(named.ravel(), minlength=count * m).reshape(count, m)
+    for k, c in zip(*np.nonzero(sizes >= 3), strict=True):
+        members = np.flatnonzero(raw[k] == c)
+        within = dist[k][np.ix_(members, members)]
+        tree = linkage(squareform(within, checks=False), method="complete")
+        raw[k, members] = members[_cut_tree(tree, members.size, cut)]
+    named = np.arange(count)[:, None] * m + raw
+    sizes = np.bincount(named[usable], minlength=count * m).reshape(count, m)
+    stack_of, first = np.nonzero(sizes)
+    order = np.lexsort((first, -sizes[stack_of, first], stack_of))  # size desc, first member
+    in_order = stack_of[order]
+    rank = np.zeros((count, m), dtype=np.int64)
+    rank[in_order, first[order]] = np.arange(order.size) - np.searchsorted(in_order, in_order) + 1
+    return np.where(usable, np.take_along_axis(rank, raw, axis=1), 0)
 
 
 def _components(linked: np.ndarray) -> np.ndarray:
-    """Connected components of a symmetric boolean adjacency matrix: each node's component
-    named by its smallest member. The reachability matrix is squared until it stops changing
-    (log2 of the longest path steps); for a portfolio's few dozen symbols this is a few
-    small matrix products, where scipy's `connected_components` spends most of its time
-    validating the graph."""
-    reach = (linked | np.eye(linked.shape[0], dtype=bool)).astype(np.float32)
+    """Connected components of a symmetric boolean adjacency matrix (..., m, m), a stack of
+    them giving a stack: each node's component named by its smallest member. The reachability
+    matrices are squared until they stop changing (log2 of the longest path steps); for a
+    portfolio's few dozen symbols this is a few small matrix products, where scipy's
+    `connected_components` spends most of its time validating the graph."""
+    reach = (linked | np.eye(linked.shape[-1], dtype=bool)).astype(np.float32)
     while True:
         wider = ((reach @ reach) > 0).astype(np.float32)
         if np.array_equal(wider, reach):
-            return reach.argmax(axis=1)
+            return reach.argmax(axis=-1)
         reach = wider
 
 
@@ -338,30 +341,50 @@ def _concat(parts, dtype) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.array([], dtype=dtype)
 
 
+class _DaySummary(NamedTuple):
+    """The summary columns of a day's stacked portfolios, (P,) each (`_day_summary`)."""
+
+    n_defined: np.ndarray
+    avg: np.ndarray
+    avg_pnl: np.ndarray
+    labels: np.ndarray  # (P, M)
+
+
+def _day_summary(
+    corr: np.ndarray, exposure: np.ndarray, inside: np.ndarray, threshold: float
+) -> _DaySummary:
+    """Per portfolio of a stack: its defined pairs a < b, their plain and exposure-weighted
+    mean correlations (module docstring) and its clusters."""
+    m = corr.shape[-1]
+    members = inside[:, :, None] & inside[:, None, :]
+    defined = members & np.triu(np.ones((m, m), dtype=bool), k=1) & np.isfinite(corr)
+    n_defined = defined.sum(axis=(1, 2))
+    rho = np.where(defined, corr, 0.0)
+    both = np.where(defined, exposure[:, :, None] * exposure[:, None, :], 0.0)
+    weight = np.abs(both).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        avg = np.where(n_defined > 0, rho.sum(axis=(1, 2)) / n_defined, np.nan)
+        avg_pnl = np.where(weight > 0, (both * rho).sum(axis=(1, 2)) / weight, np.nan)
+    labels = stack_cluster_labels(np.where(members, corr, np.nan), threshold)  # padding: 0
+    return _DaySummary(n_defined, avg, avg_pnl, labels)
+
+
 def _portfolio_row(
     symbols: np.ndarray,
     e: np.ndarray,
     corr: np.ndarray,
     n_obs: np.ndarray,
+    summary: tuple[int, float, float, np.ndarray],
     enb: tuple[float, bool] | None,
-    min_overlap: int,
-    threshold: float,
 ) -> tuple:
-    """One portfolio-day's matrix columns and summary (`_ROW_COLUMNS`).
-    ``enb``: its effective number of bets when computed with the others of its day (every
-    correlation defined), else None."""
+    """One portfolio-day's matrix columns and summary (`_ROW_COLUMNS`); ``summary``: its
+    defined pairs, average correlations and cluster labels from `_day_summary`. ``enb``: its
+    effective number of bets when computed with the others of its day (every correlation
+    defined), else None."""
+    n_defined, avg, avg_pnl, labels = summary
     m = len(symbols)
     ia, ib = _upper_triangle(m)
-    pair_corr = corr[ia, ib]
-    pair_n = n_obs[ia, ib]
-    labels = cluster_labels(corr, threshold)
     notes: list[str] = []
-    defined = np.isfinite(pair_corr)
-    n_defined = int(defined.sum())
-    avg = float(pair_corr[defined].mean()) if n_defined else np.nan
-    we = e[ia] * e[ib]
-    wsum = np.abs(we[defined]).sum()
-    avg_pnl = float((we[defined] * pair_corr[defined]).sum() / wsum) if wsum > 0 else np.nan
     if m < 2:
         notes.append("fewer than 2 underlyings")
     elif not n_defined:
@@ -385,8 +408,9 @@ def _portfolio_row(
     if enb[1]:
         notes.append("correlation matrix not PSD: negative eigenvalues clipped to 0")
     return (
-        symbols, pair_corr, pair_n, labels, np.diag(n_obs), m, int(ia.size), n_defined, avg,
-        avg_pnl, enb[0], int(labels.max()), "; ".join(notes) if notes else None,
+        symbols, corr[ia, ib], n_obs[ia, ib], labels, np.diag(n_obs), m, int(ia.size),
+        n_defined, avg, avg_pnl, enb[0], int(labels.max(initial=0)),
+        "; ".join(notes) if notes else None,
     )  # fmt: skip
 
 
@@ -441,12 +465,14 @@ def portfolio_correlations(
         pair_inside = stack.inside[:, :, None] & stack.inside[:, None, :]
         complete = (np.isfinite(corr) | ~pair_inside).all(axis=(1, 2))  # every pair defined
         enb, clipped = effective_number_of_bets(np.nan_to_num(corr), stack.exposure)
+        day = _day_summary(corr, stack.exposure, stack.inside, threshold)
         for k, (start, n) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
             group = slice(start, start + n)
             row = _portfolio_row(
                 symbols[group], exposure[group], corr[k, :n, :n], n_obs[k, :n, :n],
-                (float(enb[k]), bool(clipped[k])) if complete[k] else None, min_overlap,
-                threshold,
+                (int(day.n_defined[k]), float(day.avg[k]), float(day.avg_pnl[k]),
+                 day.labels[k, :n]),
+                (float(enb[k]), bool(clipped[k])) if complete[k] else None,
             )  # fmt: skip
             if stack.row < 0:
                 row = (*row[:-1], "no return row for the trade date")

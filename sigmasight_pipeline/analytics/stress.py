@@ -192,14 +192,18 @@ def underlying_moves(
     _require_columns(betas, ("trade_date", "symbol", "factor", "beta"), "betas")
     frame = betas[betas["factor"].isin(SCENARIO_FACTORS)].copy()
     frame["trade_date"] = _date_index(frame["trade_date"], "betas.trade_date")
-    wide = frame.pivot_table(
-        index=["trade_date", "symbol"], columns="factor", values="beta", aggfunc="last",
-        dropna=False,
-    ).reindex(columns=list(SCENARIO_FACTORS))  # fmt: skip
-    if symbols is not None:
+    # Every (date, symbol): the dates and the symbols (given, or those with betas) crossed.
+    if symbols is None:
+        dates, symbols = np.sort(frame["trade_date"].unique()), frame["symbol"].unique()
+    else:
         dates = frame["trade_date"].unique()
-        grid = pd.MultiIndex.from_product([dates, sorted(set(symbols))], names=wide.index.names)
-        wide = wide.reindex(grid)
+    grid = pd.MultiIndex.from_product([dates, sorted(set(symbols))], names=["trade_date", "symbol"])
+    wide = (
+        frame.drop_duplicates(["trade_date", "symbol", "factor"], keep="last")
+        .set_index(["trade_date", "symbol", "factor"])["beta"]
+        .unstack("factor")
+        .reindex(index=grid, columns=list(SCENARIO_FACTORS))
+    )
     beta = wide.to_numpy(dtype=float)  # rows x factors
     names = wide.index.get_level_values(1).astype(object)
     n, width = len(wide), len(scenarios)
