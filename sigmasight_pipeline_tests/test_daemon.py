@@ -12,7 +12,10 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
@@ -23,6 +26,7 @@ from sigmasight_pipeline.portfolios import load_demo_portfolios
 from sigmasight_pipeline.process_groups import group_members
 from sigmasight_pipeline.resources.database import connect, transaction
 from sigmasight_pipeline.resources.instance import prepare_environment
+from sigmasight_pipeline.schedules import daily_after_close, daily_update_job
 from sigmasight_pipeline.scope import PORTFOLIOS_TAG
 from sigmasight_pipeline.settings import BACKFILL_DAYS
 from sigmasight_pipeline_tests.conftest import overlapping, step_spans, throwaway_database
@@ -176,6 +180,91 @@ def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
     spans = step_spans(instance, run_id)
     assert set(spans) == {"portfolio_snapshots", "portfolio_volatility"}
     assert overlapping(spans), spans
+
+
+SCHEDULE_DRY_RUN = """
+mutation ($selector: ScheduleSelector!, $timestamp: Float) {
+  scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
+    ... on DryRunInstigationTick {
+      evaluationResult {
+        runRequests { runKey tags { key value } }
+        skipReason
+        error { message stack }
+      }
+    }
+    ... on PythonError { message stack }
+  }
+}
+"""
+REPOSITORIES = (
+    "{ repositoriesOrError { ... on RepositoryConnection { nodes { name location { name } } } } }"
+)
+
+
+def _evaluate_schedule(dev: DevServer, name: str, day: str) -> dict:
+    """The UI's "Test schedule" on the tick of `day` (its 18:00 in New York): the schedule
+    evaluated by the code server, as the daemon does at that tick."""
+    client = dev.graphql_client()
+    (repository,) = client._execute(REPOSITORIES)["repositoriesOrError"]["nodes"]
+    selector = {
+        "repositoryLocationName": repository["location"]["name"],
+        "repositoryName": repository["name"],
+        "scheduleName": name,
+    }
+    tick = datetime.combine(datetime.fromisoformat(day).date(), clock(17, 59))
+    when = tick.replace(tzinfo=ZoneInfo(calendar.TIMEZONE)).timestamp()
+    result = client._execute(SCHEDULE_DRY_RUN, {"selector": selector, "timestamp": when})
+    evaluation = result["scheduleDryRun"]["evaluationResult"]
+    assert evaluation["error"] is None, evaluation["error"]
+    return evaluation
+
+
+def test_daily_schedule_tick_runs_its_session_and_an_unpublished_one(
+    dev: DevServer, demo_env: dict
+) -> None:
+    """The daily schedule's tick evaluated by the code server ("Test schedule" in the UI) and
+    its run launched ("Launch all runs") through the run queue: a holiday's tick is skipped; a
+    session whose previous one had no bars published runs both as one range run, which
+    succeeds and writes every demo portfolio's snapshot on both days."""
+    url, plan = demo_env["url"], demo_env["plan"]
+    day, before = plan.key(plan.window[-1]), plan.key(plan.window[-2])
+    holiday = calendar.holidays(day, plan.window[-1] + timedelta(days=120))[0]  # a weekday
+    closed = _evaluate_schedule(dev, daily_after_close.name, f"{holiday:%Y-%m-%d}")
+    assert closed["runRequests"] == [] and "not an NYSE trading day" in closed["skipReason"]
+
+    with transaction(url) as conn:
+        conn.execute(
+            "INSERT INTO sigmasight.price_issues (trade_date, symbol, kind, detail) "
+            "VALUES (%s, 'AAPL', 'not_published', 'no bars yet (test)')",
+            (before,),
+        )
+        conn.execute(
+            "DELETE FROM sigmasight.portfolio_snapshots "
+            "WHERE trade_date IN (%s, %s) AND portfolio_id IN (1, 2, 3)",
+            (before, day),
+        )
+    evaluation = _evaluate_schedule(dev, daily_after_close.name, day)
+    (request,) = evaluation["runRequests"]
+    tags = {t["key"]: t["value"] for t in request["tags"]}
+    assert request["runKey"] == f"daily-{day}-from-{before}"
+    assert runs.range_tags(before, day).items() <= tags.items()
+
+    began = time.perf_counter()
+    run_id = dev.graphql_client().submit_job_execution(daily_update_job.name, tags=tags)
+    instance = dev.instance()
+    while (run := instance.get_run_by_id(run_id)).status not in runs_terminal():
+        assert time.perf_counter() - began < 300, f"run {run_id} still {run.status}"
+        time.sleep(0.25)
+    print(f"\nthe schedule's tick on {day} (from {before}): {run.status.value} in "
+          f"{time.perf_counter() - began:.1f} s")  # fmt: skip
+    assert run.status == DagsterRunStatus.SUCCESS, runs.run_problems(instance, run_id)
+    with connect(url) as conn:
+        written = conn.execute(
+            "SELECT trade_date::text, count(*) FROM sigmasight.portfolio_snapshots "
+            "WHERE trade_date IN (%s, %s) AND portfolio_id IN (1, 2, 3) GROUP BY 1 ORDER BY 1",
+            (before, day),
+        ).fetchall()
+    assert written == [(before, 3), (day, 3)]
 
 
 def runs_terminal() -> set[DagsterRunStatus]:
