@@ -171,9 +171,7 @@ def test_ui_materializes_one_partition(dev: DevServer, demo_env: dict) -> None:
         tags={"dagster/partition": day},
     )
     instance = dev.instance()
-    while (run := instance.get_run_by_id(run_id)).status not in runs_terminal():
-        assert time.perf_counter() - began < 300, f"run {run_id} still {run.status}"
-        time.sleep(0.25)
+    run = _wait_for_run(instance, run_id, began)
     print(f"\none partition from the UI: launch -> {run.status.value} in "
           f"{time.perf_counter() - began:.1f} s")  # fmt: skip
     assert run.status == DagsterRunStatus.SUCCESS, runs.run_problems(instance, run_id)
@@ -252,9 +250,7 @@ def test_daily_schedule_tick_runs_its_session_and_an_unpublished_one(
     began = time.perf_counter()
     run_id = dev.graphql_client().submit_job_execution(daily_update_job.name, tags=tags)
     instance = dev.instance()
-    while (run := instance.get_run_by_id(run_id)).status not in runs_terminal():
-        assert time.perf_counter() - began < 300, f"run {run_id} still {run.status}"
-        time.sleep(0.25)
+    run = _wait_for_run(instance, run_id, began)
     print(f"\nthe schedule's tick on {day} (from {before}): {run.status.value} in "
           f"{time.perf_counter() - began:.1f} s")  # fmt: skip
     assert run.status == DagsterRunStatus.SUCCESS, runs.run_problems(instance, run_id)
@@ -265,6 +261,14 @@ def test_daily_schedule_tick_runs_its_session_and_an_unpublished_one(
             (before, day),
         ).fetchall()
     assert written == [(before, 3), (day, 3)]
+
+
+def _wait_for_run(instance: DagsterInstance, run_id: str, began: float):
+    """The run once it has ended (at most 300 s after `began`)."""
+    while (run := instance.get_run_by_id(run_id)).status not in runs_terminal():
+        assert time.perf_counter() - began < 300, f"run {run_id} still {run.status}"
+        time.sleep(0.25)
+    return run
 
 
 def runs_terminal() -> set[DagsterRunStatus]:
