@@ -351,12 +351,12 @@ class _DaySummary(NamedTuple):
 
 
 def _day_summary(
-    corr: np.ndarray, exposure: np.ndarray, inside: np.ndarray, threshold: float
+    corr: np.ndarray, exposure: np.ndarray, members: np.ndarray, threshold: float
 ) -> _DaySummary:
     """Per portfolio of a stack: its defined pairs a < b, their plain and exposure-weighted
-    mean correlations (module docstring) and its clusters."""
+    mean correlations (module docstring) and its clusters; ``members`` (P, M, M): both
+    symbols of the pair belong to the portfolio (not padding)."""
     m = corr.shape[-1]
-    members = inside[:, :, None] & inside[:, None, :]
     defined = members & np.triu(np.ones((m, m), dtype=bool), k=1) & np.isfinite(corr)
     n_defined = defined.sum(axis=(1, 2))
     rho = np.where(defined, corr, 0.0)
@@ -465,7 +465,7 @@ def portfolio_correlations(
         pair_inside = stack.inside[:, :, None] & stack.inside[:, None, :]
         complete = (np.isfinite(corr) | ~pair_inside).all(axis=(1, 2))  # every pair defined
         enb, clipped = effective_number_of_bets(np.nan_to_num(corr), stack.exposure)
-        day = _day_summary(corr, stack.exposure, stack.inside, threshold)
+        day = _day_summary(corr, stack.exposure, pair_inside, threshold)
         for k, (start, n) in enumerate(zip(stack.starts, stack.sizes, strict=True)):
             group = slice(start, start + n)
             row = _portfolio_row(

@@ -173,6 +173,19 @@ def _rows_at(wide: pd.DataFrame, keys: pd.MultiIndex, width: int) -> np.ndarray:
     return np.where((at >= 0)[:, None], wide.to_numpy(dtype=float)[np.maximum(at, 0)], np.nan)
 
 
+def wide_betas(
+    betas: pd.DataFrame, factors: list[str], index: pd.MultiIndex | None = None
+) -> pd.DataFrame:
+    """Long betas (trade_date, symbol, factor, beta) as (trade_date, symbol) rows x `factors`
+    (the last of duplicate keys), reindexed to `index` when given (NaN where absent)."""
+    wide = (
+        betas.drop_duplicates(["trade_date", "symbol", "factor"], keep="last")
+        .set_index(["trade_date", "symbol", "factor"])["beta"]
+        .unstack("factor")
+    )
+    return wide.reindex(index=index, columns=factors)
+
+
 def _normalized_betas(betas: pd.DataFrame) -> pd.DataFrame:
     _require_columns(betas, ("trade_date", "symbol", "factor", "beta"), "betas")
     out = betas[["trade_date", "symbol", "factor", "beta"]].copy()
@@ -300,12 +313,7 @@ def risk_decomposition(
     dates = pos["trade_date"].to_numpy()
     # Each position's betas and specific variance on its day, looked up once for the chunk.
     keyed = pd.MultiIndex.from_arrays([pos["trade_date"], pos["underlying"]])
-    wide = (
-        betas.drop_duplicates(["trade_date", "symbol", "factor"], keep="last")
-        .set_index(["trade_date", "symbol", "factor"])["beta"]
-        .unstack("factor")
-        .reindex(columns=factors)
-    )
+    wide = wide_betas(betas, factors)
     beta_all = _rows_at(wide, keyed, len(factors))
     spec_rows = spec.drop_duplicates(["trade_date", "symbol"]).set_index(["trade_date", "symbol"])
     spec_all = _rows_at(spec_rows[["specific_variance"]].astype(float), keyed, 1)[:, 0]

@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from sigmasight_pipeline.analytics.decomposition import RATES_FACTOR
+from sigmasight_pipeline.analytics.decomposition import RATES_FACTOR, wide_betas
 from sigmasight_pipeline.analytics.greeks import bs_price
 from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
 from sigmasight_pipeline.analytics.risk import _date_index, _require_columns, _sorted_wide
@@ -198,12 +198,7 @@ def underlying_moves(
     else:
         dates = frame["trade_date"].unique()
     grid = pd.MultiIndex.from_product([dates, sorted(set(symbols))], names=["trade_date", "symbol"])
-    wide = (
-        frame.drop_duplicates(["trade_date", "symbol", "factor"], keep="last")
-        .set_index(["trade_date", "symbol", "factor"])["beta"]
-        .unstack("factor")
-        .reindex(index=grid, columns=list(SCENARIO_FACTORS))
-    )
+    wide = wide_betas(frame, list(SCENARIO_FACTORS), grid)
     beta = wide.to_numpy(dtype=float)  # rows x factors
     names = wide.index.get_level_values(1).astype(object)
     n, width = len(wide), len(scenarios)
