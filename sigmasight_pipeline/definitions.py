@@ -48,7 +48,7 @@ defs = Definitions(
         "reader": SigmaSightReader(),
     },
     # Every run (UI, sensor, schedules, CLI) executes its steps in the run worker's process (a
-    # process per step costs seconds of start-up each); a short run two steps at a time in
-    # threads, a backfill one at a time (see executor.py).
+    # process per step costs seconds of start-up each), two steps at a time in threads (see
+    # executor.py).
     executor=step_threads_executor,
 )

@@ -1,5 +1,5 @@
 """The executor of our asset jobs: a run's steps in its own process, up to two at a time in
-threads when the run is short.
+threads.
 
 Dagster's in-process executor runs one step after another. Our steps spend much of their time
 waiting on PostgreSQL (reads, COPY, index upkeep) or in NumPy, which both let another thread
@@ -7,8 +7,10 @@ run, so a daily run that starts the next ready step while one waits finishes soo
 two cores. Its multiprocess executor would instead start a process per step, and each pays the
 few seconds of importing Dagster, pandas and the definitions again.
 
-A run over many partitions runs one step at a time: each of a backfill's steps holds a chunk of
-the book in memory, and two at once would double the run's peak memory.
+A backfill's steps each hold a chunk of the book in memory; chunks are sized for two steps in
+flight (`assets.common.POSITION_DAYS_PER_CHUNK`), so running two at once does not raise the run's
+peak memory. Which ready step starts first follows Dagster's `dagster/priority` op tag
+(`assets.common.START_EARLY`).
 
 Steps are started, their events handled and the run's bookkeeping kept by the calling thread,
 as in Dagster's executors (`ActiveExecution`); a worker thread only runs a step's event sequence
@@ -51,17 +53,8 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import inprocess_execution_iterator
 from dagster._core.executor.init import InitExecutorContext
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
-
-from sigmasight_pipeline import calendar
 
 MAX_CONCURRENT_STEPS = 2  # this machine's cores; more threads only contend for them
-# Runs over more sessions than this (backfills) run one step at a time (memory, see above).
-CONCURRENT_UP_TO_SESSIONS = 5
 POLL_SECONDS = 0.1
 
 
@@ -73,14 +66,6 @@ class _StepDone:
     error: BaseException | None = None
 
 
-def run_sessions(tags: dict[str, str]) -> int:
-    """How many sessions a run covers, from its partition tags (0 without any)."""
-    if PARTITION_NAME_TAG in tags:
-        return 1
-    start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
-    return len(calendar.sessions(start, end)) if start and end else 0
-
-
 class StepThreadsExecutor(Executor):
     """Runs a run's ready steps in up to `max_concurrent` threads of its process."""
 
@@ -88,23 +73,18 @@ class StepThreadsExecutor(Executor):
         self,
         retries: RetryMode,
         max_concurrent: int = MAX_CONCURRENT_STEPS,
-        concurrent_up_to_sessions: int = CONCURRENT_UP_TO_SESSIONS,
     ):
         self._retries = retries
         self.max_concurrent = max_concurrent
-        self.concurrent_up_to_sessions = concurrent_up_to_sessions
 
     @property
     def retries(self) -> RetryMode:
         return self._retries
 
-    def threads_for(self, tags: dict[str, str]) -> int:
-        return 1 if run_sessions(tags) > self.concurrent_up_to_sessions else self.max_concurrent
-
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
-        threads = self.threads_for(dict(plan_context.dagster_run.tags))
+        threads = self.max_concurrent
         yield DagsterEvent.engine_event(
             plan_context,
             f"Executing steps in process (pid: {os.getpid()}), up to {threads} at a time",
@@ -280,9 +260,6 @@ def _drain(events: queue.SimpleQueue, running: dict) -> None:
     name="step_threads",
     config_schema={
         "max_concurrent": Field(Int, default_value=MAX_CONCURRENT_STEPS, is_required=False),
-        "concurrent_up_to_sessions": Field(
-            Int, default_value=CONCURRENT_UP_TO_SESSIONS, is_required=False
-        ),
     },
 )
 def step_threads_executor(init_context: InitExecutorContext) -> StepThreadsExecutor:
@@ -290,5 +267,4 @@ def step_threads_executor(init_context: InitExecutorContext) -> StepThreadsExecu
     return StepThreadsExecutor(
         retries=RetryMode.ENABLED,
         max_concurrent=config["max_concurrent"],
-        concurrent_up_to_sessions=config["concurrent_up_to_sessions"],
     )

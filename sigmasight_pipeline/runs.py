@@ -186,9 +186,11 @@ def materialize(
     end: str | None = None,
     progress: Progress | None = None,
     tags: dict[str, str] | None = None,
+    steps_at_once: int | None = None,
 ) -> RunOutcome:
     """One in-process run on the instance materializing `assets` over [start, end] (the run's
-    `tags` may scope it to some portfolios, see `scope.py`)."""
+    `tags` may scope it to some portfolios, see `scope.py`), up to `steps_at_once` steps at a
+    time (default: the executor's, `executor.MAX_CONCURRENT_STEPS`)."""
     from sigmasight_pipeline.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -205,6 +207,9 @@ def materialize(
             target=_watch_steps, args=(instance, run_id, progress, stop), daemon=True
         )
         watcher.start()
+    executor_config = (
+        {"execution": {"config": {"max_concurrent": steps_at_once}}} if steps_at_once else {}
+    )
     began = time.perf_counter()
     try:
         with _collector_skips_what_is_alive():
@@ -215,7 +220,10 @@ def materialize(
                 tags=run_tags,
                 run_id=run_id,
                 # Failures are summarized in one line each (`problems`), not as stack traces.
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                    **executor_config,
+                },
             )
     finally:
         stop.set()

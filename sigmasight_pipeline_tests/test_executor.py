@@ -1,16 +1,16 @@
-"""The asset jobs' executor: a short run two steps at a time in threads, a backfill one at a
-time, with the same rows either way."""
+"""The asset jobs' executor: two steps at a time in threads, the long ones first, with the
+rows of one step at a time."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 from dagster import DagsterEventType, DagsterInstance
-from dagster._core.execution.retries import RetryMode
+from dagster._core.storage.tags import PRIORITY_TAG
 from psycopg import sql
 
-from sigmasight_pipeline import runs
-from sigmasight_pipeline.executor import CONCURRENT_UP_TO_SESSIONS, StepThreadsExecutor
+from sigmasight_pipeline import executor, runs
+from sigmasight_pipeline.assets import common
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.tables import query_frame
 from sigmasight_pipeline_tests.conftest import overlapping, step_spans
@@ -36,43 +36,51 @@ def rows_between(url: str, table: str, first: pd.Timestamp, last: pd.Timestamp) 
     return query_frame(url, query)
 
 
-@pytest.mark.parametrize(
-    ("tags", "threads"),
-    [
-        ({"dagster/partition": "2026-11-20"}, 2),
-        (runs.range_tags("2026-11-16", "2026-11-20"), 2),  # 5 sessions
-        (runs.range_tags("2026-11-13", "2026-11-20"), 1),  # 6 sessions
-        (runs.range_tags("2026-07-01", "2026-11-20"), 1),  # a backfill
-        ({}, 2),  # unpartitioned
-    ],
-)
-def test_short_runs_take_two_threads_and_backfills_one(tags: dict, threads: int) -> None:
-    assert CONCURRENT_UP_TO_SESSIONS == 5
-    executor = StepThreadsExecutor(retries=RetryMode.DISABLED)
-    assert executor.threads_for(tags) == threads
+def window_run(instance: DagsterInstance, outcomes) -> dict[str, tuple[float, float]]:
+    """The step spans of the backfill's run of the portfolio assets."""
+    spans = [step_spans(instance, o.run_id) for o in outcomes]
+    return next(s for s in spans if "portfolio_correlations" in s)
 
 
-def test_a_short_run_overlaps_steps_and_writes_the_backfills_rows(
+def test_a_backfill_overlaps_steps_and_starts_the_long_ones_first(
+    dagster_instance: DagsterInstance, demo_backfill
+) -> None:
+    """The window run has two steps in flight; when position_greeks is done, the steps tagged
+    START_EARLY that it readies (portfolio_correlations) start before the untagged ones
+    (portfolio_concentration and portfolio_greeks sort before it by name)."""
+    _, outcomes = demo_backfill
+    spans = window_run(dagster_instance, outcomes)
+    assert overlapping(spans)
+    assert executor.MAX_CONCURRENT_STEPS == 2
+    assert common.START_EARLY == {PRIORITY_TAG: "1"}
+    first = spans["portfolio_correlations"][0]
+    assert first <= spans["portfolio_concentration"][0], spans
+    assert first <= spans["portfolio_greeks"][0], spans
+
+
+def test_steps_one_at_a_time_write_the_rows_of_two_at_once(
     db_url: str, dagster_instance: DagsterInstance, demo_backfill
 ) -> None:
-    """The backfill's runs ran one step at a time. Two of its sessions again, every
-    partitioned asset in one run: steps overlap, and every dated table holds the same rows."""
-    plan, outcomes = demo_backfill
-    for outcome in outcomes:
-        assert overlapping(step_spans(dagster_instance, outcome.run_id)) == []
+    """Two of the backfill's sessions again, every partitioned asset in one run one step at a
+    time: no steps overlap, and every dated table holds the same rows."""
+    plan, _ = demo_backfill
     first, last = plan.window[-2], plan.window[-1]
     tables = dated_tables(db_url)
     assert {"position_values", "portfolio_snapshots", "position_stress_pnl"} <= set(tables)
     before = {t: rows_between(db_url, t, first, last) for t in tables}
 
     outcome = runs.materialize(
-        dagster_instance, runs.partitioned_assets(), plan.key(first), plan.key(last)
+        dagster_instance,
+        runs.partitioned_assets(),
+        plan.key(first),
+        plan.key(last),
+        steps_at_once=1,
     )
 
     assert outcome.success, outcome.problems
     spans = step_spans(dagster_instance, outcome.run_id)
     assert len(spans) == len(runs.partitioned_assets())
-    assert overlapping(spans), spans
+    assert overlapping(spans) == []
     for table in tables:
         after = rows_between(db_url, table, first, last)
         assert len(after) == len(before[table]), table
@@ -125,7 +133,6 @@ def test_an_error_outside_a_steps_code_fails_the_run_once_the_other_step_ends(
     """Dagster's step machinery itself raising in one worker thread (not the asset's code,
     which becomes a step failure): the run fails naming the error, after the step running
     beside it has finished and written."""
-    from sigmasight_pipeline import executor
 
     plan, _ = demo_backfill
     day = plan.key(plan.window[-1])

@@ -18,6 +18,7 @@ from dagster import (
     RetryPolicy,
     TimeWindowPartitionMapping,
 )
+from dagster._core.storage.tags import PRIORITY_TAG
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
@@ -35,17 +36,21 @@ PARTITIONED = {"partition_expr": "trade_date"}
 TRANSIENT_RETRY = RetryPolicy(
     max_retries=2, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
 )
+# The longest portfolio steps (and the first of the factor exposures' chain of three): with two
+# steps in flight, a ready step with this tag starts before the others, so the run does not end
+# on one of them running alone.
+START_EARLY = {PRIORITY_TAG: "1"}
 # Assets that call the market data provider, and assets that replace symbol-level rows shared
 # by every portfolio: one step of each pool at a time across all runs (dagster.yaml pools).
 MARKET_DATA_API_POOL = "market_data_api"
 SYMBOL_TABLES_POOL = "symbol_tables"
-# Portfolio assets compute and write about this many position-days at a time: 2,500 positions
-# (about 50 portfolios of 50 positions) over a 90-session window, the whole book up to
-# MAX_POSITIONS_PER_CHUNK for a daily run. Each chunk reads its underlyings' betas and returns
-# again, so fewer chunks are faster; the 90-session window run on 100 portfolios peaked at
-# 1.2 GB RSS with 2,500 positions per chunk, 0.8 GB with 1,000.
-POSITION_DAYS_PER_CHUNK = 225_000
-MIN_POSITIONS_PER_CHUNK = 2_500
+# Portfolio assets compute and write about this many position-days at a time: 1,250 positions
+# (about 25 portfolios of 50 positions) over a 90-session window, the whole book up to
+# MAX_POSITIONS_PER_CHUNK for a daily run. A run has two steps in flight (executor.py), so it
+# holds two chunks at once. The window run on 200 portfolios: one step at a time with 2,500
+# positions per chunk, 116 s and 1.41 GB peak RSS; two steps with 1,250, 98 s and 1.12 GB.
+POSITION_DAYS_PER_CHUNK = 112_500
+MIN_POSITIONS_PER_CHUNK = 1_250
 # The bound that keeps a short run's memory flat however large the book: a chunk's reads grow
 # with its positions (their rows, their options' prices over the volatility lookback) and its
 # portfolios (their returns over up to 273 sessions). The daily run of 1,000 portfolios, one

@@ -10,6 +10,7 @@ from sigmasight_pipeline.analytics import correlation, market
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
+    START_EARLY,
     TRADING_DAYS,
     TRANSIENT_RETRY,
     lookback,
@@ -49,6 +50,7 @@ def correlation_matrices(result: correlation.CorrelationResult) -> pd.DataFrame:
     group_name=RISK_GROUP,
     kinds={"postgres", "pandas", "scipy"},
     retry_policy=TRANSIENT_RETRY,
+    op_tags=START_EARLY,
     ins={"returns": AssetIn(partition_mapping=lookback(WINDOW - 1))},
     check_specs=[schema_check_spec("portfolio_correlations")],
 )

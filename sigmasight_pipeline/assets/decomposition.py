@@ -19,6 +19,7 @@ from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
+    START_EARLY,
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
@@ -186,6 +187,7 @@ class EulerSums:
     group_name=RISK_GROUP,
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
+    op_tags=START_EARLY,
     check_specs=[
         schema_check_spec("portfolio_risk_decomposition"),
         AssetCheckSpec(

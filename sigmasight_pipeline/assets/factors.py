@@ -11,6 +11,7 @@ from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
     PARTITIONED,
     SINGLE_RUN,
+    START_EARLY,
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
@@ -137,6 +138,7 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
     group_name=FACTOR_GROUP,
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
+    op_tags=START_EARLY,
     check_specs=[schema_check_spec("position_factor_exposures")],
 )
 def position_factor_exposures(

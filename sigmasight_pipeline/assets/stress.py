@@ -21,6 +21,7 @@ from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
     PARTITIONED,
     SINGLE_RUN,
+    START_EARLY,
     TRADING_DAYS,
     TRANSIENT_RETRY,
     portfolio_chunks,
@@ -237,6 +238,7 @@ STRESS_COMPLETE_SPEC = warning_check_spec(
     group_name=STRESS_GROUP,
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
+    op_tags=START_EARLY,
     check_specs=[schema_check_spec("portfolio_stress_results"), STRESS_COMPLETE_SPEC],
 )
 def portfolio_stress_results(
