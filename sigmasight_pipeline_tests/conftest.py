@@ -46,6 +46,14 @@ def overlapping(spans: dict[str, tuple[float, float]]) -> list[tuple[str, str]]:
     ]
 
 
+def long_steps_started_first(spans: dict[str, tuple[float, float]]) -> bool:
+    """Whether portfolio_correlations (tagged START_EARLY) started no later than
+    portfolio_concentration and portfolio_greeks, which position_greeks readies with it and
+    which sort before it by name: the order a run without the tag takes."""
+    first = spans["portfolio_correlations"][0]
+    return first <= spans["portfolio_concentration"][0] and first <= spans["portfolio_greeks"][0]
+
+
 @pytest.fixture
 def fake_polygon() -> Iterator[FakePolygon]:
     """A fake Polygon server on 127.0.0.1 serving SyntheticMarket bars (API key "test-key").

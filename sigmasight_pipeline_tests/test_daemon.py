@@ -29,7 +29,12 @@ from sigmasight_pipeline.resources.instance import prepare_environment
 from sigmasight_pipeline.schedules import daily_after_close, daily_update_job
 from sigmasight_pipeline.scope import PORTFOLIOS_TAG
 from sigmasight_pipeline.settings import BACKFILL_DAYS
-from sigmasight_pipeline_tests.conftest import overlapping, step_spans, throwaway_database
+from sigmasight_pipeline_tests.conftest import (
+    long_steps_started_first,
+    overlapping,
+    step_spans,
+    throwaway_database,
+)
 
 pytestmark = pytest.mark.daemon
 
@@ -152,6 +157,11 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
         }
         offsets = ", ".join(f"{k} +{v - timing['dropped_at']:.1f} s" for k, v in at.items())
         print(f"  {record.dagster_run.tags.get(runs.STAGE_TAG)} run: {offsets}")
+    # The daemon's 90-session portfolio run had two steps in flight, the long ones first.
+    spans = [step_spans(instance, r.run_id) for r in finished]
+    portfolio_spans = next(s for s in spans if "portfolio_correlations" in s)
+    assert overlapping(portfolio_spans), portfolio_spans
+    assert long_steps_started_first(portfolio_spans), portfolio_spans
     failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert failed == []
     assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched

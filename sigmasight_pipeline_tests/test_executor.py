@@ -6,14 +6,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from dagster import DagsterEventType, DagsterInstance
-from dagster._core.storage.tags import PRIORITY_TAG
 from psycopg import sql
 
 from sigmasight_pipeline import executor, runs
-from sigmasight_pipeline.assets import common
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.tables import query_frame
-from sigmasight_pipeline_tests.conftest import overlapping, step_spans
+from sigmasight_pipeline_tests.conftest import long_steps_started_first, overlapping, step_spans
 
 
 def dated_tables(url: str) -> list[str]:
@@ -51,11 +49,7 @@ def test_a_backfill_overlaps_steps_and_starts_the_long_ones_first(
     _, outcomes = demo_backfill
     spans = window_run(dagster_instance, outcomes)
     assert overlapping(spans)
-    assert executor.MAX_CONCURRENT_STEPS == 2
-    assert common.START_EARLY == {PRIORITY_TAG: "1"}
-    first = spans["portfolio_correlations"][0]
-    assert first <= spans["portfolio_concentration"][0], spans
-    assert first <= spans["portfolio_greeks"][0], spans
+    assert long_steps_started_first(spans), spans
 
 
 def test_steps_one_at_a_time_write_the_rows_of_two_at_once(
