@@ -54,6 +54,8 @@ from dagster._core.executor.base import Executor
 from dagster._core.executor.in_process import inprocess_execution_iterator
 from dagster._core.executor.init import InitExecutorContext
 
+from sigmasight_pipeline.run_reads import kept_for_run
+
 MAX_CONCURRENT_STEPS = 2  # this machine's cores; more threads only contend for them
 POLL_SECONDS = 0.1
 
@@ -96,9 +98,13 @@ class StepThreadsExecutor(Executor):
         def iterator(
             job_context: PlanExecutionContext, execution_plan: ExecutionPlan
         ) -> Iterator[DagsterEvent]:
-            if threads == 1:  # exactly Dagster's in-process execution
-                return inprocess_execution_iterator(job_context, execution_plan)
-            return _threaded_plan_iterator(job_context, execution_plan, threads, self.retries)
+            with kept_for_run(job_context.run_id):  # reads the run's steps share (run_reads)
+                if threads == 1:  # exactly Dagster's in-process execution
+                    yield from inprocess_execution_iterator(job_context, execution_plan)
+                else:
+                    yield from _threaded_plan_iterator(
+                        job_context, execution_plan, threads, self.retries
+                    )
 
         yield from ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,

@@ -385,10 +385,11 @@ def _decompose_day(
     bc = np.where(covered[:, None], beta, 0.0)
     sc = np.where(covered, spec, 0.0)
 
-    port_codes, port_ids = pd.factorize(pos["portfolio_id"], sort=True)
+    port_ids, port_codes = np.unique(pos["portfolio_id"].to_numpy(), return_inverse=True)
     n_port = len(port_ids)
     # Names: exposure summed per (portfolio, underlying) over covered positions.
-    name_codes, _ = pd.factorize(pd.MultiIndex.from_arrays([port_codes, pos["underlying"]]))
+    names, _ = pd.factorize(pos["underlying"], use_na_sentinel=False)
+    _, name_codes = np.unique(port_codes * (names.max(initial=0) + 1) + names, return_inverse=True)
     name_e = np.bincount(name_codes, weights=ec)
     e_name = name_e[name_codes]  # each position's underlying total in its portfolio
 

@@ -161,6 +161,17 @@ class UnderlyingMoves(NamedTuple):
     source: np.ndarray
     reason: np.ndarray
 
+    def on(self, trade_dates: Iterable) -> UnderlyingMoves:
+        """The moves of these trade dates only."""
+        days = _date_index(trade_dates, "trade_dates")
+        mask = _date_index(self.keys["trade_date"], "moves.trade_date").isin(days)
+        return self._replace(
+            keys=self.keys[mask].reset_index(drop=True),
+            move=self.move[mask],
+            source=self.source[mask],
+            reason=self.reason[mask],
+        )
+
     def frame(self) -> pd.DataFrame:
         k, width = self.move.shape
         return pd.DataFrame(

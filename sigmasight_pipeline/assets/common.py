@@ -3,9 +3,7 @@ and positions read in chunks of portfolios."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
 from dagster import (
@@ -26,6 +24,7 @@ from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
 from sigmasight_pipeline.resources.io_manager import TableReader
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.resources.tables import query_frame, render
+from sigmasight_pipeline.run_reads import shared_read
 from sigmasight_pipeline.scope import Scope
 
 TRADING_DAYS = calendar.trading_day_partitions()
@@ -78,31 +77,16 @@ def run_scope(context: AssetExecutionContext) -> Scope:
     return Scope.from_tags(context.run.tags)
 
 
-# The last reads of a run, by (run id, what was read): a daily run's one chunk of portfolios
-# is read by many assets (the positions by 10, 110 ms each at 1,000 portfolios; the risk rows
-# by 6). Two entries, so a backfill's many chunks keep at most two chunks' reads; keyed by
-# run, so a run never sees another's. The lock is held while reading: two steps of a run in
-# threads (executor.py) that want the same rows read them once.
-_RUN_READS_KEPT = 2
-_run_reads: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
-_run_reads_lock = threading.RLock()  # a read may itself read through here
-
-
-def shared_read(run_id: str | None, key: tuple, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """`read()`, or with a `run_id` a copy of what this run already read under `key` (each
-    caller gets its own copy to change)."""
-    if run_id is None:
-        return read()
-    entry = (run_id, *key)
-    with _run_reads_lock:
-        frame = _run_reads.get(entry)
-        if frame is None:
-            frame = _run_reads[entry] = read()
-            while len(_run_reads) > _RUN_READS_KEPT:
-                _run_reads.popitem(last=False)
-        else:
-            _run_reads.move_to_end(entry)
-        return frame.copy()
+def shared_frame(
+    reader: TableReader,
+    columns: Sequence[str],
+    where: sql.Composable,
+    run_id: str | None,
+) -> pd.DataFrame:
+    """`reader.frame(columns, where)`, read once per run (`shared_read`): for reads that
+    several steps make of the same chunk."""
+    query = render(reader.query(columns, where))
+    return shared_read(run_id, ("frame", reader.url, query), lambda: reader.frame(columns, where))
 
 
 def load_positions(url: str, portfolios: sql.Composable, run_id: str | None = None) -> pd.DataFrame:
@@ -238,6 +222,45 @@ def symbols_in(symbols: Sequence[str] | None, column: str = "symbol") -> sql.Com
     return sql.SQL("{} = ANY({}::text[])").format(sql.Identifier(column), sql.Literal(symbols))
 
 
+def underlyings_of(portfolios: sql.Composable, also: Sequence[str] = ()) -> sql.Composable:
+    """SQL selecting rows (by symbol) of the underlyings that the positions of the portfolios
+    `portfolios` selects put exposure on (a stock's own symbol, an option's underlying), and of
+    the symbols `also`."""
+    held = sql.SQL("symbol IN (SELECT underlying FROM sigmasight.positions WHERE {})").format(
+        portfolios
+    )
+    return sql.SQL("({} OR {})").format(held, symbols_in(list(also))) if also else held
+
+
+def scope_underlyings(url: str, scope: Scope) -> list[str]:
+    """The underlyings the scope's positions put exposure on (`underlyings_of`), sorted."""
+    held = query_frame(
+        url,
+        sql.SQL("SELECT DISTINCT underlying FROM sigmasight.positions WHERE {}").format(
+            scope.portfolio_filter()
+        ),
+    )
+    return sorted(held["underlying"].dropna())
+
+
+class UnderlyingRows:
+    """A per-symbol table's rows (factor_betas, returns, ...) for every underlying of a run's
+    scope, read once by a step; `of(symbols)` gives a chunk's. A backfill's chunks of
+    portfolios share most of their underlyings: read chunk by chunk, 1,000 portfolios read the
+    same rows about 40 times. What it holds grows with the scope's underlyings, not with its
+    portfolios."""
+
+    def __init__(
+        self, reader: TableReader, columns: Sequence[str], scope: Scope, also: Sequence[str] = ()
+    ) -> None:
+        self.frame = reader.frame(list(columns), underlyings_of(scope.portfolio_filter(), also))
+
+    def of(self, symbols: Iterable[str]) -> pd.DataFrame:
+        """The rows of `symbols`."""
+        frame = self.frame
+        return frame[frame["symbol"].isin(list(symbols))].reset_index(drop=True)
+
+
 def partition_days(context: AssetExecutionContext) -> pd.DatetimeIndex:
     """The sessions of the partitions this run materializes."""
     return pd.DatetimeIndex(pd.to_datetime(context.partition_keys))
@@ -303,6 +326,9 @@ def on_underlyings(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# What the factor exposures and the risk metrics read of a chunk's values and Greeks.
+EXPOSURE_COLUMNS = ["trade_date", "position_id", "portfolio_id", "exposure"]
+DELTA_EXPOSURE_COLUMNS = ["trade_date", "position_id", "delta_adjusted_exposure"]
 RISK_VALUE_COLUMNS = [
     "trade_date", "position_id", "portfolio_id", "quantity", "price", "market_value", "exposure",
 ]  # fmt: skip

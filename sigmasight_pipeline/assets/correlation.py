@@ -13,15 +13,14 @@ from sigmasight_pipeline.assets.common import (
     START_EARLY,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    UnderlyingRows,
     lookback,
     on_underlyings,
     partition_days,
     portfolio_chunks,
     read_risk_rows,
-    run_days,
     run_scope,
     sessions_with_lookback,
-    symbols_in,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
@@ -72,19 +71,14 @@ def portfolio_correlations(
     scope = run_scope(context)
 
     def chunks():
+        symbol_returns = UnderlyingRows(returns, ["symbol", "trade_date", "daily_return"], scope)
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
-                url,
-                ids,
-                position_values,
-                position_greeks,
-                run_days(days),
-                run_id=context.run.run_id,
+                url, ids, position_values, position_greeks, run_id=context.run.run_id
             )
             exposures = on_underlyings(rows).dropna(subset=["underlying"])
             underlyings = sorted(exposures["underlying"].unique())
-            frame = returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(underlyings))
-            wide = market.returns_matrix(frame).reindex(sessions)
+            wide = market.returns_matrix(symbol_returns.of(underlyings)).reindex(sessions)
             result = correlation.portfolio_correlations(
                 exposures.fillna({"exposure": 0.0}), wide, days
             )

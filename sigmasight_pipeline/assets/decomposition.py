@@ -23,6 +23,7 @@ from sigmasight_pipeline.assets.common import (
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    UnderlyingRows,
     lookback,
     on_underlyings,
     partition_days,
@@ -228,6 +229,10 @@ def portfolio_risk_decomposition(
     euler = EulerSums()
 
     def chunks():
+        betas = UnderlyingRows(factor_betas, BETA_COLUMNS, scope)
+        variances = UnderlyingRows(
+            specific_risk, ["trade_date", "symbol", "specific_variance"], scope
+        )
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             exposures = on_underlyings(
                 read_risk_rows(
@@ -237,12 +242,11 @@ def portfolio_risk_decomposition(
             if exposures.empty:
                 continue
             underlyings = sorted(exposures["underlying"].unique())
-            where = symbols_in(underlyings)
             result = decomposition.risk_decomposition(
                 exposures,
-                _or_unknown_betas(factor_betas.frame(BETA_COLUMNS, where), days, underlyings),
+                _or_unknown_betas(betas.of(underlyings), days, underlyings),
                 _or_unknown_covariance(covariance, days),
-                specific_risk.frame(["trade_date", "symbol", "specific_variance"], where),
+                variances.of(underlyings),
             )
             euler(result)
             yield CompanionRows(

@@ -8,6 +8,8 @@ from psycopg import sql
 from sigmasight_pipeline.analytics import exposures, factors, market, stress
 from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
+    DELTA_EXPOSURE_COLUMNS,
+    EXPOSURE_COLUMNS,
     MARKET_DATA_API_POOL,
     PARTITIONED,
     SINGLE_RUN,
@@ -15,6 +17,7 @@ from sigmasight_pipeline.assets.common import (
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    UnderlyingRows,
     load_positions,
     lookback,
     partition_days,
@@ -22,6 +25,7 @@ from sigmasight_pipeline.assets.common import (
     portfolios_in,
     run_scope,
     scope_symbols,
+    shared_frame,
     symbols_in,
     universe_symbols,
     with_positions,
@@ -157,29 +161,27 @@ def position_factor_exposures(
     url = database.url()
     scope = run_scope(context)
     duration = tlt_duration()
+    run_id = context.run.run_id
 
     def chunks():
+        betas = UnderlyingRows(
+            factor_betas, ["trade_date", "symbol", "factor", "beta", "n_obs", "reason"], scope
+        )
+        short_interests = UnderlyingRows(
+            short_interest, ["trade_date", "symbol", "short_interest_pct_float"], scope
+        )
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
-            positions = load_positions(url, where, context.run.run_id)
+            positions = load_positions(url, where, run_id)
             values = with_positions(
-                position_values.frame(
-                    ["trade_date", "position_id", "portfolio_id", "exposure"], where
-                ),
-                positions,
+                shared_frame(position_values, EXPOSURE_COLUMNS, where, run_id), positions
             )
-            greeks = position_greeks.frame(
-                ["trade_date", "position_id", "delta_adjusted_exposure"], where
-            )
+            greeks = shared_frame(position_greeks, DELTA_EXPOSURE_COLUMNS, where, run_id)
             risk = exposures.risk_exposures(values, greeks)
-            underlyings = symbols_in(sorted(risk["underlying"].dropna().unique()))
-            betas = factor_betas.frame(
-                ["trade_date", "symbol", "factor", "beta", "n_obs", "reason"], underlyings
+            underlyings = risk["underlying"].dropna().unique()
+            frame = exposures.position_factor_exposures(
+                risk, betas.of(underlyings), short_interests.of(underlyings)
             )
-            si = short_interest.frame(
-                ["trade_date", "symbol", "short_interest_pct_float"], underlyings
-            )
-            frame = exposures.position_factor_exposures(risk, betas, si)
             frame["pnl_usd_per_100bp"] = stress.pnl_usd_per_100bp(
                 frame["exposure"], frame["beta_rates"], duration
             )

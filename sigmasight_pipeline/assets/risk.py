@@ -6,17 +6,20 @@ from dagster import AssetExecutionContext, AssetIn, Output, asset
 
 from sigmasight_pipeline.analytics import exposures, market, risk
 from sigmasight_pipeline.assets.common import (
+    DELTA_EXPOSURE_COLUMNS,
+    EXPOSURE_COLUMNS,
     PARTITIONED,
     SINGLE_RUN,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    UnderlyingRows,
     load_positions,
     lookback,
     partition_days,
     portfolio_chunks,
     portfolios_in,
     run_scope,
-    symbols_in,
+    shared_frame,
     with_positions,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
@@ -107,27 +110,24 @@ def portfolio_risk_metrics(
     days = partition_days(context)
     scope = run_scope(context)
 
+    run_id = context.run.run_id
+
     def chunks():
+        all_returns = UnderlyingRows(
+            returns, ["trade_date", "symbol", "daily_return"], scope, also=["SPY"]
+        )
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], where
             )
-            positions = load_positions(url, where, context.run.run_id)
+            positions = load_positions(url, where, run_id)
             today = with_positions(
-                position_values.frame(
-                    ["trade_date", "position_id", "portfolio_id", "exposure"], where
-                ),
-                positions,
+                shared_frame(position_values, EXPOSURE_COLUMNS, where, run_id), positions
             )
-            greeks = position_greeks.frame(
-                ["trade_date", "position_id", "delta_adjusted_exposure"], where
-            )
+            greeks = shared_frame(position_greeks, DELTA_EXPOSURE_COLUMNS, where, run_id)
             underlyings = sorted(set(today["underlying"].dropna()) | {"SPY"})
-            symbol_returns = returns.frame(
-                ["trade_date", "symbol", "daily_return"], symbols_in(underlyings)
-            )
-            yield risk_metrics_chunk(series, symbol_returns, today, greeks, days)
+            yield risk_metrics_chunk(series, all_returns.of(underlyings), today, greeks, days)
 
     validator, plausible = TableValidator("portfolio_risk_metrics"), extreme_volatility_warning()
     yield Output(

@@ -27,7 +27,8 @@ from sigmasight_pipeline.assets.common import (
     portfolio_chunks,
     read_risk_rows,
     run_scope,
-    symbols_in,
+    scope_underlyings,
+    underlyings_of,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource, transaction
@@ -266,21 +267,21 @@ def portfolio_stress_results(
     episodes = stress_episodes[["symbol", "scenario_id", "episode_return"]]
 
     def chunks():
+        # Every underlying's moves on every day, once: they do not depend on the portfolio.
+        betas = factor_betas.frame(
+            ["trade_date", "symbol", "factor", "beta"], underlyings_of(scope.portfolio_filter())
+        )
+        moves = stress.underlying_moves(
+            betas, scenarios, episodes, duration, symbols=scope_underlyings(url, scope)
+        )
         for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
                 url, portfolio_ids, position_values, position_greeks, run_id=context.run.run_id
             )
-            underlyings = sorted(rows["underlying"].dropna().unique())
-            betas = factor_betas.frame(
-                ["trade_date", "symbol", "factor", "beta"], symbols_in(underlyings)
-            )
             for block in _day_blocks(rows, len(ids)):
-                days = block["trade_date"].unique()
-                moves = stress.underlying_moves(
-                    betas[betas["trade_date"].isin(days)], scenarios, episodes, duration,
-                    symbols=underlyings,
-                )  # fmt: skip
-                result = stress.position_stress(block, moves, scenarios)
+                result = stress.position_stress(
+                    block, moves.on(block["trade_date"].unique()), scenarios
+                )
                 gross = (
                     block.assign(gross_exposure=block["market_value"].abs())
                     .groupby(["trade_date", "portfolio_id"], as_index=False)["gross_exposure"]

@@ -12,6 +12,7 @@ from sigmasight_pipeline.assets.common import (
     SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
+    UnderlyingRows,
     lookback,
     on_underlyings,
     partition_days,
@@ -111,6 +112,7 @@ def portfolio_volatility(
     scope = run_scope(context)
 
     def chunks():
+        symbol_returns = UnderlyingRows(returns, ["symbol", "trade_date", "daily_return"], scope)
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             series = portfolio_returns.frame(
                 ["trade_date", "portfolio_id", "twr_daily", "gross_value_usd"], portfolios_in(ids)
@@ -124,8 +126,7 @@ def portfolio_volatility(
             )
             exposures = on_underlyings(rows)
             underlyings = sorted(exposures["underlying"].dropna().unique())
-            frame = returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(underlyings))
-            block = market.returns_matrix(frame)
+            block = market.returns_matrix(symbol_returns.of(underlyings))
             values = series[series["trade_date"].isin(days)].rename(
                 columns={"gross_value_usd": "total_value"}
             )
