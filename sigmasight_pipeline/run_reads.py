@@ -7,7 +7,8 @@ of them start from the same risk rows of each chunk (positions, values and Greek
 portfolios. The last two reads stay in memory (a daily run's one chunk is read by all six, often
 at once). While our executor runs the run (`kept_for_run`), every read is also kept on local disk
 as an Arrow IPC file (lz4: about 7 MB and 0.01-0.05 s to read back per chunk), in a directory of
-the run's that goes when the run ends. Keyed by run: a run never sees another's reads, and the
+the run's that goes when the run ends (a run killed before it could remove it: when the next
+run starts). Keyed by run: a run never sees another's reads, and the
 tables a step reads are written by the steps it depends on before it starts.
 """
 
@@ -24,10 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pyarrow as pa
 from pyarrow import feather
 
 KEPT_IN_MEMORY = 2
+FOLDER_PREFIX = "sigmasight-run-"  # then the pid of the run's process
 _memory: OrderedDict[tuple, pd.DataFrame] = OrderedDict()
 _locks: dict[tuple, threading.Lock] = {}  # one per read: two steps wanting it read it once
 _guard = threading.Lock()  # over _memory, _locks and _run_dirs
@@ -65,8 +68,10 @@ def shared_read(run_id: str | None, key: tuple, read: Callable[[], pd.DataFrame]
 @contextmanager
 def kept_for_run(run_id: str) -> Iterator[Path]:
     """Keep the run's shared reads on disk (a temporary directory, yielded) while it runs;
-    forget all of them, in memory and on disk, when it ends."""
-    folder = Path(tempfile.mkdtemp(prefix=f"sigmasight-run-{run_id[:8]}-"))
+    forget all of them, in memory and on disk, when it ends. Folders left by runs whose process
+    is gone (killed) are removed first."""
+    remove_orphan_folders()
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-{run_id[:8]}-"))
     with _guard:
         _run_dirs[run_id] = folder
     try:
@@ -79,6 +84,18 @@ def kept_for_run(run_id: str) -> Iterator[Path]:
             for entry in [e for e in _locks if e[0] == run_id]:
                 del _locks[entry]
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_orphan_folders() -> list[Path]:
+    """Remove the run folders in the temporary directory whose process no longer exists (a run
+    killed before it could remove its own); the folders removed."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        pid = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _path_of(run_id: str, key: tuple) -> Path | None:

@@ -1,6 +1,12 @@
 """Reads shared by a run's steps (run_reads): kept in memory and, while the run runs, on disk."""
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,6 +99,22 @@ def test_a_frame_arrow_cannot_store_stays_in_memory_only():
         assert not list(folder.iterdir())
         pd.testing.assert_frame_equal(shared_read("run-d", ("mixed",), read), mixed)
     assert read.count == 1
+
+
+def test_a_killed_runs_folder_goes_when_the_next_run_starts():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that no longer exists, as a killed run's
+    orphan = Path(tempfile.mkdtemp(prefix=f"{run_reads.FOLDER_PREFIX}{gone.pid}-deadbeef-"))
+    (orphan / "rows.arrow").write_bytes(b"left behind")
+    alive = Path(tempfile.mkdtemp(prefix=f"{run_reads.FOLDER_PREFIX}{os.getpid()}-cafe0000-"))
+    try:
+        with kept_for_run("run-e") as folder:
+            assert folder.name.startswith(f"{run_reads.FOLDER_PREFIX}{os.getpid()}-")
+            assert not orphan.exists()
+            assert alive.exists()  # a running process's folder is left alone
+    finally:
+        shutil.rmtree(orphan, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)
 
 
 def test_without_a_run_every_call_reads():
