@@ -88,7 +88,8 @@ def kept_for_run(run_id: str) -> Iterator[Path]:
 
 def remove_orphan_folders() -> list[Path]:
     """Remove the run folders in the temporary directory whose process no longer exists (a run
-    killed before it could remove its own); the folders removed."""
+    killed before it could remove its own); the folders removed. The temporary directory must
+    be this machine's own (as a run pod's): a pid means nothing on another machine."""
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
         pid = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
