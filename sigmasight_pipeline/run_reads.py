@@ -62,6 +62,8 @@ def shared_read(run_id: str | None, key: tuple, read: Callable[[], pd.DataFrame]
             _memory[entry] = frame
             while len(_memory) > KEPT_IN_MEMORY:
                 _memory.popitem(last=False)
+            if run_id not in _run_dirs:  # no run end will forget it: a lock per read is enough
+                _locks.pop(entry, None)
         return frame.copy()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from sigmasight_pipeline import calendar, intake, runs
+from sigmasight_pipeline import calendar, intake, run_reads, runs
 from sigmasight_pipeline.devserver import DevServer, wait_for_runs
 from sigmasight_pipeline.portfolios import load_demo_portfolios
 from sigmasight_pipeline.process_groups import group_members
@@ -162,6 +163,10 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
     portfolio_spans = next(s for s in spans if "portfolio_correlations" in s)
     assert overlapping(portfolio_spans), portfolio_spans
     assert long_steps_started_first(portfolio_spans), portfolio_spans
+    # Each run worker removed the folder of the reads its steps shared (run_reads) at its end.
+    temp = Path(tempfile.gettempdir())
+    for r in finished:
+        assert not list(temp.glob(f"{run_reads.FOLDER_PREFIX}*-{r.run_id[:8]}-*")), r.run_id
     failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert failed == []
     assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched

@@ -124,6 +124,12 @@ def test_without_a_run_every_call_reads():
     assert read.count == 2
 
 
+def test_a_run_outside_our_executor_leaves_no_lock_per_read_behind():
+    for key in range(5):  # no kept_for_run: only the last reads in memory
+        shared_read("run-f", ("k", key), Reads(_frame(key)))
+    assert not [e for e in run_reads._locks if e[0] == "run-f"]
+
+
 @pytest.fixture(autouse=True)
 def _forget_reads():
     yield

@@ -267,13 +267,14 @@ def portfolio_stress_results(
     episodes = stress_episodes[["symbol", "scenario_id", "episode_return"]]
 
     def chunks():
-        # Every underlying's moves on every day, once: they do not depend on the portfolio.
-        betas = factor_betas.frame(
-            ["trade_date", "symbol", "factor", "beta"], underlyings_of(scope.portfolio_filter())
-        )
+        # Every underlying's moves on every day, once: they do not depend on the portfolio. The
+        # betas they come from are not kept for the chunks.
         moves = stress.underlying_moves(
-            betas, scenarios, episodes, duration, symbols=scope_underlyings(url, scope)
-        )
+            factor_betas.frame(
+                ["trade_date", "symbol", "factor", "beta"], underlyings_of(scope.portfolio_filter())
+            ),
+            scenarios, episodes, duration, symbols=scope_underlyings(url, scope),
+        )  # fmt: skip
         for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
                 url, portfolio_ids, position_values, position_greeks, run_id=context.run.run_id
