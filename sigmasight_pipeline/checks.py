@@ -28,6 +28,13 @@ BETA_CAP = 5.0
 SHOWN_KEYS = 10
 
 
+def _rows_check(check, name: str) -> pa.Check:
+    """A check of whole rows. `ignore_na=False`: pandera's default lets an all-NULL row pass,
+    and to find one computes isna() over every column of the chunk, text and arrays included,
+    for every check; a row of ours always has its keys."""
+    return pa.Check(check, name=name, ignore_na=False)
+
+
 def _finite(*columns: str, where: str | None = None) -> pa.Check:
     """Rows (optionally those where boolean column `where` is true) have finite values."""
 
@@ -38,19 +45,25 @@ def _finite(*columns: str, where: str | None = None) -> pa.Check:
             ok |= ~frame[where].to_numpy(dtype=bool)
         return pd.Series(ok, index=frame.index)
 
-    return pa.Check(
+    return _rows_check(
         check, name=f"finite({', '.join(columns)})" + (f" where {where}" if where else "")
     )
 
 
 def _unique(*keys: str) -> pa.Check:
-    return pa.Check(
+    return _rows_check(
         lambda frame: ~frame.duplicated(list(keys), keep=False), name=f"one row per {keys}"
     )
 
 
+def _one_of(*labels: str) -> pa.Column:
+    """A text column whose values are among `labels`. No dtype: pandera's str dtype check
+    calls isinstance on every value, and a value in `labels` is a str."""
+    return pa.Column(checks=pa.Check.isin(list(labels)))
+
+
 def _has_reason(value: str) -> pa.Check:
-    return pa.Check(
+    return _rows_check(
         lambda f: f[value].notna() | f["reason"].notna(), name=f"null {value} has a reason"
     )
 
@@ -86,7 +99,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         checks=[
             _unique(*KEYS["prices"]),
-            pa.Check(lambda f: ~(f["high"] < f["low"]), name="high >= low"),
+            _rows_check(lambda f: ~(f["high"] < f["low"]), name="high >= low"),
         ],
     ),
     "returns": pa.DataFrameSchema(
@@ -98,10 +111,10 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         checks=[_unique(*KEYS["returns"]), _finite("daily_return")],
     ),
     "position_values": pa.DataFrameSchema(
-        {"price_source": pa.Column(str, pa.Check.isin(["market", "carried_forward", "missing"]))},
+        {"price_source": _one_of("market", "carried_forward", "missing")},
         checks=[
             _unique(*KEYS["position_values"]),
-            pa.Check(
+            _rows_check(
                 lambda f: (
                     f["price_source"].eq("missing")
                     | np.isfinite(
@@ -114,7 +127,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "position_greeks": pa.DataFrameSchema(
         {
-            "source": pa.Column(str, pa.Check.isin(["model", "fallback", "expired"])),
+            "source": _one_of("model", "fallback", "expired"),
             "volatility": pa.Column(
                 float, pa.Check.in_range(0, 5, include_min=False), nullable=True
             ),
@@ -123,8 +136,8 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         checks=[
             _unique(*KEYS["position_greeks"]),
             _finite("delta", "gamma", "theta", "vega", "rho", "position_delta"),
-            pa.Check(lambda f: f["delta"].abs() <= 1.0, name="|delta| <= 1 per unit"),
-            pa.Check(
+            _rows_check(lambda f: f["delta"].abs() <= 1.0, name="|delta| <= 1 per unit"),
+            _rows_check(
                 lambda f: (
                     f["source"].ne("model")
                     | (f["volatility"].notna() & f["underlying_price"].gt(0))
@@ -140,7 +153,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         checks=[
             _unique(*KEYS["factor_betas"]),
-            pa.Check(
+            _rows_check(
                 lambda f: f["beta"].isna() | np.isfinite(f["beta"]), name="beta finite or null"
             ),
             _has_reason("beta"),
@@ -150,7 +163,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {"n_obs": pa.Column(int, pa.Check.in_range(0, 60))},
         checks=[
             _unique(*KEYS["position_factor_exposures"]),
-            pa.Check(
+            _rows_check(
                 lambda f: f["reason"].notna() | f[list(BETA_COLUMNS.values())].notna().all(axis=1),
                 name="a row missing a beta says why",
             ),
@@ -164,7 +177,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         checks=[
             _unique(*KEYS["portfolio_risk_metrics"]),
-            pa.Check(
+            _rows_check(
                 lambda f: f["cvar_95_1d"].isna() | (f["cvar_95_1d"] >= f["var_95_1d"] - 1e-9),
                 name="CVaR >= VaR",
             ),
@@ -176,7 +189,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             _unique(*KEYS["portfolio_returns"]),
             _finite("realized_pnl_usd", "realized_pnl_cum_usd", "flows_usd"),
             _has_reason("twr_daily"),
-            pa.Check(
+            _rows_check(
                 lambda f: f["twr_daily"].isna() | (f["twr_daily"] > -1 - 1e-9),
                 name="a day loses at most the capital at work",
             ),
@@ -212,7 +225,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         },
         checks=[
             _unique(*KEYS["portfolio_correlations"]),
-            pa.Check(
+            _rows_check(
                 lambda f: pd.Series(
                     [
                         not bool((np.abs(np.asarray(c, dtype=float)) > 1 + 1e-9).any())
@@ -236,7 +249,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {"gross_weight": pa.Column(float, pa.Check.in_range(0, 1 + 1e-9), nullable=True)},
         checks=[
             _unique(*KEYS["portfolio_sector_exposures"]),
-            pa.Check(
+            _rows_check(
                 lambda f: f["gross_exposure_usd"] >= f["net_exposure_usd"].abs() - 1e-6,
                 name="gross >= |net|",
             ),
@@ -246,7 +259,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {"variance_usd2": pa.Column(float, nullable=True)},
         checks=[
             _unique(*KEYS["portfolio_risk_decomposition"]),
-            pa.Check(
+            _rows_check(
                 lambda f: f["total_vol_usd"].isna() | (f["total_vol_usd"] >= 0),
                 name="model volatility >= 0",
             ),
@@ -257,7 +270,9 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
         {"n_missing": pa.Column(int, pa.Check.ge(0))},
         checks=[
             _unique(*KEYS["portfolio_stress_results"]),
-            pa.Check(lambda f: f["n_missing"] <= f["n_positions"], name="n_missing <= positions"),
+            _rows_check(
+                lambda f: f["n_missing"] <= f["n_positions"], name="n_missing <= positions"
+            ),
             _has_reason("pnl_usd"),
         ],
     ),

@@ -16,17 +16,20 @@ from sigmasight_pipeline.checks import BETA_CAP, KEYS, SHOWN_KEYS, check_metadat
 
 class RowWarning:
     """A warning check counted over the chunks a write stores: `flag(frame)` returns the
-    boolean mask of rows to warn about and a label per flagged row (the reason)."""
+    boolean mask of rows to warn about, `label(rows)` a label (the reason) per flagged row:
+    labels are only built for the few rows flagged."""
 
     def __init__(
         self,
         table: str,
         check_name: str,
-        flag: Callable[[pd.DataFrame], tuple[pd.Series, pd.Series]],
+        flag: Callable[[pd.DataFrame], pd.Series],
+        label: Callable[[pd.DataFrame], pd.Series | np.ndarray],
     ) -> None:
         self.table = table
         self.check_name = check_name
         self.flag = flag
+        self.label = label
         self.keys = KEYS[table]
         self.rows = 0
         self.flagged = 0
@@ -40,16 +43,17 @@ class RowWarning:
             return
         dates = pd.to_datetime(frame["trade_date"], cache=False)
         self.days.update({f"{dates.min():%Y-%m-%d}", f"{dates.max():%Y-%m-%d}"})
-        mask, labels = self.flag(frame)
-        mask = mask.to_numpy(dtype=bool)
+        mask = np.asarray(self.flag(frame), dtype=bool)
         if not mask.any():
             return
         self.flagged += int(mask.sum())
-        self.reasons.update(pd.Series(labels[mask]).astype(str).value_counts().to_dict())
+        rows = frame.loc[mask]
+        labels = pd.Series(np.asarray(self.label(rows), dtype=object)).astype(str)
+        self.reasons.update(labels.value_counts().to_dict())
         room = SHOWN_KEYS - len(self.flagged_keys)
         if room > 0:
-            flagged = frame.loc[mask].head(room)
-            labelled = labels[mask][:room]
+            flagged = rows.head(room)
+            labelled = labels.iloc[:room]
             self.flagged_keys += [
                 f"{k} ({why})"
                 for k, why in zip(keys_text(flagged, self.keys), labelled, strict=True)
@@ -85,11 +89,12 @@ def warning_check_spec(table: str, name: str, description: str) -> AssetCheckSpe
 
 
 def beta_cap_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        mask = frame["beta"].abs() > BETA_CAP
-        return mask, frame["factor"] + " beta " + frame["beta"].round(2).astype(str)
-
-    return RowWarning("factor_betas", "factor_betas_within_cap", flag)
+    return RowWarning(
+        "factor_betas",
+        "factor_betas_within_cap",
+        lambda frame: frame["beta"].abs() > BETA_CAP,
+        lambda rows: rows["factor"] + " beta " + rows["beta"].round(2).astype(str),
+    )
 
 
 BETA_CAP_SPEC = warning_check_spec(
@@ -102,26 +107,34 @@ BETA_CAP_SPEC = warning_check_spec(
 def unvalued_positions_warning() -> RowWarning:
     """Position rows without a price, or whose daily P&L could not be measured."""
 
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        reason = frame["pnl_reason"] if "pnl_reason" in frame else pd.Series(None, frame.index)
-        missing = frame["price_source"].eq("missing")
-        labels = np.where(
-            missing, "no price: " + frame["symbol"].astype(str), reason.fillna("").astype(str)
-        )
-        return missing | reason.notna(), pd.Series(labels, index=frame.index)
+    def reason(frame: pd.DataFrame) -> pd.Series:
+        return frame["pnl_reason"] if "pnl_reason" in frame else pd.Series(None, frame.index)
 
-    return RowWarning("position_values", "positions_valued", flag)
+    def label(rows: pd.DataFrame) -> np.ndarray:
+        return np.where(
+            rows["price_source"].eq("missing"),
+            "no price: " + rows["symbol"].astype(str),
+            reason(rows).fillna("").astype(str),
+        )
+
+    return RowWarning(
+        "position_values",
+        "positions_valued",
+        lambda frame: frame["price_source"].eq("missing") | reason(frame).notna(),
+        label,
+    )
 
 
 VOLATILITY_CAP = 5.0  # 500 % a year: possible (a tiny portfolio, a huge new position), rare
 
 
 def extreme_volatility_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        vol = frame["volatility_ann"]
-        return vol > VOLATILITY_CAP, "volatility " + (100 * vol).round(0).astype(str) + "%"
-
-    return RowWarning("portfolio_risk_metrics", "volatility_plausible", flag)
+    return RowWarning(
+        "portfolio_risk_metrics",
+        "volatility_plausible",
+        lambda frame: frame["volatility_ann"] > VOLATILITY_CAP,
+        lambda rows: "volatility " + (100 * rows["volatility_ann"]).round(0).astype(str) + "%",
+    )
 
 
 VOLATILITY_PLAUSIBLE_SPEC = warning_check_spec(
@@ -201,7 +214,9 @@ RETURNS_PLAUSIBLE_SPEC = warning_check_spec(
 
 
 def flagged_returns_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        return frame["flag"].notna(), frame["flag"].fillna("").astype(str)
-
-    return RowWarning("returns", "returns_plausible", flag)
+    return RowWarning(
+        "returns",
+        "returns_plausible",
+        lambda frame: frame["flag"].notna(),
+        lambda rows: rows["flag"].astype(str),
+    )

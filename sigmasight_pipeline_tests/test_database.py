@@ -60,3 +60,34 @@ def test_the_server_starts_after_a_process_was_killed_writing_its_handle_list(
         assert isinstance(json.loads(handles.read_text()), list)
     finally:
         _cli(home, "db", "stop")
+
+
+def test_a_new_embedded_server_gets_the_settings_for_bulk_writes(tmp_path: Path) -> None:
+    """A fresh data folder starts with PostgreSQL's defaults (shared_buffers 128 MB,
+    max_wal_size 1 GB); the start that created it sets `EMBEDDED_SETTINGS` and restarts the
+    server it has just started (shared_buffers needs a restart). A start that finds them set
+    changes nothing."""
+    import time
+
+    import psycopg
+
+    from sigmasight_pipeline.resources.database import EMBEDDED_SETTINGS, tune_embedded_server
+
+    home = tmp_path / "home"
+    try:
+        started = _cli(home, "db-url")
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip().splitlines()[-1]
+        names = list(EMBEDDED_SETTINGS)
+        query = "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s)"
+        deadline = time.monotonic() + 10
+        while True:  # the reload is a signal: the postmaster applies it a moment later
+            with psycopg.connect(url) as conn:
+                settings = dict(conn.execute(query, (names,)).fetchall())
+            if settings == EMBEDDED_SETTINGS or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert settings == EMBEDDED_SETTINGS
+        assert tune_embedded_server(url) == []
+    finally:
+        _cli(home, "db", "stop")

@@ -372,6 +372,37 @@ def test_fallback_options_are_not_revalued_and_are_counted() -> None:
     assert agg["reason"] == "1 position(s) without a stress P&L left out of the sum"
 
 
+def test_a_reason_stands_exactly_where_a_pnl_is_missing() -> None:
+    """Every kind of missing P&L in one chunk (no beta for a shocked factor, an underlying
+    without betas, a fallback option, an unpriced stock): each NaN P&L has its reason and no
+    computed P&L has one, which is what the stored reasons arrays are built from."""
+    no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
+    legs = [
+        {"type": "LONG", "spot": 100.0, "quantity": 10},
+        {"type": "SHORT", "spot": 50.0, "quantity": -20, "underlying": "NEW"},
+        {"type": "LONG", "spot": 20.0, "quantity": 5, "underlying": "GONE"},
+        {"type": "LC", "spot": 100.0, "strike": 100.0, "t": 0.1, "vol": 0.3, "quantity": 1},
+        {"type": "LP", "spot": 100.0, "strike": 90.0, "t": 0.1, "vol": 0.3, "quantity": 1,
+         "source": "fallback"},
+        {"type": "LONG", "spot": 30.0, "quantity": 7, "underlying": "NEW"},
+    ]  # fmt: skip
+    positions = _positions(legs)
+    positions.loc[5, "delta_adjusted_exposure"] = np.nan  # no price: no exposure
+    chosen = {s.id: s for s in load_scenarios()}
+    scenarios = [chosen["market_down_10"], chosen["rates_up_100bp"], chosen["vol_up_50pct"]]
+    result = _run(positions, _betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
+    missing = ~np.isfinite(result.pnl_usd)
+    assert missing.any() and (~missing).any()
+    assert (pd.notna(result.reason) == missing).all()
+    by_kind = set(result.reason[missing])
+    assert by_kind == {
+        "no Rates beta", "no move for the underlying",
+        "option without a model volatility (fallback Greeks): not revalued",
+        "no exposure for the position (unpriced)",
+    }  # fmt: skip
+    assert (result.reason[2] == "no move for the underlying").all()  # GONE has no betas
+
+
 # --- portfolio aggregation ------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ from sigmasight_pipeline.analytics.risk import (
     _date_index,
     _require_columns,
     _sorted_wide,
+    joined_columns,
 )
 
 __all__ = [
@@ -59,9 +60,12 @@ __all__ = [
     "SPECIFIC",
     "SPECIFIC_VARIANCE_COLUMNS",
     "RiskDecomposition",
+    "RiskModel",
+    "decompose",
     "factor_covariance",
     "factor_regressors",
     "risk_decomposition",
+    "risk_model",
     "specific_variances",
 ]
 
@@ -260,47 +264,32 @@ def specific_variances(
                 absent = [factors[i] for i in np.flatnonzero(~np.isfinite(beta[j]))]
                 reasons[j] = f"no beta for {absent}"
         parts.append(
-            pd.DataFrame(
-                {"trade_date": day, "symbol": symbols, "specific_variance": var,
-                 "n_obs": n_obs, "reason": reasons}
-            )
+            {"trade_date": np.full(len(symbols), np.datetime64(day, "ns")),
+             "symbol": np.asarray(symbols, dtype=object), "specific_variance": var,
+             "n_obs": n_obs, "reason": reasons}
         )  # fmt: skip
     if not parts:
         return pd.DataFrame(columns=list(SPECIFIC_VARIANCE_COLUMNS))
-    out = pd.concat(parts, ignore_index=True)
-    out["reason"] = out["reason"].astype(object)
-    return out[list(SPECIFIC_VARIANCE_COLUMNS)]
+    return joined_columns(parts, SPECIFIC_VARIANCE_COLUMNS)
 
 
-def risk_decomposition(
-    exposures: pd.DataFrame,
-    betas: pd.DataFrame,
-    factor_cov: pd.DataFrame,
-    specific: pd.DataFrame,
-    annualization: float = ANNUALIZATION,
-) -> RiskDecomposition:
-    """Euler risk decomposition per (day, portfolio) and per position (module docstring).
+class RiskModel(NamedTuple):
+    """The risk model's inputs arranged for lookups (`risk_model`): built once, applied to
+    any number of chunks of positions (`decompose`)."""
 
-    ``exposures``: trade_date, position_id, portfolio_id, underlying, exposure (signed dollars
-    on the underlying, options delta-adjusted: `analytics.exposures.risk_exposures`).
-    ``betas``: long trade_date, symbol, factor, beta. ``factor_cov``: `factor_covariance`
+    factors: list[str]
+    betas: pd.DataFrame  # (trade_date, symbol) rows x factors
+    specific: pd.DataFrame  # (trade_date, symbol) rows, column specific_variance
+    cov_days: pd.DatetimeIndex
+    sigma: np.ndarray  # len(cov_days) x K x K
+
+
+def risk_model(betas: pd.DataFrame, factor_cov: pd.DataFrame, specific: pd.DataFrame) -> RiskModel:
+    """``betas``: long trade_date, symbol, factor, beta. ``factor_cov``: `factor_covariance`
     output; its factors that also carry betas form the model. ``specific``:
-    `specific_variances` output (trade_date, symbol, specific_variance).
-
-    Returns `RiskDecomposition`: portfolios (one row per model factor plus ``specific``;
-    exposure_usd = x_k for a factor, NaN for specific; total_vol_usd = sigma repeated) and
-    positions (`CONTRIBUTION_COLUMNS`; factor_vol_usd + specific_vol_usd = component_vol_usd).
-    """
-    _require_columns(
-        exposures,
-        ("trade_date", "position_id", "portfolio_id", "underlying", "exposure"),
-        "exposures",
-    )
+    `specific_variances` output (trade_date, symbol, specific_variance)."""
     _require_columns(factor_cov, ("trade_date", "factor_a", "factor_b", "covariance"), "factor_cov")
     _require_columns(specific, ("trade_date", "symbol", "specific_variance"), "specific")
-    pos = exposures[["trade_date", "position_id", "portfolio_id", "underlying", "exposure"]].copy()
-    pos["trade_date"] = _date_index(pos["trade_date"], "exposures.trade_date")
-    pos["exposure"] = pos["exposure"].astype(float)
     betas = _normalized_betas(betas)
     cov = factor_cov.assign(trade_date=_date_index(factor_cov["trade_date"], "factor_cov"))
     spec = specific.assign(trade_date=_date_index(specific["trade_date"], "specific"))
@@ -308,15 +297,7 @@ def risk_decomposition(
     factors = _model_factors(cov_factors, betas["factor"].unique())
     if not factors:
         raise ValueError(f"no factor has both a covariance {cov_factors} and betas")
-
-    pos = pos.sort_values("trade_date", kind="stable").reset_index(drop=True)
-    dates = pos["trade_date"].to_numpy()
-    # Each position's betas and specific variance on its day, looked up once for the chunk.
-    keyed = pd.MultiIndex.from_arrays([pos["trade_date"], pos["underlying"]])
-    wide = wide_betas(betas, factors)
-    beta_all = _rows_at(wide, keyed, len(factors))
     spec_rows = spec.drop_duplicates(["trade_date", "symbol"]).set_index(["trade_date", "symbol"])
-    spec_all = _rows_at(spec_rows[["specific_variance"]].astype(float), keyed, 1)[:, 0]
     # The factor covariance of every day as one days x K x K array.
     index = {f: i for i, f in enumerate(factors)}
     cov = cov[cov["factor_a"].isin(index) & cov["factor_b"].isin(index)]
@@ -327,15 +308,63 @@ def risk_decomposition(
         cov["factor_a"].map(index).to_numpy(),
         cov["factor_b"].map(index).to_numpy(),
     ] = cov["covariance"].to_numpy(dtype=float)
+    return RiskModel(
+        factors,
+        wide_betas(betas, factors),
+        spec_rows[["specific_variance"]].astype(float),
+        cov_days,
+        sigma_all,
+    )
+
+
+def risk_decomposition(
+    exposures: pd.DataFrame,
+    betas: pd.DataFrame,
+    factor_cov: pd.DataFrame,
+    specific: pd.DataFrame,
+    annualization: float = ANNUALIZATION,
+) -> RiskDecomposition:
+    """Euler risk decomposition per (day, portfolio) and per position (module docstring):
+    `decompose` with the `risk_model` of ``betas``, ``factor_cov`` and ``specific``."""
+    return decompose(exposures, risk_model(betas, factor_cov, specific), annualization)
+
+
+def decompose(
+    exposures: pd.DataFrame, model: RiskModel, annualization: float = ANNUALIZATION
+) -> RiskDecomposition:
+    """Euler risk decomposition per (day, portfolio) and per position (module docstring).
+
+    ``exposures``: trade_date, position_id, portfolio_id, underlying, exposure (signed dollars
+    on the underlying, options delta-adjusted: `analytics.exposures.risk_exposures`).
+
+    Returns `RiskDecomposition`: portfolios (one row per model factor plus ``specific``;
+    exposure_usd = x_k for a factor, NaN for specific; total_vol_usd = sigma repeated) and
+    positions (`CONTRIBUTION_COLUMNS`; factor_vol_usd + specific_vol_usd = component_vol_usd).
+    """
+    _require_columns(
+        exposures,
+        ("trade_date", "position_id", "portfolio_id", "underlying", "exposure"),
+        "exposures",
+    )
+    pos = exposures[["trade_date", "position_id", "portfolio_id", "underlying", "exposure"]].copy()
+    pos["trade_date"] = _date_index(pos["trade_date"], "exposures.trade_date")
+    pos["exposure"] = pos["exposure"].astype(float)
+    factors = model.factors
+    pos = pos.sort_values("trade_date", kind="stable").reset_index(drop=True)
+    dates = pos["trade_date"].to_numpy()
+    # Each position's betas and specific variance on its day, looked up once for the chunk.
+    keyed = pd.MultiIndex.from_arrays([pos["trade_date"], pos["underlying"]])
+    beta_all = _rows_at(model.betas, keyed, len(factors))
+    spec_all = _rows_at(model.specific, keyed, 1)[:, 0]
     no_cov = np.full((len(factors), len(factors)), np.nan)
 
     port_parts, pos_parts = [], []
     days, firsts = np.unique(dates, return_index=True)
-    for day, lo, hi in zip(days, firsts, np.r_[firsts[1:], len(pos)], strict=True):
-        at = cov_days.get_indexer([day])[0]
+    cov_at = model.cov_days.get_indexer(pd.DatetimeIndex(days))
+    for day, at, lo, hi in zip(days, cov_at, firsts, np.r_[firsts[1:], len(pos)], strict=True):
         ports, positions = _decompose_day(
             pd.Timestamp(day), pos.iloc[lo:hi].reset_index(drop=True), factors,
-            sigma_all[at] if at >= 0 else no_cov, beta_all[lo:hi], spec_all[lo:hi],
+            model.sigma[at] if at >= 0 else no_cov, beta_all[lo:hi], spec_all[lo:hi],
             annualization,
         )  # fmt: skip
         port_parts.append(ports)
@@ -345,12 +374,9 @@ def risk_decomposition(
             pd.DataFrame(columns=list(DECOMPOSITION_COLUMNS)),
             pd.DataFrame(columns=list(CONTRIBUTION_COLUMNS)),
         )
-    portfolios = pd.concat(port_parts, ignore_index=True)
-    positions = pd.concat(pos_parts, ignore_index=True)
-    for frame in (portfolios, positions):
-        frame["reason"] = frame["reason"].astype(object)
     return RiskDecomposition(
-        portfolios[list(DECOMPOSITION_COLUMNS)], positions[list(CONTRIBUTION_COLUMNS)]
+        joined_columns(port_parts, DECOMPOSITION_COLUMNS),
+        joined_columns(pos_parts, CONTRIBUTION_COLUMNS),
     )
 
 
@@ -362,9 +388,10 @@ def _decompose_day(
     beta: np.ndarray,
     spec: np.ndarray,
     annualization: float,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One day's decomposition for every portfolio in ``pos``, vectorized; ``beta`` (n x K)
-    and ``spec`` (n) are each position's underlying's betas and specific variance."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One day's decomposition for every portfolio in ``pos``, vectorized: the columns of its
+    portfolio rows and of its position rows. ``beta`` (n x K) and ``spec`` (n) are each
+    position's underlying's betas and specific variance."""
     k = len(factors)
     n = len(pos)
     e = pos["exposure"].to_numpy(dtype=float)
@@ -428,39 +455,36 @@ def _decompose_day(
             notes.append("zero model volatility")
         port_reason[p] = "; ".join(notes) or None
 
-    positions = pd.DataFrame(
-        {
-            "trade_date": day,
-            "position_id": pos["position_id"].to_numpy(),
-            "portfolio_id": pos["portfolio_id"].to_numpy(),
-            "underlying": pos["underlying"].to_numpy(),
-            "exposure_usd": e,
-            "marginal_vol_usd": marginal,
-            "component_vol_usd": e * marginal,
-            "factor_vol_usd": np.where(covered, e * factor_marginal, np.nan),
-            "specific_vol_usd": np.where(covered, e * spec_marginal, np.nan),
-            "share_of_risk": e * marginal * inv_sigma[port_codes],
-            "reason": reasons,
-        }
-    )
+    when = np.datetime64(day, "ns")
+    positions = {
+        "trade_date": np.full(n, when),
+        "position_id": pos["position_id"].to_numpy(),
+        "portfolio_id": pos["portfolio_id"].to_numpy(),
+        "underlying": pos["underlying"].to_numpy(),
+        "exposure_usd": e,
+        "marginal_vol_usd": marginal,
+        "component_vol_usd": e * marginal,
+        "factor_vol_usd": np.where(covered, e * factor_marginal, np.nan),
+        "specific_vol_usd": np.where(covered, e * spec_marginal, np.nan),
+        "share_of_risk": e * marginal * inv_sigma[port_codes],
+        "reason": reasons,
+    }
     components = [*factors, SPECIFIC]
     variance = np.column_stack([factor_var, spec_var]) * annualization  # P x (K + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = variance / np.where(total_var > 0, total_var, np.nan)[:, None]
         vol = variance * inv_sigma[:, None]
     c = len(components)
-    portfolios = pd.DataFrame(
-        {
-            "trade_date": day,
-            "portfolio_id": np.repeat(np.asarray(port_ids, dtype=object), c),
-            "component": np.tile(np.asarray(components, dtype=object), n_port),
-            "exposure_usd": np.column_stack([x, np.full(n_port, np.nan)]).ravel(),
-            "variance_usd2": variance.ravel(),
-            "share_of_variance": share.ravel(),
-            "vol_contribution_usd": vol.ravel(),
-            "total_vol_usd": np.repeat(np.where(cov_ok, sigma, np.nan), c),
-            "coverage": np.repeat(coverage, c),
-            "reason": np.repeat(port_reason, c),
-        }
-    )
+    portfolios = {
+        "trade_date": np.full(n_port * c, when),
+        "portfolio_id": np.repeat(np.asarray(port_ids, dtype=object), c),
+        "component": np.tile(np.asarray(components, dtype=object), n_port),
+        "exposure_usd": np.column_stack([x, np.full(n_port, np.nan)]).ravel(),
+        "variance_usd2": variance.ravel(),
+        "share_of_variance": share.ravel(),
+        "vol_contribution_usd": vol.ravel(),
+        "total_vol_usd": np.repeat(np.where(cov_ok, sigma, np.nan), c),
+        "coverage": np.repeat(coverage, c),
+        "reason": np.repeat(port_reason, c),
+    }
     return portfolios, positions

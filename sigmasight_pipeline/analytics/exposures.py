@@ -61,6 +61,13 @@ def position_factor_exposures(
     (a characteristic, as in style models). `n_obs` is the market beta's; `reason` names every
     factor without a beta and why (NULL when all are there).
     """
+    return with_factor_betas(exposures, underlying_factor_betas(betas, short_interest))
+
+
+def underlying_factor_betas(betas: pd.DataFrame, short_interest: pd.DataFrame) -> pd.DataFrame:
+    """Per (trade_date, underlying): the `beta_*` columns, n_obs, reason and short_interest
+    that `with_factor_betas` gives each position of the underlying (see
+    `position_factor_exposures`). Computed once for many chunks of positions."""
     require_unique_pairs(betas, ["trade_date", "symbol", "factor"], "betas")
     require_unique_pairs(short_interest, ["trade_date", "symbol"], "short_interest")
     keys = ["trade_date", "underlying"]
@@ -72,11 +79,15 @@ def position_factor_exposures(
     wide["n_obs"] = market_obs.reindex(wide.index)
     wide["reason"] = _missing_betas(wide, wide_reason.reindex(columns=list(BETA_COLUMNS)))
     si = short_interest.rename(columns={"symbol": "underlying"}).set_index(keys)
-    out = exposures.merge(wide.reset_index(), on=keys, how="left").merge(
-        (si["short_interest_pct_float"] / 100.0).rename("short_interest").reset_index(),
-        on=keys,
-        how="left",
-    )
+    short = (si["short_interest_pct_float"] / 100.0).rename("short_interest")
+    # Underlyings with a short interest and no betas keep their row (NaN betas).
+    return wide.join(short, how="outer").reset_index()
+
+
+def with_factor_betas(exposures: pd.DataFrame, underlying_betas: pd.DataFrame) -> pd.DataFrame:
+    """`POSITION_FACTOR_COLUMNS` for the positions of `exposures` (`risk_exposures`), from
+    their underlyings' rows of `underlying_factor_betas`."""
+    out = exposures.merge(underlying_betas, on=["trade_date", "underlying"], how="left")
     no_betas = out["n_obs"].isna()
     out.loc[no_betas, "reason"] = "no betas for the underlying on this day"
     out["n_obs"] = out["n_obs"].fillna(0).astype(int)

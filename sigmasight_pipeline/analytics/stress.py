@@ -257,7 +257,8 @@ class PositionStress(NamedTuple):
     """Every position's P&L under every scenario: row k of the (positions x scenarios)
     matrices is `keys` row k (trade_date, position_id, portfolio_id, underlying); column j is
     `scenario_ids[j]`. ``is_option``: revalued in full (else linear). ``reason``: why a P&L is
-    NaN (None when it is not). `frame` gives the long `POSITION_STRESS_COLUMNS` rows."""
+    NaN, set exactly where pnl_usd is not finite (None elsewhere). `frame` gives the long
+    `POSITION_STRESS_COLUMNS` rows."""
 
     keys: pd.DataFrame
     scenario_ids: tuple[str, ...]
@@ -351,13 +352,16 @@ def position_stress(
                 + column("vega")[r, None] * dvol_points
             ) * size
 
-    reason = np.where(found, moves.reason[np.maximum(at, 0)], None)
+    # Reasons are written only where a P&L is missing (few cells): the object array is mostly
+    # None, and no per-cell Python work touches the rest.
+    reason = np.full(move.shape, None, dtype=object)
     no_move = np.isnan(move)
-    reason[no_move & pd.isna(reason)] = "no move for the underlying"
+    rows, cols = np.nonzero(no_move)
+    given = np.where(found[rows, 0], moves.reason[np.maximum(at, 0)[rows], cols], None)
+    reason[rows, cols] = np.where(pd.isna(given), "no move for the underlying", given)
     unvalued = np.broadcast_to((is_option & ~revalue)[:, None], no_move.shape)
     bad_value = revalue[:, None] & ~no_move & ~np.isfinite(pnl)
     no_exposure = ~is_option[:, None] & ~no_move & ~np.isfinite(pnl)
-    reason[~no_move] = None
     reason[unvalued] = "option without a model volatility (fallback Greeks): not revalued"
     reason[bad_value] = "option could not be revalued (invalid Black-Scholes inputs)"
     reason[no_exposure] = "no exposure for the position (unpriced)"
@@ -462,11 +466,12 @@ def portfolio_stress(
     agg["pnl_pct_of_gross"] = np.where(
         positive, agg["pnl_usd"] / agg["gross_exposure_usd"].where(positive), np.nan
     )
-    reason = np.where(
-        agg["n_missing"] > 0,
-        agg["n_missing"].astype(str) + " position(s) without a stress P&L left out of the sum",
-        None,
-    )
+    reason = np.full(len(agg), None, dtype=object)
+    some = agg["n_missing"].to_numpy() > 0
+    reason[some] = [
+        f"{k} position(s) without a stress P&L left out of the sum"
+        for k in agg["n_missing"].to_numpy()[some]
+    ]
     agg["reason"] = pd.Series(reason, dtype=object)
     agg["n_missing"] = agg["n_missing"].astype(int)
     return agg[list(PORTFOLIO_STRESS_COLUMNS)]

@@ -120,28 +120,21 @@ def position_values(
     # Opened today: the P&L runs from the entry price (the previous price shown).
     opened_today = qty_start == 0
     prev_price = np.where(opened_today, entry_price, prev_price)
-    since = pd.Series(price_date).dt.strftime("%Y-%m-%d").fillna("").to_numpy(dtype=object)
     rejected_text = "close <= 0 is not a price"
-    n = len(grid)
-    reason = np.select(
-        [
-            is_missing & is_rejected,
-            is_missing,
-            first_priced,
-            ~is_observed & is_rejected,
-            ~is_observed,
-        ],
-        [
-            np.full(n, f"no price: {rejected_text} and no close in the "
-                       f"{MAX_CARRY_FORWARD_SESSIONS} sessions before", dtype=object),
-            np.full(n, f"no price: no close on this session or the "
-                       f"{MAX_CARRY_FORWARD_SESSIONS} before", dtype=object),
-            np.full(n, FIRST_PRICED_SESSION, dtype=object),
-            f"{rejected_text}: price carried forward from " + since,
-            "no close: price carried forward from " + since,
-        ],
-        default=None,
-    )  # fmt: skip
+    reason = np.full(len(grid), None, dtype=object)
+    # Only the rows without today's close get a reason built from their price date.
+    carried = ~is_observed & ~is_missing
+    since = price_date[carried].strftime("%Y-%m-%d").fillna("").to_numpy(dtype=object)
+    carried_from = np.where(is_rejected[carried], f"{rejected_text}: ", "no close: ")
+    reason[carried] = carried_from.astype(object) + "price carried forward from " + since
+    reason[first_priced] = FIRST_PRICED_SESSION
+    reason[is_missing] = (
+        f"no price: no close on this session or the {MAX_CARRY_FORWARD_SESSIONS} before"
+    )
+    reason[is_missing & is_rejected] = (
+        f"no price: {rejected_text} and no close in the {MAX_CARRY_FORWARD_SESSIONS} sessions "
+        "before"
+    )
 
     out = pd.DataFrame(
         {

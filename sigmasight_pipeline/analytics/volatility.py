@@ -53,6 +53,7 @@ from sigmasight_pipeline.analytics.risk import (
     _date_index,
     _require_columns,
     _sorted_wide,
+    joined_columns,
     stack_by_day,
     stacked_exposure_sigmas,
 )
@@ -296,11 +297,10 @@ def volatility_measures(
             notes = [["no return row for the end date"] for _ in range(m)]
         else:
             _fill_volatility(cols, notes, values, rolling_short, pos, lam, min_coverage, min_pct)
-        part = pd.DataFrame(cols)
-        part.insert(0, id_column, ids)
-        part.insert(0, "trade_date", end)
-        part["reason"] = ["; ".join(n) if n else None for n in notes]
-        parts.append(part)
+        cols["trade_date"] = np.full(m, np.datetime64(end, "ns"))
+        cols[id_column] = ids
+        cols["reason"] = np.array([("; ".join(n) if n else None) for n in notes], dtype=object)
+        parts.append(cols)
     if not parts:
         empty = pd.DataFrame({c: pd.Series(dtype=float) for c in VOLATILITY_COLUMNS})
         empty.insert(0, id_column, pd.Series(dtype=object))
@@ -308,9 +308,7 @@ def volatility_measures(
         empty["n_obs"] = empty["n_obs"].astype(int)
         empty["reason"] = empty["reason"].astype(object)
         return empty
-    out = pd.concat(parts, ignore_index=True)
-    out["reason"] = out["reason"].astype(object)
-    return out[["trade_date", id_column, *VOLATILITY_COLUMNS]]
+    return joined_columns(parts, ["trade_date", id_column, *VOLATILITY_COLUMNS])
 
 
 def _fill_volatility(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -254,11 +255,14 @@ class UnderlyingRows:
         self, reader: TableReader, columns: Sequence[str], scope: Scope, also: Sequence[str] = ()
     ) -> None:
         self.frame = reader.frame(list(columns), underlyings_of(scope.portfolio_filter(), also))
+        # Symbols as integer codes: a chunk's rows are then an integer membership test.
+        self._codes, self._symbols = pd.factorize(self.frame["symbol"])
 
     def of(self, symbols: Iterable[str]) -> pd.DataFrame:
         """The rows of `symbols`."""
-        frame = self.frame
-        return frame[frame["symbol"].isin(list(symbols))].reset_index(drop=True)
+        wanted = self._symbols.get_indexer(pd.Index(list(symbols), dtype=object))
+        rows = np.isin(self._codes, wanted[wanted >= 0])
+        return self.frame[rows].reset_index(drop=True)
 
 
 def partition_days(context: AssetExecutionContext) -> pd.DatetimeIndex:

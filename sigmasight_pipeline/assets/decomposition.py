@@ -114,15 +114,13 @@ def specific_risk(
     yield validator.result()
 
 
-def _or_unknown_betas(betas: pd.DataFrame, days: pd.DatetimeIndex, symbols: list[str]):
-    """The betas, or NaN betas when none are stored (the model then leaves every position out,
-    each with its reason, instead of failing the chunk)."""
+def _or_unknown_betas(betas: pd.DataFrame, days: pd.DatetimeIndex):
+    """The betas, or NaN betas of no symbol when none are stored (the model then leaves every
+    position out, each with its reason, instead of failing the run)."""
     if not betas.empty:
         return betas
     factors = list(decomposition.MODEL_FACTORS)
-    return pd.DataFrame(
-        {"trade_date": days[0], "symbol": symbols[0], "factor": factors, "beta": np.nan}
-    )
+    return pd.DataFrame({"trade_date": days[0], "symbol": "", "factor": factors, "beta": np.nan})
 
 
 def _or_unknown_covariance(covariance: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
@@ -229,10 +227,17 @@ def portfolio_risk_decomposition(
     euler = EulerSums()
 
     def chunks():
-        betas = UnderlyingRows(factor_betas, BETA_COLUMNS, scope)
+        betas = UnderlyingRows(factor_betas, BETA_COLUMNS, scope).frame
         variances = UnderlyingRows(
             specific_risk, ["trade_date", "symbol", "specific_variance"], scope
+        ).frame
+        # The model's betas, specific variances and covariances arranged once for every chunk.
+        model = decomposition.risk_model(
+            _or_unknown_betas(betas, days),
+            _or_unknown_covariance(covariance, days),
+            variances,
         )
+        del betas, variances
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             exposures = on_underlyings(
                 read_risk_rows(
@@ -241,13 +246,7 @@ def portfolio_risk_decomposition(
             ).dropna(subset=["underlying"])
             if exposures.empty:
                 continue
-            underlyings = sorted(exposures["underlying"].unique())
-            result = decomposition.risk_decomposition(
-                exposures,
-                _or_unknown_betas(betas.of(underlyings), days, underlyings),
-                _or_unknown_covariance(covariance, days),
-                variances.of(underlyings),
-            )
+            result = decomposition.decompose(exposures, model)
             euler(result)
             yield CompanionRows(
                 "position_risk_contributions", result.positions.drop(columns="underlying")

@@ -170,6 +170,9 @@ def position_factor_exposures(
         short_interests = UnderlyingRows(
             short_interest, ["trade_date", "symbol", "short_interest_pct_float"], scope
         )
+        # Every underlying's betas as one wide row per day, pivoted once for all the chunks.
+        underlying_betas = exposures.underlying_factor_betas(betas.frame, short_interests.frame)
+        del betas, short_interests
         for ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             where = portfolios_in(ids)
             positions = load_positions(url, where, run_id)
@@ -178,10 +181,7 @@ def position_factor_exposures(
             )
             greeks = shared_frame(position_greeks, DELTA_EXPOSURE_COLUMNS, where, run_id)
             risk = exposures.risk_exposures(values, greeks)
-            underlyings = risk["underlying"].dropna().unique()
-            frame = exposures.position_factor_exposures(
-                risk, betas.of(underlyings), short_interests.of(underlyings)
-            )
+            frame = exposures.with_factor_betas(risk, underlying_betas)
             frame["pnl_usd_per_100bp"] = stress.pnl_usd_per_100bp(
                 frame["exposure"], frame["beta_rates"], duration
             )

@@ -187,7 +187,7 @@ def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFr
     set (`result.scenario_ids` order), the delta-gamma estimates of an option (None for a
     linear position: the same as its P&L) and the reasons (None for a row with none)."""
     reason = result.reason
-    has_reason = pd.notna(reason).any(axis=1)
+    has_reason = ~np.isfinite(result.pnl_usd).all(axis=1)  # where reasons are (PositionStress)
     reasons = np.full(len(reason), None, dtype=object)
     for k in np.flatnonzero(has_reason):
         reasons[k] = reason[k].tolist()
@@ -218,10 +218,12 @@ def _day_blocks(rows: pd.DataFrame, scenarios: int):
 
 
 def stress_complete_warning() -> RowWarning:
-    def flag(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-        return frame["n_missing"].gt(0), frame["scenario_id"] + ": " + frame["reason"].fillna("")
-
-    return RowWarning("portfolio_stress_results", "stress_complete", flag)
+    return RowWarning(
+        "portfolio_stress_results",
+        "stress_complete",
+        lambda frame: frame["n_missing"].gt(0),
+        lambda rows: rows["scenario_id"] + ": " + rows["reason"].fillna(""),
+    )
 
 
 STRESS_COMPLETE_SPEC = warning_check_spec(

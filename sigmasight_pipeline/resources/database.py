@@ -46,6 +46,8 @@ def _home_lock(name: str) -> Iterator[None]:
 @cache
 def _embedded_server_url() -> str:
     import pgserver  # imported lazily: only the embedded mode needs it
+    from pgserver._commands import pg_ctl
+    from pgserver.utils import PostmasterInfo
 
     pgdata = embedded_pgdata()
     log.info("starting embedded PostgreSQL in %s", pgdata)
@@ -58,8 +60,50 @@ def _embedded_server_url() -> str:
         pgserver.PostgresServer._instances.pop(pgdata.resolve(), None)
         # cleanup_mode=None keeps the server running after this process, so the next command
         # reuses it.
+        info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+        was_running = info is not None and info.is_running()
         server = pgserver.get_server(pgdata, cleanup_mode=None)
+        on_restart = tune_embedded_server(server.get_uri())
+        if on_restart and not was_running:  # just started by this process: nobody uses it yet
+            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=server.system_user)
+            log.info("embedded PostgreSQL restarted for %s", ", ".join(on_restart))
+        elif on_restart:
+            log.warning(
+                "embedded PostgreSQL: %s applies when the server restarts (sigmasight db stop)",
+                ", ".join(on_restart),
+            )
     return server.get_uri()
+
+
+# The embedded server's settings for our bulk writes (a 1,000-portfolio backfill writes about
+# 6 GB). PostgreSQL's defaults are for a small machine: with max_wal_size 1 GB that backfill
+# checkpointed every 15 s (each checkpoint makes the next change of every page write the
+# whole page to the WAL again), and 128 MB of shared buffers kept evicting the pages of the
+# indexes it was filling.
+EMBEDDED_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "4GB", "checkpoint_timeout": "15min"}
+
+
+def tune_embedded_server(url: str) -> list[str]:
+    """Set `EMBEDDED_SETTINGS` on the embedded server where they differ (ALTER SYSTEM, then a
+    reload); the names of those that take effect only when the server restarts."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT name, current_setting(name), context FROM pg_settings WHERE name = ANY(%s)",
+            (list(EMBEDDED_SETTINGS),),
+        ).fetchall()
+        changed = {
+            name: context for name, value, context in rows if EMBEDDED_SETTINGS[name] != value
+        }
+        for name in changed:
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                    sql.Identifier(name), sql.Literal(EMBEDDED_SETTINGS[name])
+                )
+            )
+        if changed:
+            conn.execute("SELECT pg_reload_conf()")
+            log.info("embedded PostgreSQL: set %s", ", ".join(changed))
+    return [name for name, context in changed.items() if context == "postmaster"]
 
 
 def repair_handle_list(pgdata: Path) -> bool:

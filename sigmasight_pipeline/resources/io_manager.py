@@ -410,6 +410,10 @@ def write_table_slice(
         # over what are the whole book's rows. A daily run's portfolio_greeks took 212 s that
         # way, 0.45 s hashed. They always aggregate sets, so the transaction never nests loops.
         execute(conn, "SET LOCAL enable_nestloop = off")
+        # A backfill groups millions of rows (90 sessions x the book) into 90,000 portfolio-
+        # days: with the default 4 MB the hash aggregate spilled in 21 batches (370 MB of temp
+        # files); 128 MB holds it (portfolio_greeks at 1,000 portfolios: 10.7 s -> 8.6 s).
+        execute(conn, f"SET LOCAL work_mem = '{SET_BASED_WORK_MEM}'")
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
         inserted = execute(
             conn,
@@ -422,6 +426,7 @@ def write_table_slice(
 
 
 STORAGE_TABLE = "storage_table"
+SET_BASED_WORK_MEM = "128MB"  # per sort or hash of the set-based statements (write_table_slice)
 
 
 def stored_slice(context: OutputContext | InputContext, table_slice: TableSlice) -> TableSlice:
