@@ -347,6 +347,19 @@ def test_schema_checks_pass_on_the_tables_and_catch_bad_rows(db_url, demo_backfi
     assert "failing_keys" in bad.metadata
 
 
+@pytest.mark.parametrize(
+    ("name", "column"), [("position_values", "price_source"), ("position_greeks", "source")]
+)
+def test_a_label_column_takes_only_its_labels(db_url, demo_backfill, name, column):
+    """The label columns are checked by membership (no per-value str dtype check): an unknown
+    label and a missing one both fail."""
+    frame = table(db_url, f"SELECT * FROM sigmasight.{name} LIMIT 3")
+    frame.loc[0, column] = "bogus"
+    frame.loc[1, column] = None
+    result = validate(name, frame)
+    assert not result.passed and result.metadata["rows_failing"].value == 2
+
+
 def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
     frame = table(db_url, "SELECT * FROM sigmasight.position_greeks LIMIT 20")
     frame.loc[3, "delta"] = np.nan

@@ -65,7 +65,15 @@ def _embedded_server_url() -> str:
         server = pgserver.get_server(pgdata, cleanup_mode=None)
         on_restart = tune_embedded_server(server.get_uri())
         if on_restart and not was_running:  # just started by this process: nobody uses it yet
-            pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=server.system_user)
+            try:
+                pg_ctl(["-w", "-m", "fast", "restart"], pgdata=pgdata, user=server.system_user)
+            except subprocess.CalledProcessError as exc:
+                wanted = ", ".join(f"{n} = {EMBEDDED_SETTINGS[n]}" for n in on_restart)
+                raise DatabaseUnavailable(
+                    f"embedded PostgreSQL did not restart with {wanted} (its log: "
+                    f"{pgdata / 'log'}); if the machine cannot give it that memory, set "
+                    "DATABASE_URL to a server of your own"
+                ) from exc
             log.info("embedded PostgreSQL restarted for %s", ", ".join(on_restart))
         elif on_restart:
             log.warning(

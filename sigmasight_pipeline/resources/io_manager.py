@@ -382,6 +382,9 @@ class _WriteBehind:
             self._thread.shutdown(wait=True)
 
 
+SET_BASED_WORK_MEM = "128MB"  # per sort or hash of the set-based statements below
+
+
 def write_table_slice(
     conn: adbc.Connection, url: str, table_slice: TableSlice, write: TableWrite
 ) -> WriteStats:
@@ -412,7 +415,8 @@ def write_table_slice(
         execute(conn, "SET LOCAL enable_nestloop = off")
         # A backfill groups millions of rows (90 sessions x the book) into 90,000 portfolio-
         # days: with the default 4 MB the hash aggregate spilled in 21 batches (370 MB of temp
-        # files); 128 MB holds it (portfolio_greeks at 1,000 portfolios: 10.7 s -> 8.6 s).
+        # files); 128 MB holds it (portfolio_greeks' SELECT at 1,000 portfolios, EXPLAIN
+        # ANALYZE: 10.7 s -> 8.6 s).
         execute(conn, f"SET LOCAL work_mem = '{SET_BASED_WORK_MEM}'")
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
         inserted = execute(
@@ -426,7 +430,6 @@ def write_table_slice(
 
 
 STORAGE_TABLE = "storage_table"
-SET_BASED_WORK_MEM = "128MB"  # per sort or hash of the set-based statements (write_table_slice)
 
 
 def stored_slice(context: OutputContext | InputContext, table_slice: TableSlice) -> TableSlice:
