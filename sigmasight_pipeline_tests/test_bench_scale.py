@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,25 @@ def test_report_says_when_the_shards_wrote_other_rows():
     one = Outcome("ours", 10, 500, _measurement(60.0, 800, 9_000))
     two = Outcome("ours", 10, 500, _measurement(48.0, 1_000, 9_001, shards=2), shards=2)
     assert "(NOT the same)" in report([one, two])[2]["notes"]
+
+
+def test_per_table_sizes_total_the_reference_tables_like_for_like():
+    """Beside the total, a row sums each measurement over the tables the reference has."""
+    ours = _measurement(60.0, 800, 9_000)
+    ours = replace(ours, tables={**ours.tables, "position_stress_pnl": (2_500, 1_000_000)})
+    reference = replace(
+        _measurement(200.0, 4_000, 12_000),
+        checkout="old",
+        tables={"positions": (500, 250_000), "position_values": (2_500, 2_000_000)},
+    )
+    rows = report([Outcome("ours", 10, 500, ours), Outcome("old", 10, 500, reference)])
+    totals = {
+        row["db_table"]: row for row in rows if str(row.get("db_table", "")).startswith("total")
+    }
+    assert totals["total"]["ours, 10 portfolios"] == 1_750_000 / 2_500
+    like = totals["total of the tables old has"]
+    assert like["ours, 10 portfolios"] == 750_000 / 2_500  # the stress table left out
+    assert like["old, 10 portfolios"] == 2_250_000 / 2_500
 
 
 # --- run_sampled on real processes ----------------------------------------------------------

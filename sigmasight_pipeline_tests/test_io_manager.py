@@ -118,7 +118,7 @@ def test_every_table_written_by_session_has_an_index_that_finds_a_session(db_url
     """A write replaces its sessions' rows with `DELETE ... WHERE trade_date ...` over every
     portfolio: each table with a trade_date column has an index whose first column is
     trade_date (a btree, or a BRIN where the key leads with portfolio_id), so that delete
-    never reads the whole table (sql/0010, 0011, 0017)."""
+    never reads the whole table (sql/0010, 0011, 0017, 0019)."""
     with connect(db_url) as conn:
         tables = conn.execute(
             """

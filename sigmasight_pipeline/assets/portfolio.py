@@ -213,7 +213,7 @@ WITH days (trade_date, window_start) AS (
     SELECT trade_date, portfolio_id, daily_pnl FROM sigmasight.portfolio_snapshots
     WHERE trade_date >= {first} AND trade_date < {day0} AND {portfolios}
 ), unstored AS (
-    -- and of a portfolio-day without a snapshot, its position rows (by the primary key)
+    -- and of a portfolio-day without a snapshot, its position rows (by the portfolio-day index)
     SELECT m.trade_date, m.portfolio_id, s.daily_pnl
     FROM (
         SELECT e.d::date AS trade_date, p.id AS portfolio_id

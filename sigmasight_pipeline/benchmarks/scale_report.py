@@ -231,6 +231,16 @@ def _per_table_rows(outcomes: list[Outcome]) -> list[dict]:
             size = m.total_bytes if table == "total" else m.tables.get(table, (0, 0))[1]
             row[_label(o)] = size / m.position_days if table == "total" or table in m.tables else ""
         rows.append(row)
+    # Like for like with the reference: our bytes in the tables it has (the tables the issue
+    # measured; the later issues' tables are in the total above, not here).
+    for reference in (o for o in measured if o.checkout != "ours"):
+        kept = set(reference.measurement.tables)
+        row = {"table": title, "db_table": f"total of the tables {reference.checkout} has"}
+        for o in measured:
+            m = o.measurement
+            size = sum(b for t, (_, b) in m.tables.items() if t in kept)
+            row[_label(o)] = size / m.position_days
+        rows.append(row)
     return rows
 
 
