@@ -136,3 +136,76 @@ def test_every_table_written_by_session_has_an_index_that_finds_a_session(db_url
         ).fetchall()
     assert len(tables) >= 20, tables
     assert [name for name, indexed in tables if not indexed] == []
+
+
+PORTFOLIO_DAY_TABLES = (
+    "position_values", "position_greeks", "position_factor_exposures",
+    "position_risk_contributions", "position_stress_pnl", "portfolio_stress_results",
+    "portfolio_sector_exposures", "portfolio_risk_decomposition", "portfolio_factor_exposures",
+    "portfolio_greeks",
+)  # fmt: skip
+
+
+def test_the_compact_tables_migration_keeps_every_row() -> None:
+    """0019 rebuilds position_values and position_factor_exposures with their 8-byte columns
+    first and replaces the unique keys of the portfolio-day tables by a (portfolio_id,
+    trade_date) index: a database with rows keeps every value, NULLs included."""
+    import uuid
+
+    from yoyo import get_backend, read_migrations
+
+    from sigmasight_pipeline.resources.database import (
+        SQL_DIR,
+        create_database,
+        database_url,
+        drop_database,
+        migrate,
+        yoyo_url,
+    )
+
+    server = database_url()
+    name = f"sigmasight_mig_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    tables = ("position_values", "position_factor_exposures")
+    try:
+        backend = get_backend(yoyo_url(url))
+        with backend.lock():
+            earlier = read_migrations(str(SQL_DIR)).filter(lambda m: m.id < "0019")
+            backend.apply_migrations(backend.to_apply(earlier))
+        with connect(url, autocommit=True) as old:
+            old.execute(
+                "INSERT INTO sigmasight.position_values (trade_date, position_id, portfolio_id, "
+                "quantity, price, price_date, price_source, market_value, exposure, cost_basis, "
+                "unrealized_pnl, daily_pnl, pnl_reason, realized_pnl_usd, realized_pnl_cum_usd) "
+                "VALUES ('2026-11-19', 1, 7, 10, 101.5, '2026-11-19', 'market', 1015, 1015, "
+                "1000, 15, 2.5, NULL, 0, 0), ('2026-11-20', 1, 7, 10, NULL, NULL, 'missing', "
+                "NULL, NULL, 1000, NULL, NULL, 'no price', NULL, 0)"
+            )
+            old.execute(
+                "INSERT INTO sigmasight.position_factor_exposures (trade_date, position_id, "
+                "portfolio_id, exposure, beta_market, beta_rates, short_interest, n_obs, reason, "
+                "pnl_usd_per_100bp) VALUES ('2026-11-19', 1, 7, 1015, 1.2, -0.1, 0.03, 90, NULL, "
+                "-12.5), ('2026-11-20', 1, 7, NULL, NULL, NULL, NULL, 0, 'no returns', NULL)"
+            )
+            before = {t: _rows_by_column(old, t) for t in tables}
+        assert "0019_compact_portfolio_day_tables" in migrate(url)
+        with connect(url) as new:
+            assert {t: _rows_by_column(new, t) for t in tables} == before
+            keys = new.execute(
+                "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conrelid = ANY "
+                "(%s::regclass[])",
+                ([f"sigmasight.{t}" for t in PORTFOLIO_DAY_TABLES],),
+            ).fetchone()
+            first = new.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = "
+                "'sigmasight.position_values'::regclass AND attnum = 1"
+            ).fetchone()
+        assert keys == (0,) and first == ("quantity",)
+    finally:
+        drop_database(server, name)
+
+
+def _rows_by_column(conn, table: str) -> list[dict]:
+    cursor = conn.execute(f"SELECT * FROM sigmasight.{table} ORDER BY trade_date")
+    names = [d.name for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
