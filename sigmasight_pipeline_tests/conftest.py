@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -89,6 +90,35 @@ def throwaway_database(name: str) -> Iterator[str]:
     url = create_database(server, name)
     try:
         migrate(url)
+        yield url
+    finally:
+        drop_database(server, name)
+
+
+@contextmanager
+def database_before(migration: str) -> Iterator[str]:
+    """A throwaway database with only the migrations before `migration` applied (a database
+    of an earlier version, to fill and then migrate), dropped afterwards."""
+    import uuid
+
+    from yoyo import get_backend, read_migrations
+
+    from sigmasight_pipeline.resources.database import (
+        SQL_DIR,
+        create_database,
+        database_url,
+        drop_database,
+        yoyo_url,
+    )
+
+    server = database_url()
+    name = f"sigmasight_mig_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    try:
+        backend = get_backend(yoyo_url(url))
+        with backend.lock():
+            earlier = read_migrations(str(SQL_DIR)).filter(lambda m: m.id < migration)
+            backend.apply_migrations(backend.to_apply(earlier))
         yield url
     finally:
         drop_database(server, name)

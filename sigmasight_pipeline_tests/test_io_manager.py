@@ -15,6 +15,7 @@ from sigmasight_pipeline.resources import io_manager
 from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.io_manager import TableWrite, write_table_slice
 from sigmasight_pipeline.resources.tables import arrow_connection, query_frame
+from sigmasight_pipeline_tests.conftest import database_before
 
 TABLE = "write_behind_probe"
 ROWS = 20_000
@@ -150,28 +151,10 @@ def test_the_compact_tables_migration_keeps_every_row() -> None:
     """0019 rebuilds position_values and position_factor_exposures with their 8-byte columns
     first and replaces the unique keys of the portfolio-day tables by a (portfolio_id,
     trade_date) index: a database with rows keeps every value, NULLs included."""
-    import uuid
+    from sigmasight_pipeline.resources.database import migrate
 
-    from yoyo import get_backend, read_migrations
-
-    from sigmasight_pipeline.resources.database import (
-        SQL_DIR,
-        create_database,
-        database_url,
-        drop_database,
-        migrate,
-        yoyo_url,
-    )
-
-    server = database_url()
-    name = f"sigmasight_mig_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
     tables = ("position_values", "position_factor_exposures")
-    try:
-        backend = get_backend(yoyo_url(url))
-        with backend.lock():
-            earlier = read_migrations(str(SQL_DIR)).filter(lambda m: m.id < "0019")
-            backend.apply_migrations(backend.to_apply(earlier))
+    with database_before("0019") as url:
         with connect(url, autocommit=True) as old:
             old.execute(
                 "INSERT INTO sigmasight.position_values (trade_date, position_id, portfolio_id, "
@@ -201,8 +184,6 @@ def test_the_compact_tables_migration_keeps_every_row() -> None:
                 "'sigmasight.position_values'::regclass AND attnum = 1"
             ).fetchone()
         assert keys == (0,) and first == ("quantity",)
-    finally:
-        drop_database(server, name)
 
 
 def _rows_by_column(conn, table: str) -> list[dict]:

@@ -42,6 +42,7 @@ from sigmasight_pipeline.portfolios import (
     verify_password,
 )
 from sigmasight_pipeline.resources.database import connect
+from sigmasight_pipeline_tests.conftest import database_before
 from sigmasight_pipeline_tests.test_portfolio_csv import write_big_portfolio
 
 TODAY = date(2026, 11, 21)
@@ -747,25 +748,9 @@ def test_target_prices_from_the_file(conn: psycopg.Connection, db_url: str, user
 def test_the_migration_gives_existing_positions_their_open_events() -> None:
     """Positions loaded before 0012 get one `open` event each (entry date, entry price), from the
     load that wrote them when it is recorded."""
-    from yoyo import get_backend, read_migrations
+    from sigmasight_pipeline.resources.database import migrate
 
-    from sigmasight_pipeline.resources.database import (
-        SQL_DIR,
-        create_database,
-        database_url,
-        drop_database,
-        migrate,
-        yoyo_url,
-    )
-
-    server = database_url()
-    name = f"sigmasight_mig_{uuid.uuid4().hex[:8]}"
-    url = create_database(server, name)
-    try:
-        backend = get_backend(yoyo_url(url))
-        migrations = read_migrations(str(SQL_DIR))
-        with backend.lock():
-            backend.apply_migrations(backend.to_apply(migrations.filter(lambda m: m.id < "0012")))
+    with database_before("0012") as url:
         with connect(url, autocommit=True) as old:
             old.execute("INSERT INTO sigmasight.users (username, password_hash) VALUES ('u', 'x')")
             old.execute(
@@ -800,8 +785,6 @@ def test_the_migration_gives_existing_positions_their_open_events() -> None:
             ("B", "AAPL", may1, "open", 5.0, 10.0, "file", False, None),
             ("B", "MSFT", may1, "open", -3.0, 10.0, "file", False, None),
         ]
-    finally:
-        drop_database(server, name)
 
 
 # --- equity changes and target prices --------------------------------------------------------
