@@ -24,7 +24,9 @@ def sql_finite(*columns: str) -> str:
 class SqlRules:
     """A blocking schema check for tables written set-based (INSERT ... SELECT): each rule is
     an SQL predicate true for a good row, counted by one aggregate over the rows the run wrote
-    (after they committed); the first failing keys are listed."""
+    (after they committed), and one row per key (`checks.KEYS`: these tables have no unique
+    index, sql/0019); the first failing keys are listed. A row both breaking a rule and
+    sharing its key counts under each."""
 
     table: str
     rules: dict[str, str]
@@ -35,7 +37,8 @@ class SqlRules:
             self.check_name,
             asset=self.table,
             blocking=True,
-            description=f"{self.table} rows the run wrote: " + "; ".join(self.rules),
+            description=f"{self.table} rows the run wrote: "
+            + "; ".join([*self.rules, f"one row per {KEYS[self.table]}"]),
         )
 
     def run(self, url: str, days: pd.DatetimeIndex, where: sql.Composable) -> AssetCheckResult:
@@ -77,15 +80,27 @@ class SqlRules:
                 table, written, all_good
             ),
         )["n"].iloc[0]
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in KEYS[self.table])
+        duplicates = query_frame(
+            url,
+            sql.SQL(
+                "SELECT {}, count(*) AS n FROM {} WHERE {} GROUP BY {} HAVING count(*) > 1"
+            ).format(keys, table, written, keys),
+        )
         by_rule = {name: int(counts[name]) for name in self.rules if counts[name]}
+        duplicated = int(duplicates["n"].sum())
+        if duplicated:
+            by_rule[f"one row per {KEYS[self.table]}"] = duplicated
+        shown = keys_text(bad, KEYS[self.table])
+        shown += keys_text(duplicates.head(SHOWN_KEYS - len(shown)), KEYS[self.table])
         return AssetCheckResult(
             check_name=self.check_name,
             asset_key=self.table,
-            passed=int(failing) == 0,
+            passed=int(failing) == 0 and not duplicated,
             metadata=check_metadata(
                 int(counts["rows"]),
-                int(failing),
-                keys_text(bad, KEYS[self.table]),
+                int(failing) + duplicated,
+                shown,
                 {f"{days[0]:%Y-%m-%d}", f"{days[-1]:%Y-%m-%d}"},
                 {"by_check": by_rule} if by_rule else {},
             ),

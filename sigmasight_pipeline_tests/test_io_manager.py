@@ -190,3 +190,30 @@ def _rows_by_column(conn, table: str) -> list[dict]:
     cursor = conn.execute(f"SELECT * FROM sigmasight.{table} ORDER BY trade_date")
     names = [d.name for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_a_set_based_table_check_counts_rows_sharing_a_key(isolated_db_url):
+    """portfolio_greeks has no unique index (sql/0019): its blocking SQL check fails when two
+    rows the run wrote share (trade_date, portfolio_id, view), and names the key."""
+    from psycopg import sql
+
+    from sigmasight_pipeline.sql_checks import PORTFOLIO_GREEKS_RULES
+
+    days = pd.DatetimeIndex(["2026-11-19", "2026-11-20"])
+    insert = (
+        "INSERT INTO sigmasight.portfolio_greeks (trade_date, portfolio_id, view, delta, gamma, "
+        "theta, vega, rho, dollar_delta, delta_adjusted_exposure, fallback_count, "
+        "position_count) VALUES (%s, 7, %s, 1, 0, 0, 0, 0, 1, 100, 0, 1)"
+    )
+    with connect(isolated_db_url, autocommit=True) as conn:
+        for day, view in [("2026-11-19", "portfolio"), ("2026-11-20", "portfolio")]:
+            conn.execute(insert, (day, view))
+        good = PORTFOLIO_GREEKS_RULES.run(isolated_db_url, days, sql.SQL("TRUE"))
+        conn.execute(insert, ("2026-11-20", "portfolio"))
+        bad = PORTFOLIO_GREEKS_RULES.run(isolated_db_url, days, sql.SQL("TRUE"))
+        conn.execute("DELETE FROM sigmasight.portfolio_greeks WHERE portfolio_id = 7")
+    assert good.passed and good.metadata["rows_failing"].value == 0
+    assert not bad.passed and bad.metadata["rows_checked"].value == 3
+    assert bad.metadata["rows_failing"].value == 2
+    assert "portfolio_id=7" in bad.metadata["failing_keys"].value
+    assert "one row per" in bad.metadata["by_check"].value
