@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute
 from dagster import AssetCheckResult, AssetCheckSpec, MetadataValue
 
 from sigmasight_pipeline.analytics.exposures import BETA_COLUMNS
@@ -48,6 +50,21 @@ def _finite(*columns: str, where: str | None = None) -> pa.Check:
     return _rows_check(
         check, name=f"finite({', '.join(columns)})" + (f" where {where}" if where else "")
     )
+
+
+def _lists_finite(values: pd.Series) -> np.ndarray:
+    """Per row of an array column (Arrow lists, or sequences as read back): every item is a
+    finite number. A NULL or empty array has none that is not."""
+    lists = pyarrow.array(values)
+    if isinstance(lists, pyarrow.ChunkedArray):
+        lists = lists.combine_chunks()
+    if pyarrow.types.is_null(lists.type):  # every array NULL (a column of None read back)
+        return np.ones(len(lists), dtype=bool)
+    items = pyarrow.compute.list_flatten(lists).to_numpy(zero_copy_only=False).astype(float)
+    rows = pyarrow.compute.list_parent_indices(lists).to_numpy()
+    finite = np.ones(len(lists), dtype=bool)
+    finite[rows[~np.isfinite(items)]] = False
+    return finite
 
 
 def _unique(*keys: str) -> pa.Check:
@@ -88,6 +105,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "portfolio_sector_exposures": ("trade_date", "portfolio_id", "sector"),
     "portfolio_risk_decomposition": ("trade_date", "portfolio_id", "component"),
     "portfolio_stress_results": ("trade_date", "portfolio_id", "scenario_id"),
+    # companions: written by portfolio_risk_decomposition and portfolio_stress_results
+    "position_risk_contributions": ("trade_date", "position_id"),
+    "position_stress_pnl": ("trade_date", "position_id"),
 }
 
 SCHEMAS: dict[str, pa.DataFrameSchema] = {
@@ -276,6 +296,33 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             _has_reason("pnl_usd"),
         ],
     ),
+    "position_risk_contributions": pa.DataFrameSchema(
+        checks=[
+            _unique(*KEYS["position_risk_contributions"]),
+            _has_reason("component_vol_usd"),
+        ],
+    ),
+    "position_stress_pnl": pa.DataFrameSchema(
+        checks=[
+            _unique(*KEYS["position_stress_pnl"]),
+            _rows_check(
+                lambda f: pd.Series(
+                    f["reasons"].notna().to_numpy()
+                    | (_lists_finite(f["pnl_usd"]) & _lists_finite(f["pnl_usd_delta_gamma"])),
+                    index=f.index,
+                ),
+                name="a NaN P&L has its reasons",
+            ),
+        ],
+    ),
+}
+
+# The tables written beside an asset's own (`io_manager.CompanionRows`), checked by a blocking
+# check of that asset (`companion_check_spec`): the database keeps them one row per key no more
+# than the asset's table (sql/0019).
+COMPANION_CHECKS = {
+    "position_risk_contributions": "position_risk_contributions_schema",
+    "position_stress_pnl": "position_stress_pnl_schema",
 }
 
 
@@ -290,6 +337,24 @@ def schema_check_spec(table: str) -> AssetCheckSpec:
             "ranges, one row per key (blocking: downstream assets do not run on corrupt rows)"
         ),
     )
+
+
+def companion_check_spec(asset: str, table: str) -> AssetCheckSpec:
+    """The blocking pandera check, on `asset`, of the companion `table` it writes."""
+    return AssetCheckSpec(
+        COMPANION_CHECKS[table],
+        asset=asset,
+        blocking=True,
+        description=(
+            f"pandera schema of {table}, written with {asset}, on every row the run wrote: one "
+            "row per key, a value that could not be computed has its reason"
+        ),
+    )
+
+
+def companion_validator(asset: str, table: str) -> TableValidator:
+    """The validator whose result is `companion_check_spec(asset, table)`'s."""
+    return TableValidator(table, COMPANION_CHECKS[table], asset=asset)
 
 
 def keys_text(frame: pd.DataFrame, keys: Sequence[str]) -> list[str]:
@@ -308,8 +373,9 @@ class TableValidator:
     """Validates each chunk a write stores with the table's pandera schema and keeps the
     totals: rows checked, rows failing, failures by check and the first failing keys."""
 
-    def __init__(self, table: str, check_name: str = "schema") -> None:
+    def __init__(self, table: str, check_name: str = "schema", asset: str | None = None) -> None:
         self.table = table
+        self.asset = asset or table  # the asset whose check this is (a companion's writer)
         self.check_name = check_name
         self.schema = SCHEMAS[table]
         self.keys = KEYS[table]
@@ -339,7 +405,7 @@ class TableValidator:
     def result(self) -> AssetCheckResult:
         return AssetCheckResult(
             check_name=self.check_name,
-            asset_key=self.table,
+            asset_key=self.asset,
             passed=self.failing_rows == 0,
             metadata=check_metadata(
                 self.rows,

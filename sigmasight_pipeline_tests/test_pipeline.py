@@ -348,6 +348,67 @@ def test_schema_checks_pass_on_the_tables_and_catch_bad_rows(db_url, demo_backfi
 
 
 @pytest.mark.parametrize(
+    ("name", "column", "reason"),
+    [
+        ("position_risk_contributions", "component_vol_usd", "reason"),
+        ("position_stress_pnl", "pnl_usd", "reasons"),
+    ],
+)
+def test_a_companion_value_not_computed_must_say_why(db_url, demo_backfill, name, column, reason):
+    """The companion tables' checks: a contribution or a scenario's P&L that is NaN without a
+    reason fails (one row here), as does a second row for a key (above)."""
+    frame = table(db_url, f"SELECT * FROM sigmasight.{name} WHERE {reason} IS NULL LIMIT 3")
+    assert len(frame) == 3 and validate(name, frame).passed
+    values = frame[column].tolist()
+    if name == "position_stress_pnl":
+        values[0] = [*values[0][:-1], float("nan")]
+    else:
+        values[0] = float("nan")
+    frame[column] = values
+    result = validate(name, frame)
+    assert not result.passed and result.metadata["rows_failing"].value == 1
+
+
+def test_the_companion_tables_are_checked_by_the_assets_writing_them(
+    db_url, dagster_instance, demo_backfill
+):
+    """portfolio_risk_decomposition and portfolio_stress_results report a blocking check of
+    each companion table they write, over the rows of the run."""
+    from sigmasight_pipeline.checks import COMPANION_CHECKS
+
+    plan, _ = demo_backfill
+    day = plan.key(plan.window[-1])
+    outcome = runs.materialize(
+        dagster_instance,
+        ["portfolio_risk_decomposition", "portfolio_stress_results"],
+        day,
+        day,
+        tags=Scope.of([2]).tags(),
+    )
+    assert outcome.success, outcome.problems
+    evaluations = {
+        (e.dagster_event.event_specific_data.asset_key.to_user_string(),
+         e.dagster_event.event_specific_data.check_name): e.dagster_event.event_specific_data
+        for e in dagster_instance.all_logs(
+            outcome.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    }  # fmt: skip
+    for asset, companion in [
+        ("portfolio_risk_decomposition", "position_risk_contributions"),
+        ("portfolio_stress_results", "position_stress_pnl"),
+    ]:
+        written = table(
+            db_url,
+            f"SELECT count(*) AS n FROM sigmasight.{companion} WHERE trade_date = %s "
+            "AND portfolio_id = 2",
+            (plan.window[-1].date(),),
+        )["n"].iloc[0]
+        evaluation = evaluations[(asset, COMPANION_CHECKS[companion])]
+        assert evaluation.passed and evaluation.blocking
+        assert evaluation.metadata["rows_checked"].value == written > 0
+
+
+@pytest.mark.parametrize(
     ("name", "column"), [("position_values", "price_source"), ("position_greeks", "source")]
 )
 def test_a_label_column_takes_only_its_labels(db_url, demo_backfill, name, column):

@@ -38,6 +38,8 @@ from sigmasight_pipeline.checks import (
     SHOWN_KEYS,
     TableValidator,
     check_metadata,
+    companion_check_spec,
+    companion_validator,
     schema_check_spec,
 )
 from sigmasight_pipeline.resources.database import PostgresResource
@@ -189,6 +191,7 @@ class EulerSums:
     op_tags=START_EARLY,
     check_specs=[
         schema_check_spec("portfolio_risk_decomposition"),
+        companion_check_spec("portfolio_risk_decomposition", "position_risk_contributions"),
         AssetCheckSpec(
             EULER_CHECK,
             asset="portfolio_risk_decomposition",
@@ -254,6 +257,9 @@ def portfolio_risk_decomposition(
             yield result.portfolios
 
     validator = TableValidator("portfolio_risk_decomposition")
+    contributions = companion_validator(
+        "portfolio_risk_decomposition", "position_risk_contributions"
+    )
     replace = scope.portfolio_filter()
     yield Output(
         TableWrite(
@@ -261,7 +267,9 @@ def portfolio_risk_decomposition(
             replace=replace,
             observers=[validator],
             companions={"position_risk_contributions": replace},
+            companion_observers={"position_risk_contributions": [contributions]},
         )
     )
     yield validator.result()
+    yield contributions.result()
     yield euler.result()

@@ -30,7 +30,12 @@ from sigmasight_pipeline.assets.common import (
     scope_underlyings,
     underlyings_of,
 )
-from sigmasight_pipeline.checks import TableValidator, schema_check_spec
+from sigmasight_pipeline.checks import (
+    TableValidator,
+    companion_check_spec,
+    companion_validator,
+    schema_check_spec,
+)
 from sigmasight_pipeline.resources.database import PostgresResource, transaction
 from sigmasight_pipeline.resources.io_manager import CompanionRows, TableReader, TableWrite
 from sigmasight_pipeline.resources.market_data import MarketDataResource
@@ -242,7 +247,11 @@ STRESS_COMPLETE_SPEC = warning_check_spec(
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
     op_tags=START_EARLY,
-    check_specs=[schema_check_spec("portfolio_stress_results"), STRESS_COMPLETE_SPEC],
+    check_specs=[
+        schema_check_spec("portfolio_stress_results"),
+        companion_check_spec("portfolio_stress_results", "position_stress_pnl"),
+        STRESS_COMPLETE_SPEC,
+    ],
 )
 def portfolio_stress_results(
     context: AssetExecutionContext,
@@ -294,6 +303,7 @@ def portfolio_stress_results(
                 yield stress.portfolio_stress(result, gross_exposure=gross)
 
     validator, complete = TableValidator("portfolio_stress_results"), stress_complete_warning()
+    position_pnl = companion_validator("portfolio_stress_results", "position_stress_pnl")
     replace = scope.portfolio_filter()
     yield Output(
         TableWrite(
@@ -301,8 +311,10 @@ def portfolio_stress_results(
             replace=replace,
             observers=[validator, complete],
             companions={"position_stress_pnl": replace},
+            companion_observers={"position_stress_pnl": [position_pnl]},
         ),
         metadata={"scenarios": len(ids), "tlt_duration": duration},
     )
     yield validator.result()
+    yield position_pnl.result()
     yield complete.result()

@@ -145,7 +145,8 @@ class TableWrite:
     summaries: called after the write; their dicts join the materialization's metadata (e.g.
     coverage and reasons counted by an observer). companions: tables written in the same
     transaction (e.g. price_issues with prices): {table: the predicate narrowing its partition
-    range's delete}; their rows come from `frames` as `CompanionRows`.
+    range's delete}; their rows come from `frames` as `CompanionRows`. companion_observers:
+    {table: called with every chunk of that companion before it is written}.
     """
 
     frames: pd.DataFrame | Iterable[pd.DataFrame | CompanionRows] = ()
@@ -155,6 +156,9 @@ class TableWrite:
     observers: Sequence[Callable[[pd.DataFrame], None]] = ()
     summaries: Sequence[Callable[[], dict]] = ()
     companions: Mapping[str, sql.Composable | None] = field(default_factory=dict)
+    companion_observers: Mapping[str, Sequence[Callable[[pd.DataFrame], None]]] = field(
+        default_factory=dict
+    )
     stats: WriteStats = field(default_factory=WriteStats)
 
     def chunks(self) -> Iterator[pd.DataFrame | CompanionRows]:
@@ -399,6 +403,8 @@ def write_table_slice(
         for item in write.chunks():
             if isinstance(item, CompanionRows):
                 _check_rows_inside_slice(table_slice, item.frame)
+                for observe in write.companion_observers.get(item.table, ()):
+                    observe(item.frame)
                 writer.ingest(item.table, item.frame)
                 continue
             _check_rows_inside_slice(table_slice, item)
