@@ -186,6 +186,28 @@ def test_the_compact_tables_migration_keeps_every_row() -> None:
         assert keys == (0,) and first == ("quantity",)
 
 
+def test_the_stock_returns_migration_removes_only_the_options_returns() -> None:
+    """0020: returns keeps the rows of stocks and ETFs, and loses those of options (OCC symbols,
+    as `instruments.is_option_symbol` reads them)."""
+    from sigmasight_pipeline.analytics.instruments import is_option_symbol
+    from sigmasight_pipeline.resources.database import migrate
+
+    symbols = ["AAPL", "BRK.B", "SPY", "A", "AAPL261218C00200000", "BRK.B261218P00400000"]
+    with database_before("0020") as url:
+        with connect(url, autocommit=True) as old:
+            for symbol in symbols:
+                old.execute(
+                    "INSERT INTO sigmasight.returns (symbol, trade_date, close, prev_close, "
+                    "daily_return) VALUES (%s, '2026-11-20', 101, 100, 0.01)",
+                    (symbol,),
+                )
+        assert "0020_returns_of_stocks_only" in migrate(url)
+        with connect(url) as new:
+            kept = [r[0] for r in new.execute("SELECT symbol FROM sigmasight.returns")]
+    assert sorted(kept) == sorted(s for s in symbols if not is_option_symbol(s))
+    assert sorted(kept) == ["A", "AAPL", "BRK.B", "SPY"]
+
+
 def _rows_by_column(conn, table: str) -> list[dict]:
     cursor = conn.execute(f"SELECT * FROM sigmasight.{table} ORDER BY trade_date")
     names = [d.name for d in cursor.description]

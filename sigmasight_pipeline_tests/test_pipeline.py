@@ -67,6 +67,18 @@ def test_returns_are_close_over_previous_session_close(db_url, demo_backfill):
     np.testing.assert_allclose(rets["daily_return"].to_numpy(), expected.iloc[1:].to_numpy())
 
 
+def test_returns_cover_every_stock_held_and_no_option(db_url, demo_backfill):
+    """Options have prices but no returns (no reader takes them); every stock the book holds or
+    underlies has its returns."""
+    from sigmasight_pipeline.analytics.instruments import is_option_symbol
+
+    priced = set(table(db_url, "SELECT DISTINCT symbol FROM sigmasight.prices")["symbol"])
+    returned = set(table(db_url, "SELECT DISTINCT symbol FROM sigmasight.returns")["symbol"])
+    options = {s for s in priced if is_option_symbol(s)}
+    assert options and not options & returned
+    assert returned == priced - options
+
+
 def test_position_values_follow_the_valuation_rules(db_url, demo_backfill):
     values = table(
         db_url,
