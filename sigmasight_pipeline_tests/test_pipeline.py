@@ -381,45 +381,6 @@ def test_a_companion_value_not_computed_must_say_why(db_url, demo_backfill, name
     assert not result.passed and result.metadata["rows_failing"].value == 1
 
 
-def test_the_companion_tables_are_checked_by_the_assets_writing_them(
-    db_url, dagster_instance, demo_backfill
-):
-    """portfolio_risk_decomposition and portfolio_stress_results report a blocking check of
-    each companion table they write, over the rows of the run."""
-    from sigmasight_pipeline.checks import COMPANION_CHECKS
-
-    plan, _ = demo_backfill
-    day = plan.key(plan.window[-1])
-    outcome = runs.materialize(
-        dagster_instance,
-        ["portfolio_risk_decomposition", "portfolio_stress_results"],
-        day,
-        day,
-        tags=Scope.of([2]).tags(),
-    )
-    assert outcome.success, outcome.problems
-    evaluations = {
-        (e.dagster_event.event_specific_data.asset_key.to_user_string(),
-         e.dagster_event.event_specific_data.check_name): e.dagster_event.event_specific_data
-        for e in dagster_instance.all_logs(
-            outcome.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
-        )
-    }  # fmt: skip
-    for asset, companion in [
-        ("portfolio_risk_decomposition", "position_risk_contributions"),
-        ("portfolio_stress_results", "position_stress_pnl"),
-    ]:
-        written = table(
-            db_url,
-            f"SELECT count(*) AS n FROM sigmasight.{companion} WHERE trade_date = %s "
-            "AND portfolio_id = 2",
-            (plan.window[-1].date(),),
-        )["n"].iloc[0]
-        evaluation = evaluations[(asset, COMPANION_CHECKS[companion])]
-        assert evaluation.passed and evaluation.blocking
-        assert evaluation.metadata["rows_checked"].value == written > 0
-
-
 @pytest.mark.parametrize(
     ("name", "column"), [("position_values", "price_source"), ("position_greeks", "source")]
 )
@@ -442,12 +403,20 @@ def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
 
 
 def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backfill):
-    """One partition of one portfolio: every check counts exactly the rows written."""
+    """One partition of one portfolio: every check counts exactly the rows written, those of
+    the companion tables (blocking checks on the assets writing them) included."""
+    from sigmasight_pipeline.checks import COMPANION_CHECKS
+
     plan, _ = demo_backfill
     day = plan.key(plan.window[-1])
     outcome = runs.materialize(
         dagster_instance,
-        ["position_values", "portfolio_snapshots"],
+        [
+            "position_values",
+            "portfolio_snapshots",
+            "portfolio_risk_decomposition",
+            "portfolio_stress_results",
+        ],
         day,
         day,
         tags=Scope.of([2]).tags(),
@@ -470,6 +439,17 @@ def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backf
     assert checks["schema@position_values"]["rows_checked"].value == written == 10
     assert checks["schema@portfolio_snapshots"]["rows_checked"].value == 1
     assert checks["schema@portfolio_snapshots"]["partitions"].value == f"{day}..{day}"
+    for asset, companion in [
+        ("portfolio_risk_decomposition", "position_risk_contributions"),
+        ("portfolio_stress_results", "position_stress_pnl"),
+    ]:
+        rows = table(
+            db_url,
+            f"SELECT count(*) AS n FROM sigmasight.{companion} WHERE trade_date = %s "
+            "AND portfolio_id = 2",
+            (plan.window[-1].date(),),
+        )["n"].iloc[0]
+        assert checks[f"{COMPANION_CHECKS[companion]}@{asset}"]["rows_checked"].value == rows > 0
 
 
 def test_a_scoped_run_replaces_only_its_portfolios_rows(db_url, dagster_instance, demo_backfill):
