@@ -54,17 +54,22 @@ def _finite(*columns: str, where: str | None = None) -> pa.Check:
 
 def _lists_finite(values: pd.Series) -> np.ndarray:
     """Per row of an array column (Arrow lists, or sequences as read back): every item is a
-    finite number. A NULL or empty array has none that is not."""
+    finite number. A NULL or empty array has none that is not. Works on Arrow's buffers: a
+    byte per item, not a float64 copy of them."""
     lists = pyarrow.array(values)
     if isinstance(lists, pyarrow.ChunkedArray):
         lists = lists.combine_chunks()
     if pyarrow.types.is_null(lists.type):  # every array NULL (a column of None read back)
         return np.ones(len(lists), dtype=bool)
-    items = pyarrow.compute.list_flatten(lists).to_numpy(zero_copy_only=False).astype(float)
-    rows = pyarrow.compute.list_parent_indices(lists).to_numpy()
-    finite = np.ones(len(lists), dtype=bool)
-    finite[rows[~np.isfinite(items)]] = False
-    return finite
+    items = lists.flatten()  # the items of the arrays present, in row order
+    if not pyarrow.types.is_floating(items.type):
+        items = items.cast(pyarrow.float64())
+    finite = pyarrow.compute.is_finite(items).fill_null(False)
+    bad = np.asarray(pyarrow.compute.invert(finite), dtype=np.uint8)
+    lengths = np.asarray(lists.value_lengths().fill_null(0))
+    ends = np.cumsum(lengths)
+    bad_so_far = np.concatenate([[0], np.cumsum(bad, dtype=np.int64)])
+    return bad_so_far[ends] - bad_so_far[ends - lengths] == 0
 
 
 def _unique(*keys: str) -> pa.Check:

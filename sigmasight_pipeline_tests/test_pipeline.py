@@ -402,6 +402,26 @@ def test_greeks_check_blocks_non_finite_values(db_url, demo_backfill):
     assert f"position_id={frame.loc[3, 'position_id']}" in result.metadata["failing_keys"].value
 
 
+def test_an_array_column_is_finite_row_by_row_as_written_and_as_read_back():
+    """The stress P&L check's scan of array columns: the Arrow lists a write stores (NULL
+    rows, slices) and the Python lists read back give the same answer."""
+    import pyarrow as pa
+
+    from sigmasight_pipeline.checks import _lists_finite
+    from sigmasight_pipeline.resources.tables import list_column
+
+    matrix = np.array([[1.0, 2.0], [np.nan, 3.0], [4.0, 5.0], [6.0, np.inf], [7.0, 8.0]])
+    present = np.array([True, True, False, True, True])  # row 2 is NULL: nothing to fault
+    written = pd.Series(list_column(matrix, pa.float32(), present=present))
+    expected = [True, False, True, False, True]
+    assert _lists_finite(written).tolist() == expected
+    assert _lists_finite(written[1:]).tolist() == expected[1:]
+    read_back = pd.Series([[1.0, 2.0], [float("nan"), 3.0], None, [6.0, float("inf")], [7, 8]])
+    assert _lists_finite(read_back).tolist() == expected
+    assert _lists_finite(pd.Series([[], [1.0, None]])).tolist() == [True, False]
+    assert _lists_finite(pd.Series([None, None], dtype=object)).tolist() == [True, True]
+
+
 def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backfill):
     """One partition of one portfolio: every check counts exactly the rows written, those of
     the companion tables (blocking checks on the assets writing them) included."""
