@@ -22,6 +22,7 @@ import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from sigmasight_pipeline import calendar, intake, run_reads, runs
+from sigmasight_pipeline.checks import COMPANION_CHECKS
 from sigmasight_pipeline.devserver import DevServer, wait_for_runs
 from sigmasight_pipeline.portfolios import load_demo_portfolios
 from sigmasight_pipeline.process_groups import group_members
@@ -167,6 +168,21 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
     temp = Path(tempfile.gettempdir())
     for r in finished:
         assert not list(temp.glob(f"{run_reads.FOLDER_PREFIX}*-{r.run_id[:8]}-*")), r.run_id
+    # The companion tables' blocking checks ran in the daemon's portfolio run, over its rows.
+    companion = {
+        e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
+        for r in finished
+        for e in instance.all_logs(r.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        if e.dagster_event.event_specific_data.check_name in COMPANION_CHECKS.values()
+    }
+    for table, check in COMPANION_CHECKS.items():
+        with connect(url) as conn:
+            (written,) = conn.execute(
+                f"SELECT count(*) FROM sigmasight.{table} WHERE portfolio_id = %s",
+                (timing["portfolio_id"],),
+            ).fetchone()
+        assert companion[check].passed
+        assert companion[check].metadata["rows_checked"].value == written > 0
     failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert failed == []
     assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched

@@ -21,7 +21,7 @@ from dagster._core.storage.tags import PRIORITY_TAG
 from psycopg import sql
 
 from sigmasight_pipeline import calendar
-from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
+from sigmasight_pipeline.analytics.instruments import OPTION_TYPES, is_option_symbol
 from sigmasight_pipeline.resources.io_manager import TableReader
 from sigmasight_pipeline.resources.market_data import MARKET_ETFS
 from sigmasight_pipeline.resources.tables import query_frame, render
@@ -191,6 +191,12 @@ def universe_symbols(url: str, scope: Scope) -> list[str]:
     if symbols is None:
         symbols = sorted(query_frame(url, "SELECT symbol FROM sigmasight.securities")["symbol"])
     return symbols
+
+
+def stock_symbols(url: str, scope: Scope) -> list[str]:
+    """`universe_symbols` without the options: what the per-symbol assets built on returns
+    compute (returns, betas, volatility, specific risk)."""
+    return [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
 
 
 def all_of(*clauses: sql.Composable) -> sql.Composable:

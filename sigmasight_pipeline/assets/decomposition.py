@@ -15,7 +15,6 @@ from dagster import (
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import decomposition, market
-from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
@@ -31,8 +30,8 @@ from sigmasight_pipeline.assets.common import (
     read_risk_rows,
     run_scope,
     scope_symbols,
+    stock_symbols,
     symbols_in,
-    universe_symbols,
 )
 from sigmasight_pipeline.checks import (
     SHOWN_KEYS,
@@ -90,7 +89,7 @@ def specific_risk(
     url = database.url()
     days = partition_days(context)
     scope = run_scope(context)
-    symbols = [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
+    symbols = stock_symbols(url, scope)
     regressors = _regressors(returns)
 
     def chunks():

@@ -6,7 +6,6 @@ from dagster import AssetExecutionContext, AssetIn, Output, asset
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import exposures, factors, market, stress
-from sigmasight_pipeline.analytics.instruments import is_option_symbol
 from sigmasight_pipeline.assets.common import (
     DELTA_EXPOSURE_COLUMNS,
     EXPOSURE_COLUMNS,
@@ -26,8 +25,8 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     scope_symbols,
     shared_frame,
+    stock_symbols,
     symbols_in,
-    universe_symbols,
     with_positions,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
@@ -101,7 +100,7 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
     days = partition_days(context)
     scope = run_scope(context)
     etfs = list(MARKET_ETFS)
-    symbols = [s for s in universe_symbols(url, scope) if not is_option_symbol(s)]
+    symbols = stock_symbols(url, scope)
     factor_wide = market.returns_matrix(
         returns.frame(["symbol", "trade_date", "daily_return"], symbols_in(etfs))
     )

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, AssetIn, Failure, MetadataValue, Outp
 from psycopg import sql
 
 from sigmasight_pipeline.analytics import market, quality
-from sigmasight_pipeline.analytics.instruments import OPTION_TYPES, is_option_symbol
+from sigmasight_pipeline.analytics.instruments import OPTION_TYPES
 from sigmasight_pipeline.assets.common import (
     MARKET_DATA_API_POOL,
     PARTITIONED,
@@ -22,8 +22,8 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     scope_symbols,
     sessions_with_lookback,
+    stock_symbols,
     symbols_in,
-    universe_symbols,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
@@ -314,7 +314,7 @@ def returns(
     days = partition_days(context)
     sessions = sessions_with_lookback(days, 1)
     scope = run_scope(context)
-    stocks = [s for s in universe_symbols(database.url(), scope) if not is_option_symbol(s)]
+    stocks = stock_symbols(database.url(), scope)
     splits = market_data.get_provider().splits(stocks, sessions[0].date(), days[-1].date())
 
     def chunks():

@@ -22,8 +22,8 @@ from sigmasight_pipeline.assets.common import (
     run_scope,
     scope_symbols,
     sessions_with_lookback,
+    stock_symbols,
     symbols_in,
-    universe_symbols,
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
@@ -67,7 +67,7 @@ def symbol_volatility(
     days = partition_days(context)
     sessions = sessions_with_lookback(days, HISTORY)
     scope = run_scope(context)
-    symbols = [s for s in universe_symbols(url, scope) if not market.is_option_symbol(s)]
+    symbols = stock_symbols(url, scope)
 
     def chunks():
         for chunk in chunked(symbols, SYMBOLS_PER_CHUNK):
