@@ -23,6 +23,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context
 
 from sigmasight_pipeline import calendar, cli, intake, sensors
+from sigmasight_pipeline.benchmarks.intake import big_portfolio
 from sigmasight_pipeline.portfolio_csv import MAX_FILE_BYTES
 from sigmasight_pipeline.portfolios import create_user
 from sigmasight_pipeline.resources import instance as instance_module
@@ -32,7 +33,7 @@ HEADER = "ticker,quantity,entry_price,entry_date,tags"
 V1 = f"""{HEADER}
 AAPL,100,150.00,2026-01-05,"tech,core"
 MSFT,-50,300.00,2026-02-02,hedge
-AAPL261218C00200000,2,5.50,2026-06-01,"options,tech"
+AAPL281215C00200000,2,5.50,2026-06-01,"options,tech"
 """
 V2 = f"""{HEADER}
 AAPL,120,151.00,2026-01-05,"tech,growth"
@@ -190,7 +191,7 @@ def tag_names(url: str, username: str) -> list[str]:
 V1_POSITIONS = {
     "AAPL": (100.0, 150.0, "2026-01-05", ("core", "tech")),
     "MSFT": (-50.0, 300.0, "2026-02-02", ("hedge",)),
-    "AAPL261218C00200000": (2.0, 5.5, "2026-06-01", ("options", "tech")),
+    "AAPL281215C00200000": (2.0, 5.5, "2026-06-01", ("options", "tech")),
 }
 V2_POSITIONS = {
     "AAPL": (120.0, 151.0, "2026-01-05", ("growth", "tech")),
@@ -397,7 +398,7 @@ def test_a_reupload_is_dated_on_the_latest_closed_session(env: Env) -> None:
     # AAPL grew (another entry price: the file's), NVDA opened, MSFT and the call closed.
     assert load_events(env.url, two.id) == [
         ("AAPL", "increase", session),
-        ("AAPL261218C00200000", "close", session),
+        ("AAPL281215C00200000", "close", session),
         ("MSFT", "close", session),
         ("NVDA", "open", session),
     ]
@@ -469,24 +470,30 @@ def test_two_files_at_once(env: Env) -> None:
         assert tick.code == 0 and sum(line.startswith("loaded") for line in tick.lines) == 2
 
 
-def _big_portfolio(rows: int) -> str:
-    """`rows` distinct positions: stocks Q0..., every tenth an option, tags cycling."""
-    lines = [HEADER]
-    tags = ['"tech,core"', "hedge", "", '"value,dividend,core"', "momentum"]
-    for i in range(rows):
-        if i % 10 == 9:
-            symbol = f"AAPL261218{'CP'[i % 2]}{(i + 1) * 10:08d}"
-            lines.append(f"{symbol},{(i % 7) + 1},{1 + i % 50}.25,2026-06-01,{tags[i % 5]}")
-        else:
-            lines.append(
-                f"Q{i:05d},{(i % 900) - 450 or 1},{10 + i % 300}.5,2026-01-05,{tags[i % 5]}"
-            )
-    return "\n".join(lines) + "\n"
+def test_the_benchmark_book_can_be_loaded_again_with_every_quantity_changed() -> None:
+    """The intake benchmark's re-upload is a file intake loads: no zero quantity, every
+    quantity changed, and a close in the synthetic market for every option it holds (a put
+    struck near zero has none, and a load that must price it is refused)."""
+    import io
+
+    import pandas as pd
+
+    from sigmasight_pipeline.resources.synthetic import SyntheticMarket
+
+    first, second = (pd.read_csv(io.StringIO(big_portfolio(10_000, v))) for v in (0, 1))
+    assert (first["ticker"] == second["ticker"]).all()
+    assert (second["quantity"] != 0).all() and (second["quantity"] != first["quantity"]).all()
+    options = second.loc[second["ticker"].str.len() > 6, "ticker"]
+    assert len(options) == 1_000
+    day = calendar.latest_closed_session().date()
+    result = SyntheticMarket().fetch_bars(pd.DataFrame({"symbol": options, "trade_date": day}))
+    assert result.issues.empty and len(result.bars) == len(options)
+    assert (result.bars["close"] > 0).all()
 
 
 def test_100k_row_file(env: Env) -> None:
     name = f"{env.user}__Big.csv"
-    content = _big_portfolio(BIG_ROWS)
+    content = big_portfolio(BIG_ROWS)
     env.drop(name, content)
     began = time.perf_counter()
     tick = env.tick()

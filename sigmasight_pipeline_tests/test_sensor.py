@@ -93,7 +93,7 @@ def sensor(
 
 def _portfolio(tickers: list[str], option_root: str | None = None) -> str:
     rows = [f"{t},{(i + 1) * 10},{20 + i}.5,2026-01-05,core" for i, t in enumerate(tickers)]
-    option = f"{option_root or tickers[0]}261218C00050000,2,3.25,2026-06-01,options"
+    option = f"{option_root or tickers[0]}281215C00050000,2,3.25,2026-06-01,options"
     return "\n".join(["ticker,quantity,entry_price,entry_date,tags", *rows, option]) + "\n"
 
 

@@ -20,6 +20,7 @@ daemon's run launch (BENCHMARKS.md `## daemon` measures the whole path through t
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import tempfile
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
 
 from sigmasight_pipeline import intake, runs, sensors
@@ -43,6 +45,7 @@ from sigmasight_pipeline.resources.database import (
     migrate,
     transaction,
 )
+from sigmasight_pipeline.resources.market_data import MarketDataResource
 
 USER = "bench_user"
 SMALL, BIG = 50, 100_000
@@ -64,19 +67,25 @@ def small_portfolio(version: int = 0, prefix: str = "") -> str:
         quantity = (100 + 10 * i + version) * (-1 if i % 4 == 3 else 1)
         rows.append(f'{prefix}{stock},{quantity},{50 + i}.25,2026-01-05,"core,bench"')
     for i, stock in enumerate(STOCKS[:10]):
-        symbol = f"{prefix}{stock}261218{'CP'[i % 2]}{(60 + i * 5) * 1000:08d}"
+        symbol = f"{prefix}{stock}281215{'CP'[i % 2]}{(60 + i * 5) * 1000:08d}"
         rows.append(f"{symbol},{(i % 3 + 1) * (-1 if i % 2 else 1)},3.{i}0,2026-06-01,options")
     return "\n".join(rows) + "\n"
 
 
 def big_portfolio(rows: int = BIG, version: int = 0) -> str:
-    """`rows` distinct positions: stocks Q00000..., every tenth an option, tags cycling."""
+    """`rows` distinct positions: stocks Q00000..., every tenth an option, tags cycling;
+    `version` changes every quantity.
+
+    The options are AAPL puts expiring 2028-12-15, struck from $50.10 up in steps of 10 cents
+    (AAPL trades near $46 in the synthetic market): every one has a positive close, so a
+    re-upload can price its events. Puts struck near zero are worth nothing; the market has
+    no close for them, and a load that needs one is refused."""
     tags = ['"tech,core"', "hedge", "", '"value,dividend,core"', "momentum"]
     lines = [HEADER]
     for i in range(rows):
         tag = tags[i % 5]
         if i % 10 == 9:
-            symbol = f"AAPL261218{'CP'[i % 2]}{(i + 1) * 10:08d}"
+            symbol = f"AAPL281215P{50_000 + (i + 1) * 10:08d}"
             lines.append(f"{symbol},{i % 7 + 1 + version},{1 + i % 50}.25,2026-06-01,{tag}")
         else:
             quantity = (i % 900) - 450 or 1
@@ -151,13 +160,15 @@ class _Sensor:
             raise RuntimeError(f"run {request.run_key} or a following run failed ({failed})")
         return outcomes
 
-    def positions(self, portfolio: str) -> int:
+    def positions(self, portfolio: str) -> tuple[int, float]:
+        """The portfolio's open positions: how many, and their total quantity."""
         with connect(self.url) as conn:
-            return conn.execute(
-                "SELECT count(*) FROM sigmasight.positions s JOIN sigmasight.portfolios p "
-                "ON p.id = s.portfolio_id WHERE p.name = %s",
+            count, total = conn.execute(
+                "SELECT count(*), coalesce(sum(s.quantity), 0) FROM sigmasight.positions s "
+                "JOIN sigmasight.portfolios p ON p.id = s.portfolio_id WHERE p.name = %s",
                 (portfolio,),
-            ).fetchone()[0]
+            ).fetchone()
+            return int(count), float(total)
 
 
 def _drop_to_loaded(
@@ -171,9 +182,38 @@ def _drop_to_loaded(
         began = time.perf_counter()
         sensor.tick()
         seconds.append(time.perf_counter() - began)
-        if sensor.positions(portfolio) != rows:
-            raise RuntimeError(f"{portfolio}: expected {rows} positions after the tick")
+        # The file's own positions, not those of an earlier version a refused load left.
+        expected = (rows, _total_quantity(make(version)))
+        if sensor.positions(portfolio) != expected:
+            raise RuntimeError(
+                f"{portfolio}, version {version}: expected {expected} (positions, total "
+                f"quantity) after the tick, not {sensor.positions(portfolio)}: was the file "
+                f"rejected? (see {sensor.inbox / 'rejected'})"
+            )
     return seconds
+
+
+def _provider_seconds(sensor: _Sensor, portfolio: str) -> tuple[float, int, str]:
+    """Seconds the market data provider takes alone to give the closes the portfolio's
+    `increase` events were priced at (the same pairs, fetched again), how many, and the
+    provider's name."""
+    with connect(sensor.url) as conn:
+        pairs = conn.execute(
+            "SELECT DISTINCT s.symbol, e.event_date FROM sigmasight.position_events e "
+            "JOIN sigmasight.positions s ON s.id = e.position_id "
+            "JOIN sigmasight.portfolios p ON p.id = e.portfolio_id "
+            "WHERE p.name = %s AND e.kind = 'increase'",
+            (portfolio,),
+        ).fetchall()
+    wanted = pd.DataFrame(pairs, columns=["symbol", "trade_date"])
+    provider = MarketDataResource().get_provider()
+    began = time.perf_counter()
+    provider.fetch_bars(wanted)
+    return time.perf_counter() - began, len(wanted), provider.name
+
+
+def _total_quantity(text: str) -> float:
+    return float(pd.read_csv(io.StringIO(text), usecols=["quantity"])["quantity"].sum())
 
 
 def _drop_to_backfilled(sensor: _Sensor) -> tuple[float, list[str]]:
@@ -196,6 +236,7 @@ def run() -> list[dict]:
         backfill_s, steps = _drop_to_backfilled(sensor)
         small = _drop_to_loaded(sensor, "Small", small_portfolio, SMALL, SMALL_REPEATS)
         big = _drop_to_loaded(sensor, "Big", lambda v: big_portfolio(BIG, v), BIG, BIG_REPEATS)
+        provider_s, closes, provider = _provider_seconds(sensor, "Big")
     per_tick = "one sensor tick (validate, load in one transaction, move, plan runs)"
     return [
         {
@@ -217,7 +258,10 @@ def run() -> list[dict]:
             "seconds": big[1],
             "notes": (
                 f"{per_tick}; diffed against the {BIG:,} open positions: {BIG:,} increase "
-                "events, each priced at the effective session's close asked of the provider"
+                "events, each priced at the effective session's close asked of the provider; "
+                f"the {provider} provider alone took "
+                f"{provider_s:.1f} s to give those {closes:,} closes, fetched again after the "
+                "load"
             ),
         },
         {
