@@ -7,8 +7,9 @@ removed at the end:
 - drop -> loaded: a settled file in the inbox to its positions committed, one real sensor
   evaluation (`build_sensor_context`) each: 50 rows and 100,000 rows, new and re-uploaded. A
   re-upload is a new version of the holdings: every row's quantity changed, so each position
-  gets an `increase` event priced at the effective session's close (from the market data
-  provider, the synthetic one here, for symbols with no stored close).
+  gets an `increase` or `decrease` event (a short moved toward zero) priced at the effective
+  session's close (from the market data provider, the synthetic one here, for symbols with
+  no stored close). The provider's own time for those closes is measured beside it.
 - drop -> 90-day backfill finished, 50 positions of tickers new to the database: the sensor's
   tick (load, scoped market run requested), then that run and the runs that follow it
   (`runs.execute_request`: the symbol and portfolio assets over the window) executed
@@ -29,11 +30,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from dagster import DagsterInstance, RunRequest, SensorResult, build_sensor_context
 
 from sigmasight_pipeline import intake, runs, sensors
+from sigmasight_pipeline.holdings.prices import CLOSE_PRICE
 from sigmasight_pipeline.portfolios import create_user
 from sigmasight_pipeline.resources.database import (
     PROJECT_ROOT,
@@ -193,23 +196,34 @@ def _drop_to_loaded(
     return seconds
 
 
-def _provider_seconds(sensor: _Sensor, portfolio: str) -> tuple[float, int, str]:
-    """Seconds the market data provider takes alone to give the closes the portfolio's
-    `increase` events were priced at (the same pairs, fetched again), how many, and the
-    provider's name."""
+class _Pricing(NamedTuple):
+    """The events a load priced at a session's close, and the provider asked for them."""
+
+    events: dict[str, int]  # by kind
+    closes: int  # distinct (symbol, session)
+    provider: str
+    provider_seconds: float  # the provider alone, asked for the same closes again
+
+
+def _closes_asked(sensor: _Sensor, portfolio: str) -> _Pricing:
+    """The portfolio's events priced at a session's close (`holdings.prices.CLOSE_PRICE`),
+    and the seconds the market data provider takes alone to give those closes again."""
     with connect(sensor.url) as conn:
-        pairs = conn.execute(
-            "SELECT DISTINCT s.symbol, e.event_date FROM sigmasight.position_events e "
+        rows = conn.execute(
+            "SELECT e.kind, s.symbol, e.event_date FROM sigmasight.position_events e "
             "JOIN sigmasight.positions s ON s.id = e.position_id "
             "JOIN sigmasight.portfolios p ON p.id = e.portfolio_id "
-            "WHERE p.name = %s AND e.kind = 'increase'",
-            (portfolio,),
+            "WHERE p.name = %s AND starts_with(e.price_source, %s)",
+            (portfolio, CLOSE_PRICE),
         ).fetchall()
-    wanted = pd.DataFrame(pairs, columns=["symbol", "trade_date"])
+    events = pd.DataFrame(rows, columns=["kind", "symbol", "trade_date"])
+    wanted = events[["symbol", "trade_date"]].drop_duplicates()
     provider = MarketDataResource().get_provider()
     began = time.perf_counter()
     provider.fetch_bars(wanted)
-    return time.perf_counter() - began, len(wanted), provider.name
+    seconds = time.perf_counter() - began
+    by_kind = events["kind"].value_counts().sort_index()
+    return _Pricing(dict(by_kind.items()), len(wanted), provider.name, seconds)
 
 
 def _total_quantity(text: str) -> float:
@@ -236,7 +250,7 @@ def run() -> list[dict]:
         backfill_s, steps = _drop_to_backfilled(sensor)
         small = _drop_to_loaded(sensor, "Small", small_portfolio, SMALL, SMALL_REPEATS)
         big = _drop_to_loaded(sensor, "Big", lambda v: big_portfolio(BIG, v), BIG, BIG_REPEATS)
-        provider_s, closes, provider = _provider_seconds(sensor, "Big")
+        pricing = _closes_asked(sensor, "Big")
     per_tick = "one sensor tick (validate, load in one transaction, move, plan runs)"
     return [
         {
@@ -257,11 +271,12 @@ def run() -> list[dict]:
             "benchmark": f"drop -> loaded, {BIG:,} rows (re-upload, every quantity changed)",
             "seconds": big[1],
             "notes": (
-                f"{per_tick}; diffed against the {BIG:,} open positions: {BIG:,} increase "
-                "events, each priced at the effective session's close asked of the provider; "
-                f"the {provider} provider alone took "
-                f"{provider_s:.1f} s to give those {closes:,} closes, fetched again after the "
-                "load"
+                f"{per_tick}; diffed against the {BIG:,} open positions: "
+                + ", ".join(f"{n:,} {kind}" for kind, n in pricing.events.items())
+                + f" events, priced at the effective session's close ({pricing.closes:,} "
+                f"closes, stored or asked of the provider); the {pricing.provider} provider "
+                f"alone took {pricing.provider_seconds:.1f} s to give those closes, asked "
+                "again after the load"
             ),
         },
         {
