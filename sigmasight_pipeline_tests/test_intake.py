@@ -478,12 +478,13 @@ def test_the_benchmark_book_can_be_loaded_again_with_every_quantity_changed() ->
 
     import pandas as pd
 
+    from sigmasight_pipeline.analytics.instruments import is_option_symbol
     from sigmasight_pipeline.resources.synthetic import SyntheticMarket
 
     first, second = (pd.read_csv(io.StringIO(big_portfolio(10_000, v))) for v in (0, 1))
     assert (first["ticker"] == second["ticker"]).all()
     assert (second["quantity"] != 0).all() and (second["quantity"] != first["quantity"]).all()
-    options = second.loc[second["ticker"].str.len() > 6, "ticker"]
+    options = second.loc[second["ticker"].map(is_option_symbol), "ticker"]
     assert len(options) == 1_000
     day = calendar.latest_closed_session().date()
     result = SyntheticMarket().fetch_bars(pd.DataFrame({"symbol": options, "trade_date": day}))

@@ -181,17 +181,18 @@ def _drop_to_loaded(
     a changed file (so it replaces the previous positions)."""
     seconds = []
     for version in range(repeats):
-        sensor.drop(f"{USER}__{portfolio}.csv", make(version))
+        text = make(version)
+        sensor.drop(f"{USER}__{portfolio}.csv", text)
         began = time.perf_counter()
         sensor.tick()
         seconds.append(time.perf_counter() - began)
         # The file's own positions, not those of an earlier version a refused load left.
-        expected = (rows, _total_quantity(make(version)))
-        if sensor.positions(portfolio) != expected:
+        expected, found = (rows, _total_quantity(text)), sensor.positions(portfolio)
+        if found != expected:
             raise RuntimeError(
                 f"{portfolio}, version {version}: expected {expected} (positions, total "
-                f"quantity) after the tick, not {sensor.positions(portfolio)}: was the file "
-                f"rejected? (see {sensor.inbox / 'rejected'})"
+                f"quantity) after the tick, not {found}: was the file rejected? (see "
+                f"{sensor.inbox / 'rejected'})"
             )
     return seconds
 
@@ -223,7 +224,7 @@ def _closes_asked(sensor: _Sensor, portfolio: str) -> _Pricing:
     provider.fetch_bars(wanted)
     seconds = time.perf_counter() - began
     by_kind = events["kind"].value_counts().sort_index()
-    return _Pricing(dict(by_kind.items()), len(wanted), provider.name, seconds)
+    return _Pricing({k: int(n) for k, n in by_kind.items()}, len(wanted), provider.name, seconds)
 
 
 def _total_quantity(text: str) -> float:
