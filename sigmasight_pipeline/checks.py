@@ -104,6 +104,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "portfolio_returns": ("trade_date", "portfolio_id"),
     "symbol_volatility": ("trade_date", "symbol"),
     "specific_risk": ("trade_date", "symbol"),
+    "stress_moves": ("trade_date", "symbol"),
     "portfolio_volatility": ("trade_date", "portfolio_id"),
     "portfolio_correlations": ("trade_date", "portfolio_id"),
     "portfolio_concentration": ("trade_date", "portfolio_id"),
@@ -317,6 +318,17 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
                     index=f.index,
                 ),
                 name="a NaN P&L has its reasons",
+            ),
+        ],
+    ),
+    "stress_moves": pa.DataFrameSchema(
+        checks=[
+            _unique(*KEYS["stress_moves"]),
+            _rows_check(
+                lambda f: pd.Series(
+                    f["reasons"].notna().to_numpy() | _lists_finite(f["moves"]), index=f.index
+                ),
+                name="a NaN move has its reasons",
             ),
         ],
     ),

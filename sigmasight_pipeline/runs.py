@@ -51,7 +51,9 @@ MARKET_ASSETS = (
     "securities", "prices", "returns", "stress_scenarios", "stress_episodes",
 )  # fmt: skip
 # 2. the symbol-level analytics over the window (once for the whole book);
-SYMBOL_ASSETS = ("short_interest", "factor_betas", "specific_risk", "symbol_volatility")
+SYMBOL_ASSETS = (
+    "short_interest", "factor_betas", "specific_risk", "symbol_volatility", "stress_moves",
+)  # fmt: skip
 # 3. the portfolio assets over the window: with stage 2 in one run, or one run per shard after
 #    it. Each stage's runs are requested when the previous stage's run succeeds.
 STAGE_TAG = "sigmasight/stage"  # market | symbols | portfolios | window (see window_run)

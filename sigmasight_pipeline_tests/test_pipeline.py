@@ -364,15 +364,17 @@ def test_schema_checks_pass_on_the_tables_and_catch_bad_rows(db_url, demo_backfi
     [
         ("position_risk_contributions", "component_vol_usd", "reason"),
         ("position_stress_pnl", "pnl_usd", "reasons"),
+        ("stress_moves", "moves", "reasons"),
     ],
 )
 def test_a_companion_value_not_computed_must_say_why(db_url, demo_backfill, name, column, reason):
-    """The companion tables' checks: a contribution or a scenario's P&L that is NaN without a
-    reason fails (one row here), as does a second row for a key (above)."""
+    """The companion tables' checks and stress_moves': a contribution, a scenario's P&L or an
+    underlying's move that is NaN without a reason fails (one row here), as does a second row
+    for a key (above)."""
     frame = table(db_url, f"SELECT * FROM sigmasight.{name} WHERE {reason} IS NULL LIMIT 3")
     assert len(frame) == 3 and validate(name, frame).passed
     values = frame[column].tolist()
-    if name == "position_stress_pnl":
+    if name in ("position_stress_pnl", "stress_moves"):
         values[0] = [*values[0][:-1], float("nan")]
     else:
         values[0] = float("nan")
@@ -423,8 +425,9 @@ def test_an_array_column_is_finite_row_by_row_as_written_and_as_read_back():
 
 
 def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backfill):
-    """One partition of one portfolio: every check counts exactly the rows written, those of
-    the companion tables (blocking checks on the assets writing them) included."""
+    """One partition of two portfolios (Core Long: stocks only; Options Income: options):
+    every check counts exactly the rows written, those of the companion tables (blocking
+    checks on the assets writing them) included."""
     from sigmasight_pipeline.checks import COMPANION_CHECKS
 
     plan, _ = demo_backfill
@@ -439,13 +442,13 @@ def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backf
         ],
         day,
         day,
-        tags=Scope.of([2]).tags(),
+        tags=Scope.of([2, 3]).tags(),
     )
     assert outcome.success, outcome.problems
     written = table(
         db_url,
         "SELECT count(*) AS n FROM sigmasight.position_values WHERE trade_date = %s "
-        "AND portfolio_id = 2",
+        "AND portfolio_id IN (2, 3)",
         (plan.window[-1].date(),),
     )["n"].iloc[0]
     checks = {}
@@ -456,8 +459,8 @@ def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backf
         checks[f"{evaluation.check_name}@{evaluation.asset_key.to_user_string()}"] = (
             evaluation.metadata
         )
-    assert checks["schema@position_values"]["rows_checked"].value == written == 10
-    assert checks["schema@portfolio_snapshots"]["rows_checked"].value == 1
+    assert checks["schema@position_values"]["rows_checked"].value == written > 10
+    assert checks["schema@portfolio_snapshots"]["rows_checked"].value == 2
     assert checks["schema@portfolio_snapshots"]["partitions"].value == f"{day}..{day}"
     for asset, companion in [
         ("portfolio_risk_decomposition", "position_risk_contributions"),
@@ -466,7 +469,7 @@ def test_checks_see_only_what_the_run_wrote(db_url, dagster_instance, demo_backf
         rows = table(
             db_url,
             f"SELECT count(*) AS n FROM sigmasight.{companion} WHERE trade_date = %s "
-            "AND portfolio_id = 2",
+            "AND portfolio_id IN (2, 3)",
             (plan.window[-1].date(),),
         )["n"].iloc[0]
         assert checks[f"{COMPANION_CHECKS[companion]}@{asset}"]["rows_checked"].value == rows > 0

@@ -440,57 +440,194 @@ def test_portfolio_results_sum_positions_and_name_the_worst() -> None:
     assert np.isnan(with_snap.loc[(1, "market_up_10"), "pnl_pct_of_gross"])
 
 
-def test_a_position_without_a_stress_pnl_keeps_its_reason_in_the_table(db_url) -> None:
-    """Stored through position_stress_pnl and read back from the position_stress_results view:
-    the P&L that could not be computed (no Rates beta for NEW) is NaN with its reason beside
-    it; a position whose P&L are all computed stores no reasons."""
-    from sigmasight_pipeline.assets.stress import position_pnl_arrays
-    from sigmasight_pipeline.resources.database import transaction
-    from sigmasight_pipeline.resources.tables import arrow_connection, ingest, query_frame
+def test_option_rows_are_stored_and_moves_round_trip_with_their_reasons() -> None:
+    """position_stress_pnl gets the options' rows only (a stock's P&L is exposure x move, the
+    view's); stress_moves' rows read back as the moves they came from, a NaN move (no Rates
+    beta for NEW) with its reason and a complete row with none."""
+    from sigmasight_pipeline.assets.stress import move_rows, position_pnl_arrays, stored_moves
 
     chosen = {s.id: s for s in load_scenarios()}
     scenarios = [chosen["market_down_10"], chosen["rates_up_100bp"]]
-    no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
-    positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
-                            {"type": "LONG", "spot": 50.0, "quantity": 100,
-                             "underlying": "NEW", "portfolio_id": 999_001}])  # fmt: skip
-    result = _run(positions, _betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
     ids = [s.id for s in scenarios]
-    with transaction(db_url) as conn:
-        set_id = conn.execute(
-            "INSERT INTO sigmasight.stress_scenario_sets (scenario_ids) VALUES (%s) "
-            "ON CONFLICT (scenario_ids) DO UPDATE SET scenario_ids = EXCLUDED.scenario_ids "
-            "RETURNING set_id",
-            (ids,),
-        ).fetchone()[0]
-    arrays = position_pnl_arrays(result, set_id).assign(portfolio_id=999_001)
+    no_rates = {k: v for k, v in FULL_BETAS.items() if k != "Rates"}
+    moves = underlying_moves(_betas({"XYZ": FULL_BETAS, "NEW": no_rates}), scenarios)
+    rows = move_rows(moves, set_id=7)
+    by_symbol = rows.set_index("symbol")
+    assert by_symbol.loc["XYZ", "reasons"] is None
+    assert by_symbol.loc["NEW", "reasons"] == [None, "no Rates beta"]
+    back = stored_moves(
+        rows.assign(moves=[list(m) for m in rows["moves"]]), ids, set_id=7
+    )  # as read back: lists
+    np.testing.assert_array_equal(back.move, moves.move)
+    assert back.reason.tolist() == moves.reason.tolist()
+
+    positions = _positions([{"type": "LONG", "spot": 180.0, "quantity": 250},
+                            {"type": "LC", "spot": 180.0, "quantity": 2, "strike": 175.0,
+                             "t": 0.25, "vol": 0.3},
+                            {"type": "SP", "spot": 50.0, "quantity": -3, "strike": 45.0,
+                             "t": 0.5, "vol": 0.4, "underlying": "NEW"}])  # fmt: skip
+    result = position_stress(positions, back, scenarios)
+    arrays = position_pnl_arrays(result, set_id=7)
+    assert arrays["position_id"].tolist() == [2, 3]
     assert arrays["reasons"].tolist()[0] is None
-    try:
-        with arrow_connection(db_url) as conn:
-            ingest(conn, db_url, "sigmasight", "position_stress_pnl", arrays)
-            conn.commit()
-        back = query_frame(
-            db_url,
-            "SELECT position_id, scenario_id, pnl_usd, pnl_usd_delta_gamma, reason FROM "
-            "sigmasight.position_stress_results WHERE portfolio_id = 999001 "
-            "ORDER BY position_id, scenario_id",
-        ).set_index(["position_id", "scenario_id"])
-        stored = query_frame(
-            db_url,
-            "SELECT pnl_usd_delta_gamma IS NULL AS linear FROM sigmasight.position_stress_pnl "
-            "WHERE portfolio_id = 999001",
+    assert list(arrays["reasons"].tolist()[1]) == [None, "no Rates beta"]
+    np.testing.assert_allclose(
+        np.array(arrays["pnl_usd"].tolist(), dtype=float), result.pnl_usd[1:], rtol=1e-6
+    )
+
+
+def test_moves_of_another_scenario_set_are_refused_naming_the_days() -> None:
+    from sigmasight_pipeline.assets.stress import move_rows, stored_moves
+
+    scenarios = [s for s in load_scenarios() if s.id == "market_down_10"]
+    rows = move_rows(underlying_moves(_betas({"XYZ": FULL_BETAS}), scenarios), set_id=3)
+    with pytest.raises(ValueError, match=r"stress_moves on \['2025-06-02'\] are for scenario set"):
+        stored_moves(rows, ["market_down_10"], set_id=4)
+
+
+def _view_rows(conn, where: str = "TRUE", params: tuple = ()) -> pd.DataFrame:
+    rows = conn.execute(
+        "SELECT r.trade_date, r.portfolio_id, r.position_id, r.scenario_id, r.pnl_usd, "
+        "r.pnl_usd_delta_gamma, r.reason, p.position_type, p.underlying "
+        "FROM sigmasight.position_stress_results r "
+        f"JOIN sigmasight.positions p ON p.id = r.position_id WHERE {where}",
+        params,
+    ).fetchall()
+    columns = ["trade_date", "portfolio_id", "position_id", "scenario_id", "pnl_usd",
+               "pnl_usd_delta_gamma", "reason", "position_type", "underlying"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    for name in ("pnl_usd", "pnl_usd_delta_gamma"):
+        frame[name] = frame[name].astype(float)
+    return frame
+
+
+def test_the_stress_view_adds_up_to_every_portfolio_result(db_url, demo_backfill) -> None:
+    """Over the demo backfill: position_stress_pnl holds options only; the view gives every
+    stock its exposure x its underlying's stored move (exactly), and per portfolio, day and
+    scenario its rows are the stored result's: n_positions rows, n_missing of them without a
+    P&L, and the others sum to pnl_usd (options stored as float4)."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        stored_stocks = conn.execute(
+            "SELECT count(*) FROM sigmasight.position_stress_pnl q "
+            "JOIN sigmasight.positions p ON p.id = q.position_id "
+            "WHERE p.position_type IN ('LONG', 'SHORT')"
+        ).fetchone()[0]
+        view = _view_rows(conn)
+        moves = pd.DataFrame(
+            conn.execute(
+                "SELECT trade_date, symbol, scenario_id, move "
+                "FROM sigmasight.stress_underlying_moves"
+            ).fetchall(),
+            columns=["trade_date", "underlying", "scenario_id", "move"],
         )
-    finally:
-        with transaction(db_url) as conn:
-            conn.execute("DELETE FROM sigmasight.position_stress_pnl WHERE portfolio_id = 999001")
-    assert np.isnan(back.loc[(2, "rates_up_100bp"), "pnl_usd"])
-    assert back.loc[(2, "rates_up_100bp"), "reason"] == "no Rates beta"
-    assert back.loc[(2, "market_down_10"), "reason"] is None
-    assert back.loc[(1, "rates_up_100bp"), "reason"] is None
-    assert np.isfinite(back.loc[(1, "rates_up_100bp"), "pnl_usd"])
-    # Stocks store their delta-gamma P&L once (it is their P&L); the view shows it.
-    assert stored["linear"].all()
-    pd.testing.assert_series_equal(back["pnl_usd_delta_gamma"], back["pnl_usd"], check_names=False)
+        exposure = pd.DataFrame(
+            conn.execute(
+                "SELECT trade_date, position_id, exposure FROM sigmasight.position_values"
+            ).fetchall(),
+            columns=["trade_date", "position_id", "exposure"],
+        )
+        results = pd.DataFrame(
+            conn.execute(
+                "SELECT trade_date, portfolio_id, scenario_id, pnl_usd, n_positions, n_missing "
+                "FROM sigmasight.portfolio_stress_results"
+            ).fetchall(),
+            columns=["trade_date", "portfolio_id", "scenario_id", "pnl_usd", "n_positions",
+                     "n_missing"],
+        )  # fmt: skip
+    assert stored_stocks == 0
+    stocks = view[view["position_type"].isin(["LONG", "SHORT"])]
+    assert len(stocks) > 0 and len(stocks) < len(view)
+    expected = stocks.merge(exposure, on=["trade_date", "position_id"]).merge(
+        moves, on=["trade_date", "underlying", "scenario_id"]
+    )
+    assert len(expected) == len(stocks)
+    np.testing.assert_array_equal(
+        expected["pnl_usd"], expected["exposure"].astype(float) * expected["move"].astype(float)
+    )
+    np.testing.assert_array_equal(expected["pnl_usd_delta_gamma"], expected["pnl_usd"])
+    keys = ["trade_date", "portfolio_id", "scenario_id"]
+    missing = view["pnl_usd"].isna()
+    grouped = view.assign(missing=missing, gross=view["pnl_usd"].abs()).groupby(keys)
+    mine = pd.DataFrame(
+        {
+            "n": grouped.size(),
+            "missing": grouped["missing"].sum(),
+            "pnl": grouped["pnl_usd"].sum(),
+            "gross": grouped["gross"].sum(),
+        }
+    )
+    both = results.set_index(keys).join(mine, how="outer")
+    assert both["n"].notna().all() and both["n_positions"].notna().all()
+    assert (both["n"] == both["n_positions"]).all()
+    assert (both["missing"] == both["n_missing"]).all()
+    assert both["n_missing"].sum() == 0  # the demo book: every P&L computed
+    tolerance = 1e-6 * both["gross"] + 1e-6
+    assert ((both["pnl_usd"].astype(float) - both["pnl"]).abs() <= tolerance).all()
+
+
+def test_a_stock_without_a_move_or_a_price_has_its_reason_in_the_view(
+    db_url, demo_backfill
+) -> None:
+    """In a transaction rolled back: one underlying's first move is NaN with its reason,
+    another has no stress_moves row, a third position has no exposure. The view gives each
+    stock of theirs a NULL or NaN P&L with the reason the stress asset would give."""
+    import psycopg
+
+    plan, _ = demo_backfill
+    day = plan.window[-1].date()
+    with psycopg.connect(db_url) as conn:
+        stocks = _view_rows(
+            conn, "r.trade_date = %s AND p.position_type IN ('LONG', 'SHORT')", (day,)
+        )
+        first_scenario = conn.execute(
+            "SELECT z.scenario_ids[1] FROM sigmasight.stress_moves m "
+            "JOIN sigmasight.stress_scenario_sets z USING (set_id) WHERE m.trade_date = %s "
+            "LIMIT 1",
+            (day,),
+        ).fetchone()[0]
+        underlyings = stocks["underlying"].drop_duplicates().tolist()[:3]
+        nan_move, no_row, unpriced = underlyings
+        unpriced_ids = stocks.loc[stocks["underlying"].eq(unpriced), "position_id"].unique()
+        conn.execute(
+            "UPDATE sigmasight.stress_moves SET moves[1] = 'NaN', "
+            "reasons = array_fill(NULL::text, ARRAY[cardinality(moves)]) WHERE trade_date = %s "
+            "AND symbol = %s",
+            (day, nan_move),
+        )
+        conn.execute(
+            "UPDATE sigmasight.stress_moves SET reasons[1] = 'no Market beta' "
+            "WHERE trade_date = %s AND symbol = %s",
+            (day, nan_move),
+        )
+        conn.execute(
+            "DELETE FROM sigmasight.stress_moves WHERE trade_date = %s AND symbol = %s",
+            (day, no_row),
+        )
+        conn.execute(
+            "UPDATE sigmasight.position_values SET exposure = NULL WHERE trade_date = %s "
+            "AND position_id = ANY(%s)",
+            (day, [int(i) for i in unpriced_ids]),
+        )
+        after = _view_rows(
+            conn, "r.trade_date = %s AND p.position_type IN ('LONG', 'SHORT')", (day,)
+        )
+        conn.rollback()
+    assert len(after) == len(stocks)
+    of = after.groupby("underlying")
+    nan_rows = of.get_group(nan_move)
+    first = nan_rows["scenario_id"].eq(first_scenario)
+    assert nan_rows.loc[first, "pnl_usd"].isna().all()
+    assert set(nan_rows.loc[first, "reason"]) == {"no Market beta"}
+    assert nan_rows.loc[~first, "reason"].isna().all()
+    assert np.isfinite(nan_rows.loc[~first, "pnl_usd"]).all()
+    assert of.get_group(no_row)["pnl_usd"].isna().all()
+    assert set(of.get_group(no_row)["reason"]) == {"no move for the underlying"}
+    assert of.get_group(unpriced)["pnl_usd"].isna().all()
+    assert set(of.get_group(unpriced)["reason"]) == {"no exposure for the position (unpriced)"}
+    others = after[~after["underlying"].isin(underlyings)]
+    assert others["reason"].isna().all() and np.isfinite(others["pnl_usd"]).all()
 
 
 def test_portfolio_sums_and_worst_positions_equal_a_pandas_groupby() -> None:

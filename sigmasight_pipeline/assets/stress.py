@@ -1,6 +1,7 @@
-"""Stress tests: the scenario library (loaded from its file), the historical episodes' returns
-and each portfolio's P&L under every scenario, options fully revalued (chunks of portfolios,
-blocks of days)."""
+"""Stress tests: the scenario library (loaded from its file), the historical episodes' returns,
+each underlying's move under every scenario (once per day for the whole book) and each
+portfolio's P&L under every scenario, options fully revalued (chunks of portfolios, blocks of
+days)."""
 
 import numpy as np
 import pandas as pd
@@ -22,12 +23,16 @@ from sigmasight_pipeline.assets.common import (
     PARTITIONED,
     SINGLE_RUN,
     START_EARLY,
+    SYMBOL_TABLES_POOL,
     TRADING_DAYS,
     TRANSIENT_RETRY,
     portfolio_chunks,
     read_risk_rows,
     run_scope,
+    scope_symbols,
     scope_underlyings,
+    stock_symbols,
+    symbols_in,
     underlyings_of,
 )
 from sigmasight_pipeline.checks import (
@@ -188,29 +193,129 @@ def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
 
 
 def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFrame:
-    """Rows of position_stress_pnl: one per position-day with the P&L of every scenario of the
-    set (`result.scenario_ids` order), the delta-gamma estimates of an option (None for a
-    linear position: the same as its P&L) and the reasons (None for a row with none)."""
-    reason = result.reason
-    has_reason = ~np.isfinite(result.pnl_usd).all(axis=1)  # where reasons are (PositionStress)
-    reasons = np.full(len(reason), None, dtype=object)
+    """Rows of position_stress_pnl: one per option position-day with its P&L under every
+    scenario of the set (`result.scenario_ids` order), the delta-gamma estimates and the
+    reasons (None for a row with none). A stock's P&L is its exposure x its underlying's move:
+    the view position_stress_results computes it from stress_moves (sql/0022)."""
+    options = np.flatnonzero(result.is_option)
+    reason = result.reason[options]
+    has_reason = ~np.isfinite(result.pnl_usd[options]).all(axis=1)  # where reasons are
+    reasons = np.full(len(options), None, dtype=object)
     for k in np.flatnonzero(has_reason):
         reasons[k] = reason[k].tolist()
-    keys = result.keys
+    keys = result.keys.iloc[options]
     return pd.DataFrame(
         {
             "trade_date": keys["trade_date"].to_numpy(),
             "position_id": keys["position_id"].to_numpy(),
             "portfolio_id": keys["portfolio_id"].to_numpy(),
             "set_id": set_id,
-            "pnl_usd": list_column(result.pnl_usd, pa.float32()),
-            # A linear position's delta-gamma P&L is its P&L: NULL here (sql/0015).
-            "pnl_usd_delta_gamma": list_column(
-                result.pnl_usd_delta_gamma, pa.float32(), present=result.is_option
-            ),
+            "pnl_usd": list_column(result.pnl_usd[options], pa.float32()),
+            "pnl_usd_delta_gamma": list_column(result.pnl_usd_delta_gamma[options], pa.float32()),
             "reasons": reasons,
         }
     )
+
+
+MOVE_ROW_COLUMNS = ["trade_date", "symbol", "set_id", "moves", "reasons"]
+
+
+def move_rows(moves: stress.UnderlyingMoves, set_id: int) -> pd.DataFrame:
+    """Rows of stress_moves: one per (trade_date, underlying) with its move under every
+    scenario of the set (NaN where there is none) and the reasons (None for a row with none)."""
+    has_reason = ~np.isfinite(moves.move).all(axis=1)
+    reasons = np.full(len(moves.move), None, dtype=object)
+    for k in np.flatnonzero(has_reason):
+        reasons[k] = moves.reason[k].tolist()
+    return pd.DataFrame(
+        {
+            "trade_date": pd.to_datetime(moves.keys["trade_date"], cache=False).to_numpy(),
+            "symbol": moves.keys["symbol"].to_numpy(dtype=object),
+            "set_id": set_id,
+            "moves": list_column(moves.move, pa.float64()),
+            "reasons": reasons,
+        }
+    )[MOVE_ROW_COLUMNS]
+
+
+def stored_moves(
+    rows: pd.DataFrame, scenario_ids: list[str], set_id: int
+) -> stress.UnderlyingMoves:
+    """The `move_rows` read back as `stress.UnderlyingMoves` for `scenario_ids` (the set
+    `set_id`). Moves stored for another set are refused, naming the days: stress_moves was
+    materialized before the scenario library changed."""
+    other = rows[rows["set_id"] != set_id]
+    if not other.empty:
+        days = sorted({f"{d:%Y-%m-%d}" for d in pd.to_datetime(other["trade_date"])})
+        raise ValueError(
+            f"stress_moves on {days[:5]}{' ...' if len(days) > 5 else ''} are for scenario set "
+            f"{sorted(set(other['set_id']))}, not the library's set {set_id} "
+            f"({len(scenario_ids)} scenarios): materialize stress_moves for these days first"
+        )
+    width = len(scenario_ids)
+    move = np.array(rows["moves"].tolist(), dtype=float).reshape(len(rows), width)
+    reason = np.full((len(rows), width), None, dtype=object)
+    for k, listed in enumerate(rows["reasons"]):
+        if listed is not None and len(listed):
+            reason[k] = list(listed)
+    keys = pd.DataFrame(
+        {
+            "trade_date": pd.to_datetime(rows["trade_date"], cache=False).to_numpy(),
+            "symbol": rows["symbol"].to_numpy(dtype=object),
+        }
+    )
+    source = np.full((len(rows), width), None, dtype=object)  # not stored: not used for P&L
+    return stress.UnderlyingMoves(keys, tuple(scenario_ids), move, source, reason)
+
+
+@asset(
+    partitions_def=TRADING_DAYS,
+    backfill_policy=SINGLE_RUN,
+    metadata=PARTITIONED,
+    group_name=STRESS_GROUP,
+    kinds={"postgres", "pandas"},
+    pool=SYMBOL_TABLES_POOL,
+    retry_policy=TRANSIENT_RETRY,
+    op_tags=START_EARLY,  # the first of the stress chain, the longest with the correlations
+    check_specs=[schema_check_spec("stress_moves")],
+)
+def stress_moves(
+    context: AssetExecutionContext,
+    factor_betas: TableReader,
+    stress_scenarios: pd.DataFrame,
+    stress_episodes: pd.DataFrame,
+    database: PostgresResource,
+):
+    """Each underlying's move (a fraction) under every scenario, per day: its betas x the
+    factor shocks (Rates through its rate beta and TLT's duration), or its own return over a
+    replayed episode (else Market beta x SPY's). One row per day and underlying, the moves in
+    the scenario set's order; NaN with the reason where a beta or a history is missing. A
+    stock's stress P&L is its exposure x this move (the view position_stress_results)."""
+    url = database.url()
+    scope = run_scope(context)
+    scenarios = scenario_library.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
+    set_id = scenario_set_id(url, [s.id for s in scenarios])
+    symbols = sorted(set(stock_symbols(url, scope)) | set(scope_underlyings(url, scope)))
+    moves = stress.underlying_moves(
+        factor_betas.frame(["trade_date", "symbol", "factor", "beta"], symbols_in(symbols)),
+        scenarios,
+        stress_episodes[["symbol", "scenario_id", "episode_return"]],
+        tlt_duration(),
+        symbols=symbols,
+    )
+    validator = TableValidator("stress_moves")
+    rows = move_rows(moves, set_id)
+    metadata = {
+        "underlyings": len(symbols),
+        "scenarios": len(scenarios),
+        "tlt_duration": tlt_duration(),
+        "without_a_move": int((~np.isfinite(moves.move)).any(axis=1).sum()),
+    }
+    yield Output(
+        TableWrite(rows, replace=symbols_in(scope_symbols(url, scope)), observers=[validator]),
+        metadata=metadata,
+    )
+    yield validator.result()
 
 
 def _day_blocks(rows: pd.DataFrame, scenarios: int):
@@ -257,35 +362,31 @@ def portfolio_stress_results(
     context: AssetExecutionContext,
     position_values: TableReader,
     position_greeks: TableReader,
-    factor_betas: TableReader,
+    stress_moves: TableReader,
     stress_scenarios: pd.DataFrame,
-    stress_episodes: pd.DataFrame,
     database: PostgresResource,
 ):
     """Per portfolio, day and scenario: the P&L (sum of its positions'), as a fraction of gross
     exposure, the worst position and the method. Each underlying moves by its betas x the
     factor shocks (Rates through its rate beta and TLT's duration), or by its own return over
-    a replayed episode (else Market beta x SPY's). Stocks: exposure x move; options fully
-    revalued with Black-Scholes at the shocked spot and implied vol, time unchanged, with the
-    delta-gamma estimate beside it. Nothing is clipped. Also writes position_stress_pnl (same
-    transaction): every position's P&L per scenario (the view position_stress_results)."""
+    a replayed episode (else Market beta x SPY's): stress_moves. Stocks: exposure x move;
+    options fully revalued with Black-Scholes at the shocked spot and implied vol, time
+    unchanged, with the delta-gamma estimate beside it. Nothing is clipped. Also writes
+    position_stress_pnl (same transaction): every option's P&L per scenario; the view
+    position_stress_results adds the stocks' (exposure x move)."""
     url = database.url()
     scope = run_scope(context)
     scenarios = scenario_library.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
     ids = [s.id for s in scenarios]
     set_id = scenario_set_id(url, ids)
-    duration = tlt_duration()
-    episodes = stress_episodes[["symbol", "scenario_id", "episode_return"]]
 
     def chunks():
-        # Every underlying's moves on every day, once: they do not depend on the portfolio. The
-        # betas they come from are not kept for the chunks.
-        moves = stress.underlying_moves(
-            factor_betas.frame(
-                ["trade_date", "symbol", "factor", "beta"], underlyings_of(scope.portfolio_filter())
-            ),
-            scenarios, episodes, duration, symbols=scope_underlyings(url, scope),
-        )  # fmt: skip
+        # Every underlying's moves on every day, read once: they do not depend on the portfolio.
+        moves = stored_moves(
+            stress_moves.frame(MOVE_ROW_COLUMNS, underlyings_of(scope.portfolio_filter())),
+            ids,
+            set_id,
+        )
         for portfolio_ids in portfolio_chunks(url, scope, len(context.partition_keys)):
             rows = read_risk_rows(
                 url, portfolio_ids, position_values, position_greeks, run_id=context.run.run_id
@@ -313,7 +414,7 @@ def portfolio_stress_results(
             companions={"position_stress_pnl": replace},
             companion_observers={"position_stress_pnl": [position_pnl]},
         ),
-        metadata={"scenarios": len(ids), "tlt_duration": duration},
+        metadata={"scenarios": len(ids)},
     )
     yield validator.result()
     yield position_pnl.result()

@@ -300,6 +300,8 @@ _LOAD_RISK_DEPTH = [
     INSERT INTO {_S}.stress_scenario_sets (scenario_ids)
     SELECT array_agg(scenario_id ORDER BY ordinal) FROM {_S}.stress_scenarios
     """,
+    # The options' P&L per position (stored as the stress asset stores it); the stocks' is
+    # exposure x their underlying's move, which the view computes (sql/0022).
     f"""
     INSERT INTO {_S}.position_stress_pnl
     SELECT v.trade_date, v.position_id, v.portfolio_id, z.set_id,
@@ -307,7 +309,18 @@ _LOAD_RISK_DEPTH = [
                  FROM generate_series(1, 20) k ORDER BY k),
            array(SELECT (v.exposure * (k - 10) / 100.0)::real FROM generate_series(1, 20) k
                  ORDER BY k)
-    FROM {_S}.position_values v CROSS JOIN {_S}.stress_scenario_sets z
+    FROM {_S}.position_values v
+    JOIN {_S}.positions p ON p.id = v.position_id AND p.position_type NOT IN ('LONG', 'SHORT')
+    CROSS JOIN {_S}.stress_scenario_sets z
+    """,
+    f"""
+    INSERT INTO {_S}.stress_moves (trade_date, symbol, set_id, moves)
+    SELECT d.trade_date, u.underlying, z.set_id,
+           array(SELECT (k - 10) / 100.0 * (1 + 0.01 * length(u.underlying))
+                 FROM generate_series(1, 20) k ORDER BY k)
+    FROM (SELECT DISTINCT trade_date FROM {_S}.position_values) d
+    CROSS JOIN (SELECT DISTINCT underlying FROM {_S}.positions) u
+    CROSS JOIN {_S}.stress_scenario_sets z
     """,
     f"""
     INSERT INTO {_S}.portfolio_stress_results
@@ -390,7 +403,8 @@ def _load(url: str) -> dict[str, int]:
         conn.execute("ANALYZE")
         for table in ("portfolios", "positions", "position_values", "position_greeks",
                       "portfolio_snapshots", "position_risk_contributions",
-                      "position_stress_pnl", "position_events", "equity_changes",
+                      "position_stress_pnl", "stress_moves", "position_events",
+                      "equity_changes",
                       "target_prices"):  # fmt: skip
             row = conn.execute(f"SELECT count(*) FROM {_S}.{table}").fetchone()
             counts[table] = int(row[0]) if row else 0

@@ -39,6 +39,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp with time zone": pa.timestamp("us", tz="UTC"),
     "text[]": pa.list_(pa.string()),
     "real[]": pa.list_(pa.float32()),
+    "double precision[]": pa.list_(pa.float64()),
     "smallint[]": pa.list_(pa.int16()),
     "integer[]": pa.list_(pa.int32()),
 }
