@@ -154,22 +154,34 @@ def test_report_says_when_the_shards_wrote_other_rows():
 
 
 def test_per_table_sizes_total_the_reference_tables_like_for_like():
-    """Beside the total, a row sums each measurement over the tables the reference has."""
+    """Beside the total, a row sums each measurement over the tables the reference has (ours
+    under a new name counted as the table they replace: position_exposures)."""
     ours = _measurement(60.0, 800, 9_000)
-    ours = replace(ours, tables={**ours.tables, "position_stress_pnl": (2_500, 1_000_000)})
+    ours = replace(
+        ours,
+        tables={
+            **ours.tables,
+            "position_stress_pnl": (2_500, 1_000_000),
+            "position_exposures": (2_500, 100_000),
+        },
+    )
     reference = replace(
         _measurement(200.0, 4_000, 12_000),
         checkout="old",
-        tables={"positions": (500, 250_000), "position_values": (2_500, 2_000_000)},
+        tables={
+            "positions": (500, 250_000),
+            "position_values": (2_500, 2_000_000),
+            "position_factor_exposures": (2_500, 500_000),
+        },
     )
     rows = report([Outcome("ours", 10, 500, ours), Outcome("old", 10, 500, reference)])
     totals = {
         row["db_table"]: row for row in rows if str(row.get("db_table", "")).startswith("total")
     }
-    assert totals["total"]["ours, 10 portfolios"] == 1_750_000 / 2_500
+    assert totals["total"]["ours, 10 portfolios"] == 1_850_000 / 2_500
     like = totals["total of the tables old has"]
-    assert like["ours, 10 portfolios"] == 750_000 / 2_500  # the stress table left out
-    assert like["old, 10 portfolios"] == 2_250_000 / 2_500
+    assert like["ours, 10 portfolios"] == 850_000 / 2_500  # the stress table left out
+    assert like["old, 10 portfolios"] == 2_750_000 / 2_500
 
 
 # --- run_sampled on real processes ----------------------------------------------------------

@@ -140,7 +140,7 @@ def test_every_table_written_by_session_has_an_index_that_finds_a_session(db_url
 
 
 PORTFOLIO_DAY_TABLES = (
-    "position_values", "position_greeks", "position_factor_exposures",
+    "position_values", "position_greeks", "position_exposures",
     "position_risk_contributions", "position_stress_pnl", "portfolio_stress_results",
     "portfolio_sector_exposures", "portfolio_risk_decomposition", "portfolio_factor_exposures",
     "portfolio_greeks",
@@ -173,7 +173,12 @@ def test_the_compact_tables_migration_keeps_every_row() -> None:
             before = {t: _rows_by_column(old, t) for t in tables}
         assert "0019_compact_portfolio_day_tables" in migrate(url)
         with connect(url) as new:
-            assert {t: _rows_by_column(new, t) for t in tables} == before
+            assert _rows_by_column(new, "position_values") == before["position_values"]
+            # 0023 keeps the position's own columns; the betas are read from factor_betas.
+            own = ["trade_date", "position_id", "portfolio_id", "exposure", "pnl_usd_per_100bp"]
+            assert _rows_by_column(new, "position_exposures") == [
+                {k: row[k] for k in own} for row in before["position_factor_exposures"]
+            ]
             keys = new.execute(
                 "SELECT count(*) FROM pg_constraint WHERE contype = 'p' AND conrelid = ANY "
                 "(%s::regclass[])",
@@ -184,6 +189,70 @@ def test_the_compact_tables_migration_keeps_every_row() -> None:
                 "'sigmasight.position_values'::regclass AND attnum = 1"
             ).fetchone()
         assert keys == (0,) and first == ("quantity",)
+
+
+def test_the_position_betas_migration_reads_the_same_rows_through_the_view() -> None:
+    """0023: position_factor_exposures becomes a view over position_exposures, factor_betas
+    and short_interest; a database with rows reads the same values through it, a missing beta
+    named in the reason as before and a position without betas as 'no betas ...'."""
+    from sigmasight_pipeline.resources.database import migrate
+
+    factors = ["Market", "Momentum", "Value", "Growth", "Quality", "Size", "Low Volatility",
+               "Rates"]  # fmt: skip
+    with database_before("0023") as url:
+        with connect(url, autocommit=True) as old:
+            old.execute(
+                "INSERT INTO sigmasight.users (username, password_hash, role) "
+                "VALUES ('u', 'x', 'user')"
+            )
+            old.execute(
+                "INSERT INTO sigmasight.portfolios (name, owner_id) "
+                "SELECT 'p', id FROM sigmasight.users"
+            )
+            for symbol in ("AAA", "BBB"):
+                old.execute(
+                    "INSERT INTO sigmasight.positions (portfolio_id, symbol, quantity, "
+                    "entry_price, entry_date, position_type, underlying, multiplier) "
+                    "SELECT id, %s, 10, 100, '2026-11-02', 'LONG', %s, 1 "
+                    "FROM sigmasight.portfolios",
+                    (symbol, symbol),
+                )
+            betas = [0.1, None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+            for factor, beta in zip(factors, betas, strict=True):
+                old.execute(
+                    "INSERT INTO sigmasight.factor_betas (trade_date, symbol, factor, beta, "
+                    "n_obs, reason) VALUES ('2026-11-20', 'AAA', %s, %s, 60, %s)",
+                    (factor, beta, None if beta is not None else "only 12 observations (< 20)"),
+                )
+            old.execute(
+                "INSERT INTO sigmasight.short_interest (symbol, trade_date, "
+                "short_interest_pct_float, source) VALUES ('AAA', '2026-11-20', 4.5, 'test')"
+            )
+            insert = (
+                "INSERT INTO sigmasight.position_factor_exposures (trade_date, position_id, "
+                "portfolio_id, exposure, beta_market, beta_momentum, beta_value, beta_growth, "
+                "beta_quality, beta_size, beta_low_volatility, beta_rates, short_interest, n_obs, "
+                "reason, pnl_usd_per_100bp) SELECT '2026-11-20', p.id, p.portfolio_id, %s, %s, "
+                "NULL, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM sigmasight.positions p "
+                "WHERE p.symbol = %s"
+            )
+            old.execute(
+                insert,
+                (1000, 0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.045, 60,
+                 "Momentum: only 12 observations (< 20)", -132, "AAA"),
+            )  # fmt: skip
+            old.execute(
+                insert,
+                (500, None, None, None, None, None, None, None, None, 0,
+                 "no betas for the underlying on this day", None, "BBB"),
+            )  # fmt: skip
+            before = _rows_by_column(old, "position_factor_exposures")
+        assert "0023_position_betas_from_factor_betas" in migrate(url)
+        with connect(url) as new:
+            after = _rows_by_column(new, "position_factor_exposures")
+            stored = new.execute("SELECT count(*) FROM sigmasight.position_exposures").fetchone()
+    order = lambda rows: sorted(rows, key=lambda r: r["position_id"])  # noqa: E731
+    assert len(before) == 2 and stored == (2,) and order(after) == order(before)
 
 
 def test_the_stock_returns_migration_removes_only_the_options_returns() -> None:

@@ -249,6 +249,85 @@ def test_portfolio_factor_exposures_and_risk_metrics(db_url, demo_backfill):
     assert (metrics["max_drawdown"] <= 0).all()
 
 
+def test_position_factor_exposures_view_gives_the_rows_the_asset_computed(db_url, demo_backfill):
+    """sql/0023: position_exposures stores each position's exposure and P&L per 100 bp; the
+    view adds its underlying's betas, n_obs, missing-beta reasons and short interest from
+    factor_betas and short_interest. Over the whole demo backfill the view equals
+    `analytics.exposures.position_factor_exposures` on the same tables, value for value, and
+    on a day where a beta is missing (set NULL in a transaction rolled back) it names it."""
+    import psycopg
+
+    from sigmasight_pipeline.analytics import exposures
+
+    view = table(db_url, "SELECT * FROM sigmasight.position_factor_exposures")
+    values = table(
+        db_url,
+        "SELECT v.trade_date, v.position_id, v.portfolio_id, v.exposure, p.symbol, "
+        "p.underlying, p.position_type FROM sigmasight.position_values v "
+        "JOIN sigmasight.positions p ON p.id = v.position_id",
+    )
+    greeks = table(
+        db_url,
+        "SELECT trade_date, position_id, delta_adjusted_exposure FROM sigmasight.position_greeks",
+    )
+    betas = table(
+        db_url,
+        "SELECT trade_date, symbol, factor, beta, n_obs, reason FROM sigmasight.factor_betas",
+    )
+    short = table(
+        db_url, "SELECT trade_date, symbol, short_interest_pct_float FROM sigmasight.short_interest"
+    )
+    expected = exposures.position_factor_exposures(
+        exposures.risk_exposures(values, greeks), betas, short
+    )
+    keys = ["trade_date", "position_id"]
+    expected = expected.set_index(keys).sort_index()
+    got = view.set_index(keys).sort_index()
+    assert len(got) == len(values) and got.index.equals(expected.index)
+    for column in ["exposure", *BETA_COLUMNS.values(), "short_interest"]:
+        np.testing.assert_array_equal(got[column].astype(float), expected[column].astype(float))
+    assert (got["n_obs"] == expected["n_obs"]).all()
+    assert got["reason"].fillna("").tolist() == expected["reason"].fillna("").tolist()
+    assert got["beta_rates"].notna().all() and got["reason"].isna().all()
+
+    day = view["trade_date"].max()
+    underlying = values.loc[values["position_type"].eq("LONG"), "underlying"].iloc[0]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE sigmasight.factor_betas SET beta = NULL, reason = 'only 12 observations "
+            "(< 20)' WHERE trade_date = %s AND symbol = %s AND factor = 'Momentum'",
+            (day, underlying),
+        )
+        conn.execute(
+            "DELETE FROM sigmasight.factor_betas WHERE trade_date = %s AND symbol = %s "
+            "AND factor = 'Rates'",
+            (day, underlying),
+        )
+        rows = conn.execute(
+            "SELECT v.beta_momentum, v.beta_rates, v.beta_market, v.n_obs, v.reason "
+            "FROM sigmasight.position_factor_exposures v "
+            "JOIN sigmasight.positions p ON p.id = v.position_id "
+            "WHERE v.trade_date = %s AND p.underlying = %s",
+            (day, underlying),
+        ).fetchall()
+        conn.execute(
+            "DELETE FROM sigmasight.factor_betas WHERE trade_date = %s AND symbol = %s",
+            (day, underlying),
+        )
+        none = conn.execute(
+            "SELECT DISTINCT v.n_obs, v.reason FROM sigmasight.position_factor_exposures v "
+            "JOIN sigmasight.positions p ON p.id = v.position_id "
+            "WHERE v.trade_date = %s AND p.underlying = %s",
+            (day, underlying),
+        ).fetchall()
+        conn.rollback()
+    assert rows and all(r[0] is None and r[1] is None and r[2] is not None for r in rows)
+    assert {r[4] for r in rows} == {
+        "Momentum: only 12 observations (< 20); Rates: no beta for the underlying on this day"
+    }
+    assert none == [(0, "no betas for the underlying on this day")]
+
+
 def test_rerunning_a_range_is_idempotent(db_url, dagster_instance, demo_backfill):
     plan, _ = demo_backfill
     before = table(db_url, "SELECT * FROM sigmasight.portfolio_snapshots ORDER BY 1, 2")

@@ -31,7 +31,12 @@ from sigmasight_pipeline.assets.common import (
 )
 from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
-from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite, chunked
+from sigmasight_pipeline.resources.io_manager import (
+    STORAGE_TABLE,
+    TableReader,
+    TableWrite,
+    chunked,
+)
 from sigmasight_pipeline.resources.market_data import (
     MARKET_ETFS,
     SHORT_INTEREST_FACTOR,
@@ -137,7 +142,7 @@ def factor_betas(context: AssetExecutionContext, returns: TableReader, database:
 @asset(
     partitions_def=TRADING_DAYS,
     backfill_policy=SINGLE_RUN,
-    metadata=PARTITIONED,
+    metadata={**PARTITIONED, STORAGE_TABLE: "position_exposures"},
     group_name=FACTOR_GROUP,
     kinds={"postgres", "pandas"},
     retry_policy=TRANSIENT_RETRY,
@@ -156,7 +161,9 @@ def position_factor_exposures(
     to delta-adjusted exposure), one row per position-day with a column per factor; the
     dollar exposure to a factor is exposure x its beta. pnl_usd_per_100bp: exposure x rate
     beta x TLT's return for +100 bp (-duration x 1 %, SIGMASIGHT_TLT_DURATION, default 16.5).
-    Chunks of portfolios."""
+    Chunks of portfolios. Stored in position_exposures (the position's own columns); the view
+    of this name adds the betas from factor_betas and the short interest (sql/0023). The
+    schema check validates the whole rows, betas included."""
     url = database.url()
     scope = run_scope(context)
     duration = tlt_duration()
@@ -187,8 +194,22 @@ def position_factor_exposures(
             yield frame
 
     validator = TableValidator("position_factor_exposures")
-    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=scope.portfolio_filter(),
+            columns=POSITION_EXPOSURE_COLUMNS,
+            observers=[validator],
+        )
+    )
     yield validator.result()
+
+
+# What position_exposures stores of a position_factor_exposures row: the position's own columns
+# (its underlying's betas and short interest are read from their tables by the view).
+POSITION_EXPOSURE_COLUMNS = [
+    "trade_date", "position_id", "portfolio_id", "exposure", "pnl_usd_per_100bp",
+]  # fmt: skip
 
 
 PORTFOLIO_FACTOR_COLUMNS = [
@@ -201,7 +222,23 @@ PORTFOLIO_FACTOR_COLUMNS = [
 _FACTOR_COLUMNS = {**exposures.BETA_COLUMNS, SHORT_INTEREST_FACTOR: "short_interest"}
 PORTFOLIO_FACTOR_SELECT = (
     """
-WITH totals AS (
+WITH exposures AS (
+    -- the view position_factor_exposures' rows of the run's days and portfolios: its joins
+    -- written out, so that the betas are aggregated for these days only (a filter on the view
+    -- does not reach the GROUP BY of underlying_factor_betas inside it)
+    SELECT e.trade_date, e.portfolio_id, e.exposure, """
+    + ", ".join(f"u.{c}" for c in exposures.BETA_COLUMNS.values())
+    + """,
+           si.short_interest_pct_float / 100.0 AS short_interest
+    FROM (SELECT * FROM sigmasight.position_exposures
+          WHERE trade_date BETWEEN {first} AND {last} AND {scope}) e
+    JOIN sigmasight.positions p ON p.id = e.position_id
+    LEFT JOIN (SELECT * FROM sigmasight.underlying_factor_betas
+               WHERE trade_date BETWEEN {first} AND {last}) u
+        ON u.trade_date = e.trade_date AND u.symbol = p.underlying
+    LEFT JOIN sigmasight.short_interest si
+        ON si.trade_date = e.trade_date AND si.symbol = p.underlying
+), totals AS (
     SELECT trade_date, portfolio_id, sum(market_value) AS total_value
     FROM sigmasight.position_values
     WHERE trade_date BETWEEN {first} AND {last} AND {scope}
@@ -215,8 +252,7 @@ WITH totals AS (
         for c in _FACTOR_COLUMNS.values()
     )
     + """
-    FROM sigmasight.position_factor_exposures
-    WHERE trade_date BETWEEN {first} AND {last} AND {scope}
+    FROM exposures
     GROUP BY trade_date, portfolio_id
 )
 SELECT s.trade_date, s.portfolio_id, f.factor,
