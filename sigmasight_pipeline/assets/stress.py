@@ -192,17 +192,22 @@ def scenario_set_id(url: str, scenario_ids: list[str]) -> int:
     return int(row[0])
 
 
+def _reason_lists(values: np.ndarray, reason: np.ndarray) -> np.ndarray:
+    """Per row of a (rows x scenarios) matrix: its reasons as a list where a value is not
+    finite (the reasons are set exactly there), else None (a row with none stores NULL)."""
+    reasons = np.full(len(values), None, dtype=object)
+    for k in np.flatnonzero(~np.isfinite(values).all(axis=1)):
+        reasons[k] = reason[k].tolist()
+    return reasons
+
+
 def position_pnl_arrays(result: stress.PositionStress, set_id: int) -> pd.DataFrame:
     """Rows of position_stress_pnl: one per option position-day with its P&L under every
     scenario of the set (`result.scenario_ids` order), the delta-gamma estimates and the
     reasons (None for a row with none). A stock's P&L is its exposure x its underlying's move:
     the view position_stress_results computes it from stress_moves (sql/0022)."""
     options = np.flatnonzero(result.is_option)
-    reason = result.reason[options]
-    has_reason = ~np.isfinite(result.pnl_usd[options]).all(axis=1)  # where reasons are
-    reasons = np.full(len(options), None, dtype=object)
-    for k in np.flatnonzero(has_reason):
-        reasons[k] = reason[k].tolist()
+    reasons = _reason_lists(result.pnl_usd[options], result.reason[options])
     keys = result.keys.iloc[options]
     return pd.DataFrame(
         {
@@ -223,10 +228,7 @@ MOVE_ROW_COLUMNS = ["trade_date", "symbol", "set_id", "moves", "reasons"]
 def move_rows(moves: stress.UnderlyingMoves, set_id: int) -> pd.DataFrame:
     """Rows of stress_moves: one per (trade_date, underlying) with its move under every
     scenario of the set (NaN where there is none) and the reasons (None for a row with none)."""
-    has_reason = ~np.isfinite(moves.move).all(axis=1)
-    reasons = np.full(len(moves.move), None, dtype=object)
-    for k in np.flatnonzero(has_reason):
-        reasons[k] = moves.reason[k].tolist()
+    reasons = _reason_lists(moves.move, moves.reason)
     return pd.DataFrame(
         {
             "trade_date": pd.to_datetime(moves.keys["trade_date"], cache=False).to_numpy(),
