@@ -183,6 +183,17 @@ def test_drop_to_snapshots_through_the_daemon(dev: DevServer, demo_env: dict) ->
             ).fetchone()
         assert companion[check].passed
         assert companion[check].metadata["rows_checked"].value == written > 0
+    # The stocks' stress P&L comes from the moves the daemon's run stored (stress_moves, a
+    # symbol asset of that run): every stock of the new portfolio has one on every scenario.
+    with connect(url) as conn:
+        stock_rows, with_pnl, with_reason = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE r.pnl_usd <> 'NaN'), count(r.reason) "
+            "FROM sigmasight.position_stress_results r "
+            "JOIN sigmasight.positions p ON p.id = r.position_id "
+            "WHERE r.portfolio_id = %s AND p.position_type IN ('LONG', 'SHORT')",
+            (timing["portfolio_id"],),
+        ).fetchone()
+    assert stock_rows > 0 and with_pnl == stock_rows and with_reason == 0
     failed = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
     assert failed == []
     assert _demo_fingerprint(url) == before  # the demo portfolios' rows are untouched

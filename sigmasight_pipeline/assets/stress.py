@@ -257,9 +257,9 @@ def stored_moves(
     width = len(scenario_ids)
     move = np.array(rows["moves"].tolist(), dtype=float).reshape(len(rows), width)
     reason = np.full((len(rows), width), None, dtype=object)
-    for k, listed in enumerate(rows["reasons"]):
-        if listed is not None and len(listed):
-            reason[k] = list(listed)
+    listed = rows["reasons"].to_numpy(dtype=object)
+    for k in np.flatnonzero(rows["reasons"].notna().to_numpy()):  # the rows with a NaN move
+        reason[k] = list(listed[k])
     keys = pd.DataFrame(
         {
             "trade_date": pd.to_datetime(rows["trade_date"], cache=False).to_numpy(),
@@ -298,11 +298,12 @@ def stress_moves(
     scenarios = scenario_library.scenarios_from_table(stress_scenarios.sort_values("ordinal"))
     set_id = scenario_set_id(url, [s.id for s in scenarios])
     symbols = sorted(set(stock_symbols(url, scope)) | set(scope_underlyings(url, scope)))
+    duration = tlt_duration()
     moves = stress.underlying_moves(
         factor_betas.frame(["trade_date", "symbol", "factor", "beta"], symbols_in(symbols)),
         scenarios,
         stress_episodes[["symbol", "scenario_id", "episode_return"]],
-        tlt_duration(),
+        duration,
         symbols=symbols,
     )
     validator = TableValidator("stress_moves")
@@ -310,7 +311,7 @@ def stress_moves(
     metadata = {
         "underlyings": len(symbols),
         "scenarios": len(scenarios),
-        "tlt_duration": tlt_duration(),
+        "tlt_duration": duration,
         "without_a_move": int((~np.isfinite(moves.move)).any(axis=1).sum()),
     }
     yield Output(
