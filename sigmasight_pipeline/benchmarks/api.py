@@ -262,32 +262,43 @@ _LOAD_RISK_DEPTH = [
     FROM {_S}.portfolio_snapshots
     """,
     f"""
-    INSERT INTO {_S}.portfolio_sector_exposures
-    SELECT s.trade_date, s.portfolio_id, x.sector, 0.06 * s.long_exposure,
-           0.06 * s.short_exposure, 0.06 * s.gross_exposure, 0.06 * s.net_exposure,
-           0.06, 0.06 * s.net_exposure / nullif(s.gross_exposure, 0), 0.09,
-           0.06 * s.net_exposure / nullif(s.gross_exposure, 0) - 0.09, 3, DATE '2024-03-31', NULL
+    INSERT INTO {_S}.portfolio_sector_exposure_blocks
+    SELECT s.portfolio_id, s.trade_date, array_agg(x.sector ORDER BY x.sector),
+           array_agg(0.06 * s.long_exposure ORDER BY x.sector),
+           array_agg(0.06 * s.short_exposure ORDER BY x.sector),
+           array_agg(0.06::float8 ORDER BY x.sector),
+           array_agg(0.06 * s.net_exposure / nullif(s.gross_exposure, 0) ORDER BY x.sector),
+           array_agg(0.09::float8 ORDER BY x.sector), array_agg(3 ORDER BY x.sector),
+           array_agg(DATE '2024-03-31' ORDER BY x.sector), NULL
     FROM {_S}.portfolio_snapshots s
     CROSS JOIN unnest(%(sectors)s::text[]) x(sector)
+    GROUP BY s.portfolio_id, s.trade_date
     """,
     f"""
-    INSERT INTO {_S}.portfolio_risk_decomposition
-    SELECT s.trade_date, s.portfolio_id, c.component,
-           CASE WHEN c.component = 'specific' THEN NULL ELSE 0.1 * s.net_exposure END,
-           c.share * (0.15 * s.gross_exposure) ^ 2, c.share, c.share * 0.15 * s.gross_exposure,
-           0.15 * s.gross_exposure, 1.0, NULL
+    INSERT INTO {_S}.portfolio_risk_decomposition_blocks
+    SELECT s.portfolio_id, s.trade_date, array_agg(c.component ORDER BY c.k),
+           array_agg(CASE WHEN c.component = 'specific' THEN NULL ELSE 0.1 * s.net_exposure END
+                     ORDER BY c.k),
+           array_agg(c.share * (0.15 * s.gross_exposure) ^ 2 ORDER BY c.k),
+           array_agg(c.share ORDER BY c.k),
+           array_agg(c.share * 0.15 * s.gross_exposure ORDER BY c.k),
+           array_agg(0.15 * s.gross_exposure ORDER BY c.k), array_agg(1.0::float8 ORDER BY c.k),
+           NULL
     FROM {_S}.portfolio_snapshots s
-    CROSS JOIN (VALUES ('Market', 0.5), ('Momentum', 0.02), ('Value', 0.03), ('Growth', 0.01),
-                       ('Quality', 0.02), ('Size', 0.04), ('Low Volatility', 0.01),
-                       ('Rates', 0.07), ('specific', 0.3)) c(component, share)
+    CROSS JOIN (VALUES (1, 'Market', 0.5), (2, 'Momentum', 0.02), (3, 'Value', 0.03),
+                       (4, 'Growth', 0.01), (5, 'Quality', 0.02), (6, 'Size', 0.04),
+                       (7, 'Low Volatility', 0.01), (8, 'Rates', 0.07), (9, 'specific', 0.3))
+        c(k, component, share)
+    GROUP BY s.portfolio_id, s.trade_date
     """,
     f"""
-    INSERT INTO {_S}.position_risk_contributions
-    SELECT v.trade_date, v.position_id, v.portfolio_id, v.exposure, m.marginal,
-           v.exposure * m.marginal, 0.7 * v.exposure * m.marginal, 0.3 * v.exposure * m.marginal,
-           0.02, NULL
+    INSERT INTO {_S}.position_risk_contribution_blocks
+    SELECT v.portfolio_id, v.trade_date, array_agg(v.position_id), array_agg(v.exposure),
+           array_agg(m.marginal), array_agg(0.7 * v.exposure * m.marginal),
+           array_agg(0.3 * v.exposure * m.marginal), array_agg(0.02::float8), NULL
     FROM {_S}.position_values v
     CROSS JOIN LATERAL (SELECT 0.1 + 0.001 * (v.position_id %% 50) AS marginal) m
+    GROUP BY v.portfolio_id, v.trade_date
     """,
     f"""
     INSERT INTO {_S}.stress_scenarios (scenario_id, ordinal, name, kind, description,
@@ -323,11 +334,15 @@ _LOAD_RISK_DEPTH = [
     CROSS JOIN {_S}.stress_scenario_sets z
     """,
     f"""
-    INSERT INTO {_S}.portfolio_stress_results
-    SELECT s.trade_date, s.portfolio_id, x.scenario_id, s.net_exposure * x.shock_market,
-           s.net_exposure * x.shock_market, s.net_exposure * x.shock_market / s.gross_exposure,
-           s.gross_exposure, NULL, NULL, 'full_revaluation', s.position_count, 0, NULL
+    INSERT INTO {_S}.portfolio_stress_result_blocks
+    SELECT s.portfolio_id, s.trade_date, array_agg(x.scenario_id ORDER BY x.ordinal),
+           array_agg(s.net_exposure * x.shock_market ORDER BY x.ordinal),
+           array_agg(s.net_exposure * x.shock_market ORDER BY x.ordinal),
+           array_agg(s.gross_exposure ORDER BY x.ordinal), NULL, NULL,
+           array_agg('full_revaluation' ORDER BY x.ordinal),
+           array_agg(s.position_count ORDER BY x.ordinal), array_agg(0 ORDER BY x.ordinal), NULL
     FROM {_S}.portfolio_snapshots s CROSS JOIN {_S}.stress_scenarios x
+    GROUP BY s.portfolio_id, s.trade_date
     """,
 ]
 SECTORS = [

@@ -214,7 +214,7 @@ def _shards_row(single: Outcome, sharded: Outcome) -> dict:
 
 # Our tables that store what a table of the reference design stored under another name (its
 # name is now a view over them): counted with that table's like for like.
-RENAMED_TABLES = {"position_exposures": "position_factor_exposures"}
+RENAMED_TABLES = {"position_exposure_blocks": "position_factor_exposures"}
 
 
 def _per_table_rows(outcomes: list[Outcome]) -> list[dict]:

@@ -42,6 +42,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "double precision[]": pa.list_(pa.float64()),
     "smallint[]": pa.list_(pa.int16()),
     "integer[]": pa.list_(pa.int32()),
+    "date[]": pa.list_(pa.date32()),
 }
 
 
@@ -175,6 +176,46 @@ def list_column(
     values = pa.array(np.ascontiguousarray(matrix[present]).ravel()).cast(item)
     mask = None if present.all() else pa.array(~present)
     return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, values, mask=mask))
+
+
+BLOCK_KEYS = ("portfolio_id", "trade_date")
+
+
+def portfolio_day_blocks(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
+    """`frame`'s rows as blocks: one row per (portfolio_id, trade_date), each other column an
+    array of the block's values in the order of `frame` (NaN -> NULL). A column with no value
+    in a block is one NULL instead of an array of NULLs. `columns`: the SQL types of the
+    blocks table (each other column an array type)."""
+    portfolio = frame["portfolio_id"].to_numpy(dtype=np.int64)
+    day = pd.to_datetime(frame["trade_date"], cache=False).to_numpy(dtype="datetime64[D]")
+    order = np.lexsort((day, portfolio))  # stable: a block keeps the frame's order
+    portfolio, day = portfolio[order], day[order]
+    starts = (
+        np.flatnonzero(np.r_[True, (portfolio[1:] != portfolio[:-1]) | (day[1:] != day[:-1])])
+        if len(order)
+        else np.array([], dtype=np.int64)
+    )
+    offsets = pa.array(np.r_[starts, len(order)].astype(np.int32))
+    blocks: dict[str, object] = {"portfolio_id": portfolio[starts], "trade_date": day[starts]}
+    for name in frame.columns:
+        if name in BLOCK_KEYS:
+            continue
+        target = ARROW_TYPES.get(columns.get(name, ""))
+        if target is None or not pa.types.is_list(target):
+            raise TypeError(f"{name}: the blocks table has no array column for it ({columns})")
+        values = frame[name].to_numpy()[order]
+        items = pa.array(values, from_pandas=True)
+        items = items.cast(target.value_type) if items.type != target.value_type else items
+        missing = np.asarray(items.is_null(), dtype=np.int64) if items.null_count else None
+        empty = (
+            np.add.reduceat(missing, starts) == np.diff(np.r_[starts, len(order)])
+            if missing is not None and len(order)
+            else np.zeros(len(starts), dtype=bool)
+        )
+        blocks[name] = pd.arrays.ArrowExtensionArray(
+            pa.ListArray.from_arrays(offsets, items, mask=pa.array(empty) if empty.any() else None)
+        )
+    return pd.DataFrame(blocks)
 
 
 def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.Table:
