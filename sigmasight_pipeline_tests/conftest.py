@@ -76,6 +76,20 @@ def fake_polygon() -> Iterator[FakePolygon]:
         yield fake
 
 
+def store_rows(url: str, table: str, rows: list[dict]) -> None:
+    """Append `rows` to `table` as the IO manager stores them (a table of `io_manager.BLOCKS`
+    in its blocks table), in a transaction of their own."""
+    import pandas as pd
+
+    from sigmasight_pipeline.resources.database import SCHEMA
+    from sigmasight_pipeline.resources.io_manager import stored_rows
+    from sigmasight_pipeline.resources.tables import arrow_connection, ingest
+
+    stored, frame = stored_rows(url, SCHEMA, table, pd.DataFrame(rows))
+    with arrow_connection(url) as conn:
+        ingest(conn, url, SCHEMA, stored, frame)
+
+
 def throwaway_database(name: str) -> Iterator[str]:
     """A migrated database `name` on the embedded server (or `DATABASE_URL`'s server), dropped
     when the generator closes."""

@@ -120,11 +120,23 @@ def test_a_write_reads_back_through_the_view_and_replaces_only_its_blocks(isolat
 
 
 def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
-    """0024: a database with rows in the five tables reads the same rows, NULLs and reasons
-    included, through the views that replace them, one block per portfolio-day."""
+    """0024: a database with rows in the six tables reads the same rows, NULLs and reasons
+    included, through the views that replace them (a position's market value and unrealized
+    P&L computed from its exposure), one block per portfolio-day."""
     from sigmasight_pipeline.resources.database import migrate
 
     inserts = {
+        "position_values": (
+            "(quantity, price, market_value, exposure, cost_basis, unrealized_pnl, daily_pnl, "
+            "realized_pnl_usd, realized_pnl_cum_usd, trade_date, position_id, portfolio_id, "
+            "price_date, price_source, pnl_reason) VALUES "
+            "(10, 101.5, 1015, 1015, 1000, 15, 2.5, 0, 0, '2026-11-19', 1, 7, '2026-11-19', "
+            "'market', NULL), "
+            "(-5, 20.25, 101.25, -101.25, -100, -1.25, NULL, NULL, 0, '2026-11-19', 2, 7, "
+            "'2026-11-18', 'carried_forward', 'no close: price carried forward from 2026-11-18'), "
+            "(10, NULL, NULL, NULL, 1000, NULL, NULL, NULL, 0, '2026-11-20', 1, 7, NULL, "
+            "'missing', 'no price')"
+        ),
         "position_exposures": (
             "(exposure, pnl_usd_per_100bp, trade_date, position_id, portfolio_id) VALUES "
             "(1015, -12.5, '2026-11-19', 1, 7), (NULL, NULL, '2026-11-19', 2, 7), "
@@ -180,6 +192,7 @@ def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
             }
     assert after == before
     assert blocks == {
+        "position_value_blocks": 2,
         "position_exposure_blocks": 3,
         "position_risk_contribution_blocks": 2,
         "portfolio_stress_result_blocks": 2,

@@ -214,14 +214,16 @@ def test_a_runs_risk_rows_are_shared_only_for_the_same_slice(history: History) -
     changed = f"portfolio_id = {history.portfolio} AND trade_date = '{window[-1]}'"
     with connect(history.url, autocommit=True) as conn:
         conn.execute(
-            f"UPDATE sigmasight.position_values SET exposure = exposure + 1 WHERE {changed}"
+            "UPDATE sigmasight.position_value_blocks SET exposure = (SELECT array_agg(x + 1 "
+            f"ORDER BY k) FROM unnest(exposure) WITH ORDINALITY u (x, k)) WHERE {changed}"
         )
         try:
             same_slice = risk_rows(window[-1], window[-1])
             other_slice = risk_rows(window[0], window[-1])
         finally:
             conn.execute(
-                f"UPDATE sigmasight.position_values SET exposure = exposure - 1 WHERE {changed}"
+                "UPDATE sigmasight.position_value_blocks SET exposure = (SELECT array_agg(x - 1 "
+                f"ORDER BY k) FROM unnest(exposure) WITH ORDINALITY u (x, k)) WHERE {changed}"
             )
     assert set(same_slice["trade_date"].dt.date) == {window[-1]}
     assert set(other_slice["trade_date"].dt.date) == set(window)

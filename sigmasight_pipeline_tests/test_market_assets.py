@@ -53,7 +53,7 @@ def scratch_db(isolated_db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: 
     url = isolated_db_url
     monkeypatch.setenv("DATABASE_URL", url)
     with transaction(url) as conn:
-        for table in ("prices", "price_issues", "returns", "position_values", "securities"):
+        for table in ("prices", "price_issues", "returns", "position_value_blocks", "securities"):
             conn.execute(f"DELETE FROM sigmasight.{table}")
         conn.execute("DELETE FROM sigmasight.users")
         create_user(conn, "u", "pw")

@@ -384,11 +384,14 @@ def test_a_failed_write_leaves_the_previous_rows(db_url, dagster_instance, demo_
     transaction; every partition of the range keeps its previous rows."""
     plan, _ = demo_backfill
     start, end = plan.window[-3], plan.window[-1]
-    query = "SELECT * FROM sigmasight.position_values WHERE trade_date >= %s ORDER BY 1, 2"
+    query = (
+        "SELECT * FROM sigmasight.position_values WHERE trade_date >= %s "
+        "ORDER BY trade_date, position_id"
+    )
     before = table(db_url, query, (start.date(),))
-    with connect(db_url) as conn:
+    with connect(db_url) as conn:  # on the table the rows are stored in (sql/0024)
         conn.execute(
-            "ALTER TABLE sigmasight.position_values ADD CONSTRAINT reject_one_day "
+            "ALTER TABLE sigmasight.position_value_blocks ADD CONSTRAINT reject_one_day "
             f"CHECK (trade_date <> DATE '{end.date()}') NOT VALID"
         )
         conn.commit()
@@ -398,7 +401,9 @@ def test_a_failed_write_leaves_the_previous_rows(db_url, dagster_instance, demo_
         )
     finally:
         with connect(db_url) as conn:
-            conn.execute("ALTER TABLE sigmasight.position_values DROP CONSTRAINT reject_one_day")
+            conn.execute(
+                "ALTER TABLE sigmasight.position_value_blocks DROP CONSTRAINT reject_one_day"
+            )
             conn.commit()
     assert not outcome.success
     pd.testing.assert_frame_equal(before, table(db_url, query, (start.date(),)))
@@ -561,7 +566,8 @@ def test_a_scoped_run_replaces_only_its_portfolios_rows(db_url, dagster_instance
     before = table(db_url, query, (plan.window[-2].date(),))
     with connect(db_url) as conn:  # a stray row of portfolio 3 that only a rewrite removes
         conn.execute(
-            "UPDATE sigmasight.position_values SET daily_pnl = daily_pnl + 1 "
+            "UPDATE sigmasight.position_value_blocks SET daily_pnl = (SELECT "
+            "array_agg(x + 1 ORDER BY k) FROM unnest(daily_pnl) WITH ORDINALITY u (x, k)) "
             "WHERE trade_date = %s AND portfolio_id IN (1, 3)",
             (plan.window[-2].date(),),
         )

@@ -24,6 +24,7 @@ from sigmasight_pipeline.resources.database import (
     migrate,
 )
 from sigmasight_pipeline.resources.read_api import FACTORS, NoDataError, SigmaSightReader
+from sigmasight_pipeline_tests.conftest import store_rows
 
 D = date(2024, 2, 2)  # the latest day: Friday
 D1 = date(2024, 2, 1)
@@ -171,7 +172,7 @@ RISK = {
 }
 
 
-def _insert_dataset(conn: psycopg.Connection) -> None:
+def _insert_dataset(conn: psycopg.Connection, url: str) -> None:
     from sigmasight_pipeline.portfolios import hash_password
 
     s = "sigmasight"
@@ -206,12 +207,13 @@ def _insert_dataset(conn: psycopg.Connection) -> None:
                     (day, pid, p[1], p[3], price, None if price is None else day, source, mv,
                      exp, cost, upnl, dpnl)
                 )  # fmt: skip
-        cur.executemany(
-            f"INSERT INTO {s}.position_values (trade_date, position_id, portfolio_id, quantity, "
-            "price, price_date, price_source, market_value, exposure, cost_basis, unrealized_pnl, "
-            "daily_pnl) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            value_rows,
-        )
+        value_columns = (
+            "trade_date", "position_id", "portfolio_id", "quantity", "price", "price_date",
+            "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl",
+            "daily_pnl",
+        )  # fmt: skip
+        rows = [dict(zip(value_columns, r, strict=True)) for r in value_rows]
+        store_rows(url, "position_values", rows)
 
         snapshot_rows = []
         running: dict[int, float] = {}
@@ -286,7 +288,7 @@ def seeded_database(tag: str) -> Iterator[str]:
     try:
         migrate(url)
         with psycopg.connect(url) as conn, conn.transaction():
-            _insert_dataset(conn)
+            _insert_dataset(conn, url)
         yield url
     finally:
         drop_database(server, name)

@@ -25,6 +25,7 @@ from sigmasight_pipeline.portfolio_csv import validate_portfolio_text
 from sigmasight_pipeline.portfolio_inputs import add_equity_change, set_target
 from sigmasight_pipeline.portfolios import LoadSource, create_user, load_portfolio
 from sigmasight_pipeline.resources.read_api import SigmaSightReader
+from sigmasight_pipeline_tests.conftest import store_rows
 from sigmasight_pipeline_tests.test_api_http import SECRET, running_server
 from sigmasight_pipeline_tests.test_read_api import PASSWORDS, seeded_database
 
@@ -126,13 +127,13 @@ def _build(url: str) -> Carol:
             for symbol, v in values.items()
         ]
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO sigmasight.position_values (trade_date, position_id, portfolio_id, "
-                "quantity, price, price_date, price_source, market_value, exposure, cost_basis, "
-                "unrealized_pnl, daily_pnl, realized_pnl_usd, realized_pnl_cum_usd) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                value_rows,
-            )
+            value_columns = (
+                "trade_date", "position_id", "portfolio_id", "quantity", "price", "price_date",
+                "price_source", "market_value", "exposure", "cost_basis", "unrealized_pnl",
+                "daily_pnl", "realized_pnl_usd", "realized_pnl_cum_usd",
+            )  # fmt: skip
+            rows = [dict(zip(value_columns, r, strict=True)) for r in value_rows]
+            store_rows(url, "position_values", rows)
             cur.executemany(
                 "INSERT INTO sigmasight.portfolio_snapshots (trade_date, portfolio_id, "
                 "total_value, long_exposure, short_exposure, gross_exposure, net_exposure, "

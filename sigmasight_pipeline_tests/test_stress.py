@@ -606,9 +606,10 @@ def test_a_stock_without_a_move_or_a_price_has_its_reason_in_the_view(
             (day, no_row),
         )
         conn.execute(
-            "UPDATE sigmasight.position_values SET exposure = NULL WHERE trade_date = %s "
-            "AND position_id = ANY(%s)",
-            (day, [int(i) for i in unpriced_ids]),
+            "UPDATE sigmasight.position_value_blocks SET exposure = (SELECT array_agg(CASE "
+            "WHEN i = ANY(%s) THEN NULL ELSE x END ORDER BY k) FROM unnest(position_id, "
+            "exposure) WITH ORDINALITY u (i, x, k)) WHERE trade_date = %s",
+            ([int(i) for i in unpriced_ids], day),
         )
         after = _view_rows(
             conn, "r.trade_date = %s AND p.position_type IN ('LONG', 'SHORT')", (day,)

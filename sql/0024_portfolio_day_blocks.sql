@@ -1,5 +1,5 @@
 -- depends: 0023_position_betas_from_factor_betas
--- Issue 10 (compact): five tables written in blocks of rows per portfolio-day (a row per
+-- Issue 10 (compact): six tables written in blocks of rows per portfolio-day (a row per
 -- position or scenario) are stored as one row per portfolio-day, each other column an array in
 -- the block's order. A row per position-day paid about 28 B of tuple header and line pointer,
 -- 7 B of index entry and 8 B of keys: position_exposures stored 16 B of values in 60 B a row.
@@ -8,13 +8,44 @@
 -- the primary key keeps it unique again, and a write replaces whole blocks as before.
 --
 -- A view computes what is an exact float8 product of stored values: a position's component
--- volatility is exposure x marginal, a scenario's P&L as a fraction of gross is pnl / gross,
+-- volatility is exposure x marginal, a position's market value is |exposure| (|q| x p x m
+-- = |q x p x m| for a price p > 0 and a multiplier m > 0) and its unrealized P&L exposure -
+-- cost basis, a scenario's P&L as a fraction of gross is pnl / gross,
 -- a sector's gross and net exposures are long - short and long + short, its active weight
 -- net - benchmark weight (the same operations in the same order as analytics.decomposition,
--- analytics.stress and analytics.sectors).
+-- analytics.stress, analytics.sectors and analytics.valuation).
 --
 -- The float arrays are not compressible (STORAGE EXTERNAL: no pglz attempt when a block goes
 -- past 2 kB and moves to TOAST, as sql/0018); no statistics on the arrays (as sql/0021).
+
+CREATE TABLE sigmasight.position_value_blocks (
+    portfolio_id         integer NOT NULL,
+    trade_date           date NOT NULL,
+    position_id          integer[] NOT NULL,
+    quantity             double precision[] NOT NULL,
+    price                double precision[],
+    exposure             double precision[],
+    cost_basis           double precision[] NOT NULL,
+    daily_pnl            double precision[],
+    realized_pnl_usd     double precision[],
+    realized_pnl_cum_usd double precision[],
+    price_date           date[],
+    price_source         text[] NOT NULL,
+    pnl_reason           text[],
+    PRIMARY KEY (portfolio_id, trade_date)
+);
+INSERT INTO sigmasight.position_value_blocks
+SELECT portfolio_id, trade_date, array_agg(position_id ORDER BY position_id),
+       array_agg(quantity ORDER BY position_id), array_agg(price ORDER BY position_id),
+       array_agg(exposure ORDER BY position_id), array_agg(cost_basis ORDER BY position_id),
+       array_agg(daily_pnl ORDER BY position_id),
+       array_agg(realized_pnl_usd ORDER BY position_id),
+       array_agg(realized_pnl_cum_usd ORDER BY position_id),
+       array_agg(price_date ORDER BY position_id),
+       array_agg(price_source ORDER BY position_id),
+       CASE WHEN count(pnl_reason) > 0 THEN array_agg(pnl_reason ORDER BY position_id) END
+FROM sigmasight.position_values
+GROUP BY portfolio_id, trade_date;
 
 CREATE TABLE sigmasight.position_exposure_blocks (
     portfolio_id      integer NOT NULL,
@@ -141,8 +172,11 @@ DROP VIEW sigmasight.position_factor_exposures;
 DROP TABLE sigmasight.position_exposures;
 DROP VIEW sigmasight.position_stress_results;
 DROP TABLE sigmasight.portfolio_stress_results;
+DROP TABLE sigmasight.position_values;
 DROP TABLE sigmasight.position_risk_contributions;
 
+CREATE INDEX position_value_blocks_trade_date_brin
+    ON sigmasight.position_value_blocks USING brin (trade_date);
 CREATE INDEX position_exposure_blocks_trade_date_brin
     ON sigmasight.position_exposure_blocks USING brin (trade_date);
 CREATE INDEX position_risk_contribution_blocks_trade_date_brin
@@ -154,6 +188,20 @@ CREATE INDEX portfolio_sector_exposure_blocks_trade_date_brin
 CREATE INDEX portfolio_risk_decomposition_blocks_trade_date_brin
     ON sigmasight.portfolio_risk_decomposition_blocks USING brin (trade_date);
 
+ALTER TABLE sigmasight.position_value_blocks
+    ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
+    ALTER COLUMN quantity SET STORAGE EXTERNAL, ALTER COLUMN quantity SET STATISTICS 0,
+    ALTER COLUMN price SET STORAGE EXTERNAL, ALTER COLUMN price SET STATISTICS 0,
+    ALTER COLUMN exposure SET STORAGE EXTERNAL, ALTER COLUMN exposure SET STATISTICS 0,
+    ALTER COLUMN cost_basis SET STORAGE EXTERNAL, ALTER COLUMN cost_basis SET STATISTICS 0,
+    ALTER COLUMN daily_pnl SET STORAGE EXTERNAL, ALTER COLUMN daily_pnl SET STATISTICS 0,
+    ALTER COLUMN realized_pnl_usd SET STORAGE EXTERNAL,
+    ALTER COLUMN realized_pnl_usd SET STATISTICS 0,
+    ALTER COLUMN realized_pnl_cum_usd SET STORAGE EXTERNAL,
+    ALTER COLUMN realized_pnl_cum_usd SET STATISTICS 0,
+    ALTER COLUMN price_date SET STORAGE EXTERNAL, ALTER COLUMN price_date SET STATISTICS 0,
+    ALTER COLUMN price_source SET STATISTICS 0,
+    ALTER COLUMN pnl_reason SET STATISTICS 0;
 ALTER TABLE sigmasight.position_exposure_blocks
     ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
     ALTER COLUMN exposure SET STORAGE EXTERNAL, ALTER COLUMN exposure SET STATISTICS 0,
@@ -224,6 +272,18 @@ CROSS JOIN LATERAL unnest(b.component, b.exposure_usd, b.variance_usd2, b.share_
                           b.vol_contribution_usd, b.total_vol_usd, b.coverage, b.reason)
     AS u (component, exposure_usd, variance_usd2, share_of_variance, vol_contribution_usd,
           total_vol_usd, coverage, reason);
+
+CREATE VIEW sigmasight.position_values AS
+SELECT u.quantity, u.price, abs(u.exposure) AS market_value, u.exposure, u.cost_basis,
+       u.exposure - u.cost_basis AS unrealized_pnl, u.daily_pnl, u.realized_pnl_usd,
+       u.realized_pnl_cum_usd, b.trade_date, u.position_id, b.portfolio_id, u.price_date,
+       u.price_source, u.pnl_reason
+FROM sigmasight.position_value_blocks b
+CROSS JOIN LATERAL unnest(b.position_id, b.quantity, b.price, b.exposure, b.cost_basis,
+                          b.daily_pnl, b.realized_pnl_usd, b.realized_pnl_cum_usd,
+                          b.price_date, b.price_source, b.pnl_reason)
+    AS u (position_id, quantity, price, exposure, cost_basis, daily_pnl, realized_pnl_usd,
+          realized_pnl_cum_usd, price_date, price_source, pnl_reason);
 
 CREATE VIEW sigmasight.position_exposures AS
 SELECT b.trade_date, u.position_id, b.portfolio_id, u.exposure, u.pnl_usd_per_100bp

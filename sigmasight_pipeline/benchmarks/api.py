@@ -130,19 +130,21 @@ _LOAD = [
     """,
     # Prices follow a deterministic wave around the entry price.
     f"""
-    INSERT INTO {_S}.position_values (trade_date, position_id, portfolio_id, quantity, price,
-        price_date, price_source, market_value, exposure, cost_basis, unrealized_pnl, daily_pnl)
-    SELECT d.day, p.id, p.portfolio_id, p.quantity, x.price, d.day, 'market',
-           abs(p.quantity) * x.price * p.multiplier, p.quantity * x.price * p.multiplier,
-           p.quantity * p.entry_price * p.multiplier,
-           p.quantity * (x.price - p.entry_price) * p.multiplier,
-           p.quantity * (x.price - x.prev) * p.multiplier
+    INSERT INTO {_S}.position_value_blocks (portfolio_id, trade_date, position_id, quantity,
+        price, exposure, cost_basis, daily_pnl, price_date, price_source)
+    SELECT p.portfolio_id, d.day, array_agg(p.id ORDER BY p.id),
+           array_agg(p.quantity ORDER BY p.id), array_agg(x.price ORDER BY p.id),
+           array_agg(p.quantity * x.price * p.multiplier ORDER BY p.id),
+           array_agg(p.quantity * p.entry_price * p.multiplier ORDER BY p.id),
+           array_agg(p.quantity * (x.price - x.prev) * p.multiplier ORDER BY p.id),
+           array_agg(d.day ORDER BY p.id), array_agg('market' ORDER BY p.id)
     FROM {_S}.positions p
     CROSS JOIN unnest(%(days)s::date[]) WITH ORDINALITY AS d(day, n)
     CROSS JOIN LATERAL (
         SELECT p.entry_price * (1 + 0.1 * sin(d.n / 7.0 + p.id)) AS price,
                p.entry_price * (1 + 0.1 * sin((d.n - 1) / 7.0 + p.id)) AS prev
     ) x
+    GROUP BY p.portfolio_id, d.day
     """,
     # Greeks of the options (stocks have none stored: delta 1 per share).
     f"""

@@ -365,6 +365,7 @@ class Blocks:
 # Storage cost of a row per position-day: about 28 B of tuple header and line pointer, 7 B of
 # index entry and 8 B of keys; a block pays them once for its 50 rows.
 BLOCKS: dict[str, Blocks] = {
+    "position_values": Blocks("position_value_blocks", derived=("market_value", "unrealized_pnl")),
     "position_exposures": Blocks("position_exposure_blocks"),
     "position_risk_contributions": Blocks(
         "position_risk_contribution_blocks", derived=("component_vol_usd",)
@@ -385,6 +386,16 @@ def stored_table(table: str) -> str:
     return BLOCKS[table].table if table in BLOCKS else table
 
 
+def stored_rows(url: str, schema: str, table: str, frame: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Where and how rows written to `table` are stored: its blocks table and the rows as
+    blocks (without the columns its view derives), or `table` and the rows as they are."""
+    if table not in BLOCKS:
+        return table, frame
+    blocks = BLOCKS[table]
+    columns = table_columns(url, schema, blocks.table)
+    return blocks.table, portfolio_day_blocks(frame.drop(columns=list(blocks.derived)), columns)
+
+
 class _WriteBehind:
     """Writes a write's chunks on one background thread while the caller computes the next:
     the binary COPY releases the GIL and the server works on another core. One chunk at most
@@ -400,11 +411,7 @@ class _WriteBehind:
     def ingest(self, table: str, frame: pd.DataFrame) -> None:
         """Append `frame` to `table`, or to its blocks table as blocks (`BLOCKS`)."""
         self.wait()
-        if table in BLOCKS:
-            blocks = BLOCKS[table]
-            columns = table_columns(self._url, self._schema, blocks.table)
-            table = blocks.table
-            frame = portfolio_day_blocks(frame.drop(columns=list(blocks.derived)), columns)
+        table, frame = stored_rows(self._url, self._schema, table, frame)
         self._writing = self._thread.submit(
             ingest, self._conn, self._url, self._schema, table, frame
         )
