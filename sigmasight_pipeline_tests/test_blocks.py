@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
 from psycopg import sql
@@ -55,6 +56,30 @@ def test_rows_become_one_block_per_portfolio_day_in_the_order_they_came() -> Non
         (2, "2026-11-19"): ([40], [4.0], None),
         (2, "2026-11-20"): ([30, 20], [3.0, 2.0], None),
     }
+
+
+def test_arrays_of_a_block_are_concatenated_and_its_one_value_kept_once() -> None:
+    """A column of arrays (the P&L of every scenario) is concatenated per block, a NULL array
+    as NULLs; a column the blocks table holds once (the scenario set) must be the same in the
+    block's rows."""
+    types = {"portfolio_id": "integer", "trade_date": "date", "set_id": "integer",
+             "position_id": "integer[]", "pnl_usd": "real[]", "reasons": "text[]"}  # fmt: skip
+    rows = pd.DataFrame(
+        {
+            "portfolio_id": [7, 7, 8],
+            "trade_date": pd.to_datetime(["2026-11-20"] * 3),
+            "set_id": [3, 3, 3],
+            "position_id": [1, 2, 3],
+            "pnl_usd": [[1.0, 2.0], [3.0, np.nan], [5.0, 6.0]],
+            "reasons": [None, [None, "no move"], None],
+        }
+    )
+    blocks = portfolio_day_blocks(rows, types)
+    assert blocks["set_id"].tolist() == [3, 3]
+    assert pa.array(blocks["pnl_usd"]).to_pylist() == [[1.0, 2.0, 3.0, None], [5.0, 6.0]]
+    assert pa.array(blocks["reasons"]).to_pylist() == [[None, None, None, "no move"], None]
+    with pytest.raises(ValueError, match="set_id: the rows of a portfolio-day differ"):
+        portfolio_day_blocks(rows.assign(set_id=[3, 4, 3]), types)
 
 
 def _contributions(portfolio: int, day: str, scale: float) -> pd.DataFrame:
@@ -120,9 +145,10 @@ def test_a_write_reads_back_through_the_view_and_replaces_only_its_blocks(isolat
 
 
 def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
-    """0024: a database with rows in the six tables reads the same rows, NULLs and reasons
+    """0024: a database with rows in the eight tables reads the same rows, NULLs and reasons
     included, through the views that replace them (a position's market value and unrealized
-    P&L computed from its exposure), one block per portfolio-day."""
+    P&L computed from its exposure, an option's dollar delta from its position delta), one
+    block per portfolio-day."""
     from sigmasight_pipeline.resources.database import migrate
 
     inserts = {
@@ -136,6 +162,23 @@ def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
             "'2026-11-18', 'carried_forward', 'no close: price carried forward from 2026-11-18'), "
             "(10, NULL, NULL, NULL, 1000, NULL, NULL, NULL, 0, '2026-11-20', 1, 7, NULL, "
             "'missing', 'no price')"
+        ),
+        "position_greeks": (
+            "(trade_date, position_id, portfolio_id, underlying_price, strike, t_years, rate, "
+            "volatility, volatility_source, iv_converged, option_price, delta, gamma, theta, "
+            "vega, rho, position_delta, position_gamma, position_theta, position_vega, "
+            "position_rho, dollar_delta, delta_adjusted_exposure, source, reason) VALUES "
+            "('2026-11-19', 3, 7, 160, 150, 0.5, 0.04, 0.3, 'implied', true, 12.5, 0.5, 0.02, "
+            "-0.1, 0.2, 0.05, 100, 4, -20, 40, 10, 160, 16000, 'model', NULL), "
+            "('2026-11-19', 4, 7, NULL, 200, 0.5, 0.04, NULL, NULL, NULL, NULL, 0.6, 0.02, "
+            "-0.5, 0.3, 0.1, -60, -2, 50, -30, -10, NULL, NULL, 'fallback', 'no spot')"
+        ),
+        "position_stress_pnl": (
+            "(trade_date, position_id, portfolio_id, set_id, pnl_usd, pnl_usd_delta_gamma, "
+            "reasons) VALUES "
+            "('2026-11-19', 3, 7, 1, '{-20.5,4.25}', '{-20,4}', NULL), "
+            "('2026-11-19', 4, 7, 1, '{-3,1.5}', '{-3,1.5}', '{\"no move\",NULL}'), "
+            "('2026-11-20', 3, 7, 1, '{-21,5}', '{-21,5}', NULL)"
         ),
         "position_exposures": (
             "(exposure, pnl_usd_per_100bp, trade_date, position_id, portfolio_id) VALUES "
@@ -178,6 +221,10 @@ def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
     }
     with database_before("0024") as url:
         with connect(url, autocommit=True) as old:
+            old.execute(
+                "INSERT INTO sigmasight.stress_scenario_sets (set_id, scenario_ids) "
+                "VALUES (1, '{crash,rates_up}')"
+            )
             for table, values in inserts.items():
                 old.execute(f"INSERT INTO sigmasight.{table} {values}")
             before = {t: _rows(old, t) for t in inserts}
@@ -193,6 +240,8 @@ def test_the_blocks_migration_reads_the_same_rows_through_the_views() -> None:
     assert after == before
     assert blocks == {
         "position_value_blocks": 2,
+        "position_greek_blocks": 1,
+        "position_stress_pnl_blocks": 2,
         "position_exposure_blocks": 3,
         "position_risk_contribution_blocks": 2,
         "portfolio_stress_result_blocks": 2,

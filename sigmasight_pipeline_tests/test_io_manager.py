@@ -308,7 +308,7 @@ def test_array_columns_have_no_statistics_but_where_a_query_looks_them_up(isolat
         }
         conn.execute("DELETE FROM sigmasight.portfolio_correlation_matrices WHERE portfolio_id = 7")
     targets = {(table, column): target for table, column, target in columns}
-    assert len(targets) == 58 and targets[("portfolio_correlation_matrices", "correlations")] == 0
+    assert len(targets) == 80 and targets[("portfolio_correlation_matrices", "correlations")] == 0
     assert {k for k, target in targets.items() if target != 0} == {
         ("stress_scenario_sets", "scenario_ids")
     }

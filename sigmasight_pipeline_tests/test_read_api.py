@@ -248,15 +248,14 @@ def _insert_dataset(conn: psycopg.Connection, url: str) -> None:
                  *per, *pos[:5], pos[5] / 100, pos[5], source,
                  "no option price" if source == "fallback" else None)
             )  # fmt: skip
-        cur.executemany(
-            f"INSERT INTO {s}.position_greeks (trade_date, position_id, portfolio_id, "
-            "underlying_price, strike, t_years, rate, volatility, volatility_source, delta, "
-            "gamma, theta, vega, rho, position_delta, position_gamma, position_theta, "
-            "position_vega, position_rho, dollar_delta, delta_adjusted_exposure, source, reason) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s)",
-            greek_rows,
-        )
+        greek_columns = (
+            "trade_date", "position_id", "portfolio_id", "underlying_price", "strike", "t_years",
+            "rate", "volatility", "volatility_source", "delta", "gamma", "theta", "vega", "rho",
+            "position_delta", "position_gamma", "position_theta", "position_vega", "position_rho",
+            "dollar_delta", "delta_adjusted_exposure", "source", "reason",
+        )  # fmt: skip
+        rows = [dict(zip(greek_columns, r, strict=True)) for r in greek_rows]
+        store_rows(url, "position_greeks", rows)
         cur.executemany(
             f"INSERT INTO {s}.portfolio_greeks VALUES (%s, 1, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s, %s)",

@@ -1,5 +1,5 @@
 -- depends: 0023_position_betas_from_factor_betas
--- Issue 10 (compact): six tables written in blocks of rows per portfolio-day (a row per
+-- Issue 10 (compact): eight tables written in blocks of rows per portfolio-day (a row per
 -- position or scenario) are stored as one row per portfolio-day, each other column an array in
 -- the block's order. A row per position-day paid about 28 B of tuple header and line pointer,
 -- 7 B of index entry and 8 B of keys: position_exposures stored 16 B of values in 60 B a row.
@@ -10,10 +10,11 @@
 -- A view computes what is an exact float8 product of stored values: a position's component
 -- volatility is exposure x marginal, a position's market value is |exposure| (|q| x p x m
 -- = |q x p x m| for a price p > 0 and a multiplier m > 0) and its unrealized P&L exposure -
--- cost basis, a scenario's P&L as a fraction of gross is pnl / gross,
+-- cost basis, an option's delta-adjusted exposure its position delta x the underlying's price
+-- and its dollar delta that / 100, a scenario's P&L as a fraction of gross is pnl / gross,
 -- a sector's gross and net exposures are long - short and long + short, its active weight
 -- net - benchmark weight (the same operations in the same order as analytics.decomposition,
--- analytics.stress, analytics.sectors and analytics.valuation).
+-- analytics.stress, analytics.sectors, analytics.valuation and analytics.greeks).
 --
 -- The float arrays are not compressible (STORAGE EXTERNAL: no pglz attempt when a block goes
 -- past 2 kB and moves to TOAST, as sql/0018); no statistics on the arrays (as sql/0021).
@@ -45,6 +46,57 @@ SELECT portfolio_id, trade_date, array_agg(position_id ORDER BY position_id),
        array_agg(price_source ORDER BY position_id),
        CASE WHEN count(pnl_reason) > 0 THEN array_agg(pnl_reason ORDER BY position_id) END
 FROM sigmasight.position_values
+GROUP BY portfolio_id, trade_date;
+
+CREATE TABLE sigmasight.position_greek_blocks (
+    portfolio_id      integer NOT NULL,
+    trade_date        date NOT NULL,
+    position_id       integer[] NOT NULL,
+    underlying_price  double precision[],
+    strike            double precision[],
+    t_years           double precision[],
+    rate              double precision[],
+    volatility        double precision[],
+    option_price      double precision[],
+    delta             double precision[] NOT NULL,
+    gamma             double precision[] NOT NULL,
+    theta             double precision[] NOT NULL,
+    vega              double precision[] NOT NULL,
+    rho               double precision[] NOT NULL,
+    position_delta    double precision[] NOT NULL,
+    position_gamma    double precision[] NOT NULL,
+    position_theta    double precision[] NOT NULL,
+    position_vega     double precision[] NOT NULL,
+    position_rho      double precision[] NOT NULL,
+    volatility_source text[],
+    iv_converged      boolean[],
+    source            text[] NOT NULL,
+    reason            text[],
+    PRIMARY KEY (portfolio_id, trade_date)
+);
+INSERT INTO sigmasight.position_greek_blocks
+SELECT portfolio_id, trade_date, array_agg(position_id ORDER BY position_id),
+       array_agg(underlying_price ORDER BY position_id),
+       array_agg(strike ORDER BY position_id),
+       array_agg(t_years ORDER BY position_id),
+       array_agg(rate ORDER BY position_id),
+       array_agg(volatility ORDER BY position_id),
+       array_agg(option_price ORDER BY position_id),
+       array_agg(delta ORDER BY position_id),
+       array_agg(gamma ORDER BY position_id),
+       array_agg(theta ORDER BY position_id),
+       array_agg(vega ORDER BY position_id),
+       array_agg(rho ORDER BY position_id),
+       array_agg(position_delta ORDER BY position_id),
+       array_agg(position_gamma ORDER BY position_id),
+       array_agg(position_theta ORDER BY position_id),
+       array_agg(position_vega ORDER BY position_id),
+       array_agg(position_rho ORDER BY position_id),
+       array_agg(volatility_source ORDER BY position_id),
+       array_agg(iv_converged ORDER BY position_id),
+       array_agg(source ORDER BY position_id),
+       CASE WHEN count(reason) > 0 THEN array_agg(reason ORDER BY position_id) END
+FROM sigmasight.position_greeks
 GROUP BY portfolio_id, trade_date;
 
 CREATE TABLE sigmasight.position_exposure_blocks (
@@ -114,6 +166,29 @@ SELECT portfolio_id, trade_date, array_agg(scenario_id ORDER BY scenario_id),
 FROM sigmasight.portfolio_stress_results
 GROUP BY portfolio_id, trade_date;
 
+-- The options' stress P&L: a row per option-day held the P&L of every scenario of its set;
+-- a block holds the P&L of its options one after another (option k's scenarios at
+-- (k - 1) x n + 1 .. k x n, n the set's size).
+CREATE TABLE sigmasight.position_stress_pnl_blocks (
+    portfolio_id        integer NOT NULL,
+    trade_date          date NOT NULL,
+    set_id              integer NOT NULL,
+    position_id         integer[] NOT NULL,
+    pnl_usd             real[] NOT NULL,
+    pnl_usd_delta_gamma real[] NOT NULL,
+    reasons             text[],
+    PRIMARY KEY (portfolio_id, trade_date)
+);
+INSERT INTO sigmasight.position_stress_pnl_blocks
+SELECT portfolio_id, trade_date, min(set_id), array_agg(position_id ORDER BY position_id),
+       ARRAY(SELECT unnest(array_agg(pnl_usd ORDER BY position_id))),
+       ARRAY(SELECT unnest(array_agg(pnl_usd_delta_gamma ORDER BY position_id))),
+       CASE WHEN count(reasons) > 0 THEN ARRAY(SELECT unnest(array_agg(
+           coalesce(reasons, array_fill(NULL::text, ARRAY[cardinality(pnl_usd)]))
+           ORDER BY position_id))) END
+FROM sigmasight.position_stress_pnl
+GROUP BY portfolio_id, trade_date;
+
 CREATE TABLE sigmasight.portfolio_sector_exposure_blocks (
     portfolio_id       integer NOT NULL,
     trade_date         date NOT NULL,
@@ -173,10 +248,16 @@ DROP TABLE sigmasight.position_exposures;
 DROP VIEW sigmasight.position_stress_results;
 DROP TABLE sigmasight.portfolio_stress_results;
 DROP TABLE sigmasight.position_values;
+DROP TABLE sigmasight.position_greeks;
 DROP TABLE sigmasight.position_risk_contributions;
+DROP TABLE sigmasight.position_stress_pnl;
 
 CREATE INDEX position_value_blocks_trade_date_brin
     ON sigmasight.position_value_blocks USING brin (trade_date);
+CREATE INDEX position_greek_blocks_trade_date_brin
+    ON sigmasight.position_greek_blocks USING brin (trade_date);
+CREATE INDEX position_stress_pnl_blocks_trade_date_brin
+    ON sigmasight.position_stress_pnl_blocks USING brin (trade_date);
 CREATE INDEX position_exposure_blocks_trade_date_brin
     ON sigmasight.position_exposure_blocks USING brin (trade_date);
 CREATE INDEX position_risk_contribution_blocks_trade_date_brin
@@ -202,6 +283,35 @@ ALTER TABLE sigmasight.position_value_blocks
     ALTER COLUMN price_date SET STORAGE EXTERNAL, ALTER COLUMN price_date SET STATISTICS 0,
     ALTER COLUMN price_source SET STATISTICS 0,
     ALTER COLUMN pnl_reason SET STATISTICS 0;
+ALTER TABLE sigmasight.position_greek_blocks
+    ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
+    ALTER COLUMN underlying_price SET STORAGE EXTERNAL,
+    ALTER COLUMN underlying_price SET STATISTICS 0,
+    ALTER COLUMN strike SET STORAGE EXTERNAL, ALTER COLUMN strike SET STATISTICS 0,
+    ALTER COLUMN t_years SET STORAGE EXTERNAL, ALTER COLUMN t_years SET STATISTICS 0,
+    ALTER COLUMN rate SET STORAGE EXTERNAL, ALTER COLUMN rate SET STATISTICS 0,
+    ALTER COLUMN volatility SET STORAGE EXTERNAL, ALTER COLUMN volatility SET STATISTICS 0,
+    ALTER COLUMN option_price SET STORAGE EXTERNAL, ALTER COLUMN option_price SET STATISTICS 0,
+    ALTER COLUMN delta SET STORAGE EXTERNAL, ALTER COLUMN delta SET STATISTICS 0,
+    ALTER COLUMN gamma SET STORAGE EXTERNAL, ALTER COLUMN gamma SET STATISTICS 0,
+    ALTER COLUMN theta SET STORAGE EXTERNAL, ALTER COLUMN theta SET STATISTICS 0,
+    ALTER COLUMN vega SET STORAGE EXTERNAL, ALTER COLUMN vega SET STATISTICS 0,
+    ALTER COLUMN rho SET STORAGE EXTERNAL, ALTER COLUMN rho SET STATISTICS 0,
+    ALTER COLUMN position_delta SET STORAGE EXTERNAL, ALTER COLUMN position_delta SET STATISTICS 0,
+    ALTER COLUMN position_gamma SET STORAGE EXTERNAL, ALTER COLUMN position_gamma SET STATISTICS 0,
+    ALTER COLUMN position_theta SET STORAGE EXTERNAL, ALTER COLUMN position_theta SET STATISTICS 0,
+    ALTER COLUMN position_vega SET STORAGE EXTERNAL, ALTER COLUMN position_vega SET STATISTICS 0,
+    ALTER COLUMN position_rho SET STORAGE EXTERNAL, ALTER COLUMN position_rho SET STATISTICS 0,
+    ALTER COLUMN volatility_source SET STATISTICS 0,
+    ALTER COLUMN iv_converged SET STATISTICS 0,
+    ALTER COLUMN source SET STATISTICS 0,
+    ALTER COLUMN reason SET STATISTICS 0;
+ALTER TABLE sigmasight.position_stress_pnl_blocks
+    ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
+    ALTER COLUMN pnl_usd SET STORAGE EXTERNAL, ALTER COLUMN pnl_usd SET STATISTICS 0,
+    ALTER COLUMN pnl_usd_delta_gamma SET STORAGE EXTERNAL,
+    ALTER COLUMN pnl_usd_delta_gamma SET STATISTICS 0,
+    ALTER COLUMN reasons SET STATISTICS 0;
 ALTER TABLE sigmasight.position_exposure_blocks
     ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
     ALTER COLUMN exposure SET STORAGE EXTERNAL, ALTER COLUMN exposure SET STATISTICS 0,
@@ -285,6 +395,23 @@ CROSS JOIN LATERAL unnest(b.position_id, b.quantity, b.price, b.exposure, b.cost
     AS u (position_id, quantity, price, exposure, cost_basis, daily_pnl, realized_pnl_usd,
           realized_pnl_cum_usd, price_date, price_source, pnl_reason);
 
+CREATE VIEW sigmasight.position_greeks AS
+SELECT b.trade_date, u.position_id, b.portfolio_id, u.underlying_price, u.strike, u.t_years,
+       u.rate, u.volatility, u.volatility_source, u.iv_converged, u.option_price, u.delta,
+       u.gamma, u.theta, u.vega, u.rho, u.position_delta, u.position_gamma, u.position_theta,
+       u.position_vega, u.position_rho,
+       u.position_delta * u.underlying_price / 100.0 AS dollar_delta,
+       u.position_delta * u.underlying_price AS delta_adjusted_exposure, u.source, u.reason
+FROM sigmasight.position_greek_blocks b
+CROSS JOIN LATERAL unnest(b.position_id, b.underlying_price, b.strike, b.t_years, b.rate,
+                          b.volatility, b.option_price, b.delta, b.gamma, b.theta, b.vega,
+                          b.rho, b.position_delta, b.position_gamma, b.position_theta,
+                          b.position_vega, b.position_rho, b.volatility_source, b.iv_converged,
+                          b.source, b.reason)
+    AS u (position_id, underlying_price, strike, t_years, rate, volatility, option_price, delta,
+          gamma, theta, vega, rho, position_delta, position_gamma, position_theta,
+          position_vega, position_rho, volatility_source, iv_converged, source, reason);
+
 CREATE VIEW sigmasight.position_exposures AS
 SELECT b.trade_date, u.position_id, b.portfolio_id, u.exposure, u.pnl_usd_per_100bp
 FROM sigmasight.position_exposure_blocks b
@@ -316,6 +443,16 @@ CROSS JOIN LATERAL unnest(b.scenario_id, b.pnl_usd, b.pnl_usd_delta_gamma, b.gro
 
 -- The two views over these tables, as sql/0022 and sql/0023 made them (a view that
 -- depended on a table is dropped with it).
+CREATE VIEW sigmasight.position_stress_pnl AS
+SELECT b.trade_date, u.position_id, b.portfolio_id, b.set_id,
+       b.pnl_usd[(u.k - 1) * w.n + 1:u.k * w.n] AS pnl_usd,
+       b.pnl_usd_delta_gamma[(u.k - 1) * w.n + 1:u.k * w.n] AS pnl_usd_delta_gamma,
+       nullif(b.reasons[(u.k - 1) * w.n + 1:u.k * w.n], array_fill(NULL::text, ARRAY[w.n]))
+           AS reasons
+FROM sigmasight.position_stress_pnl_blocks b
+CROSS JOIN LATERAL (SELECT cardinality(b.pnl_usd) / cardinality(b.position_id) AS n) w
+CROSS JOIN LATERAL unnest(b.position_id) WITH ORDINALITY AS u (position_id, k);
+
 CREATE VIEW sigmasight.position_stress_results AS
 SELECT p.trade_date, p.position_id, p.portfolio_id, s.scenario_id,
        s.pnl_usd::double precision AS pnl_usd,

@@ -148,23 +148,38 @@ _LOAD = [
     """,
     # Greeks of the options (stocks have none stored: delta 1 per share).
     f"""
-    INSERT INTO {_S}.position_greeks (trade_date, position_id, portfolio_id, underlying_price,
-        strike, t_years, rate, volatility, volatility_source, option_price, delta, gamma, theta,
-        vega, rho, position_delta, position_gamma, position_theta, position_vega, position_rho,
-        dollar_delta, delta_adjusted_exposure, source)
-    SELECT v.trade_date, v.position_id, v.portfolio_id, 100.0, p.strike, 0.5, 0.04, 0.3,
-           'implied', v.price, g.delta, g.gamma, g.theta, g.vega, g.rho,
-           g.delta * v.quantity * p.multiplier, g.gamma * v.quantity * p.multiplier,
-           g.theta * v.quantity * p.multiplier, g.vega * v.quantity * p.multiplier,
-           g.rho * v.quantity * p.multiplier, g.delta * v.quantity * p.multiplier,
-           g.delta * v.quantity * p.multiplier * 100.0, 'model'
+    INSERT INTO {_S}.position_greek_blocks (portfolio_id, trade_date, position_id,
+        underlying_price, strike, t_years, rate, volatility, volatility_source,
+        option_price, delta, gamma, theta, vega, rho, position_delta,
+        position_gamma, position_theta, position_vega, position_rho, source)
+    SELECT v.portfolio_id, v.trade_date, array_agg(v.position_id ORDER BY v.position_id),
+           array_agg(100.0::float8 ORDER BY v.position_id),
+           array_agg(p.strike ORDER BY v.position_id),
+           array_agg(0.5::float8 ORDER BY v.position_id),
+           array_agg(0.04::float8 ORDER BY v.position_id),
+           array_agg(0.3::float8 ORDER BY v.position_id),
+           array_agg('implied' ORDER BY v.position_id),
+           array_agg(v.price ORDER BY v.position_id),
+           array_agg(g.delta ORDER BY v.position_id),
+           array_agg(g.gamma ORDER BY v.position_id),
+           array_agg(g.theta ORDER BY v.position_id),
+           array_agg(g.vega ORDER BY v.position_id),
+           array_agg(g.rho ORDER BY v.position_id),
+           array_agg(g.delta * v.quantity * p.multiplier ORDER BY v.position_id),
+           array_agg(g.gamma * v.quantity * p.multiplier ORDER BY v.position_id),
+           array_agg(g.theta * v.quantity * p.multiplier ORDER BY v.position_id),
+           array_agg(g.vega * v.quantity * p.multiplier ORDER BY v.position_id),
+           array_agg(g.rho * v.quantity * p.multiplier ORDER BY v.position_id),
+           array_agg('model' ORDER BY v.position_id)
     FROM {_S}.position_values v
     JOIN {_S}.positions p ON p.id = v.position_id
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN p.option_right = 'C' THEN 0.55 ELSE -0.45 END AS delta,
-               0.02 AS gamma, -0.05 AS theta, 0.2 AS vega, 0.05 AS rho
+        SELECT CASE WHEN p.option_right = 'C' THEN 0.55 ELSE -0.45 END::float8 AS delta,
+               0.02::float8 AS gamma, -0.05::float8 AS theta, 0.2::float8 AS vega,
+               0.05::float8 AS rho
     ) g
     WHERE p.position_type NOT IN ('LONG', 'SHORT')
+    GROUP BY v.portfolio_id, v.trade_date
     """,
     f"""
     INSERT INTO {_S}.portfolio_greeks
@@ -316,15 +331,17 @@ _LOAD_RISK_DEPTH = [
     # The options' P&L per position (stored as the stress asset stores it); the stocks' is
     # exposure x their underlying's move, which the view computes (sql/0022).
     f"""
-    INSERT INTO {_S}.position_stress_pnl
-    SELECT v.trade_date, v.position_id, v.portfolio_id, z.set_id,
-           array(SELECT (v.exposure * (k - 10) / 100.0 * (1 + 0.01 * (v.position_id %% 7)))::real
-                 FROM generate_series(1, 20) k ORDER BY k),
-           array(SELECT (v.exposure * (k - 10) / 100.0)::real FROM generate_series(1, 20) k
-                 ORDER BY k)
+    INSERT INTO {_S}.position_stress_pnl_blocks (portfolio_id, trade_date, set_id, position_id,
+        pnl_usd, pnl_usd_delta_gamma)
+    SELECT v.portfolio_id, v.trade_date, z.set_id, array_agg(DISTINCT v.position_id),
+           array_agg((v.exposure * (k - 10) / 100.0 * (1 + 0.01 * (v.position_id %% 7)))::real
+                     ORDER BY v.position_id, k),
+           array_agg((v.exposure * (k - 10) / 100.0)::real ORDER BY v.position_id, k)
     FROM {_S}.position_values v
     JOIN {_S}.positions p ON p.id = v.position_id AND p.position_type NOT IN ('LONG', 'SHORT')
     CROSS JOIN {_S}.stress_scenario_sets z
+    CROSS JOIN generate_series(1, 20) k
+    GROUP BY v.portfolio_id, v.trade_date, z.set_id
     """,
     f"""
     INSERT INTO {_S}.stress_moves (trade_date, symbol, set_id, moves)

@@ -366,10 +366,14 @@ class Blocks:
 # index entry and 8 B of keys; a block pays them once for its 50 rows.
 BLOCKS: dict[str, Blocks] = {
     "position_values": Blocks("position_value_blocks", derived=("market_value", "unrealized_pnl")),
+    "position_greeks": Blocks(
+        "position_greek_blocks", derived=("dollar_delta", "delta_adjusted_exposure")
+    ),
     "position_exposures": Blocks("position_exposure_blocks"),
     "position_risk_contributions": Blocks(
         "position_risk_contribution_blocks", derived=("component_vol_usd",)
     ),
+    "position_stress_pnl": Blocks("position_stress_pnl_blocks"),
     "portfolio_stress_results": Blocks(
         "portfolio_stress_result_blocks", derived=("pnl_pct_of_gross",)
     ),

@@ -25,6 +25,7 @@ import adbc_driver_postgresql.dbapi as adbc
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -43,6 +44,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "smallint[]": pa.list_(pa.int16()),
     "integer[]": pa.list_(pa.int32()),
     "date[]": pa.list_(pa.date32()),
+    "boolean[]": pa.list_(pa.bool_()),
 }
 
 
@@ -182,40 +184,58 @@ BLOCK_KEYS = ("portfolio_id", "trade_date")
 
 
 def portfolio_day_blocks(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
-    """`frame`'s rows as blocks: one row per (portfolio_id, trade_date), each other column an
-    array of the block's values in the order of `frame` (NaN -> NULL). A column with no value
-    in a block is one NULL instead of an array of NULLs. `columns`: the SQL types of the
-    blocks table (each other column an array type)."""
+    """`frame`'s rows as blocks: one row per (portfolio_id, trade_date). `columns`: the SQL
+    types of the blocks table. A column that is an array there holds the block's values in the
+    order of `frame` (NaN -> NULL; one NULL where the block has no value); a column of arrays
+    holds them one after another (every row's array as long, a NULL row as NULLs). Any other
+    column holds one value per block, which all its rows must have."""
     portfolio = frame["portfolio_id"].to_numpy(dtype=np.int64)
     day = pd.to_datetime(frame["trade_date"], cache=False).to_numpy(dtype="datetime64[D]")
     order = np.lexsort((day, portfolio))  # stable: a block keeps the frame's order
     portfolio, day = portfolio[order], day[order]
-    starts = (
-        np.flatnonzero(np.r_[True, (portfolio[1:] != portfolio[:-1]) | (day[1:] != day[:-1])])
-        if len(order)
-        else np.array([], dtype=np.int64)
-    )
-    offsets = pa.array(np.r_[starts, len(order)].astype(np.int32))
+    changes = (portfolio[1:] != portfolio[:-1]) | (day[1:] != day[:-1])
+    starts = np.flatnonzero(np.r_[True, changes]) if len(order) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(order)])
     blocks: dict[str, object] = {"portfolio_id": portfolio[starts], "trade_date": day[starts]}
+    rows = pa.array(order)
     for name in frame.columns:
         if name in BLOCK_KEYS:
             continue
         target = ARROW_TYPES.get(columns.get(name, ""))
-        if target is None or not pa.types.is_list(target):
-            raise TypeError(f"{name}: the blocks table has no array column for it ({columns})")
-        values = frame[name].to_numpy()[order]
-        items = pa.array(values, from_pandas=True)
-        items = items.cast(target.value_type) if items.type != target.value_type else items
-        missing = np.asarray(items.is_null(), dtype=np.int64) if items.null_count else None
-        empty = (
-            np.add.reduceat(missing, starts) == np.diff(np.r_[starts, len(order)])
-            if missing is not None and len(order)
-            else np.zeros(len(starts), dtype=bool)
-        )
-        blocks[name] = pd.arrays.ArrowExtensionArray(
-            pa.ListArray.from_arrays(offsets, items, mask=pa.array(empty) if empty.any() else None)
-        )
+        if target is None:
+            raise TypeError(f"{name}: no column of the blocks table takes it ({columns})")
+        values = pa.array(frame[name], from_pandas=True).take(rows)
+        if pa.types.is_list(target):
+            blocks[name] = _block_arrays(name, values, target.value_type, starts, sizes)
+        else:
+            first = values.take(pa.array(starts))
+            if not values.equals(first.take(pa.array(np.repeat(np.arange(len(starts)), sizes)))):
+                raise ValueError(f"{name}: the rows of a portfolio-day differ; its block keeps one")
+            blocks[name] = pd.arrays.ArrowExtensionArray(first.cast(target))
     return pd.DataFrame(blocks)
+
+
+def _block_arrays(
+    name: str, values: pa.Array, item: pa.DataType, starts: np.ndarray, sizes: np.ndarray
+) -> pd.arrays.ArrowExtensionArray:
+    """The blocks' values of one column as a list column (see `portfolio_day_blocks`)."""
+    width = 1
+    if pa.types.is_list(values.type):  # a column of arrays: concatenated
+        lengths = pc.list_value_length(values)
+        width = pc.max(lengths).as_py() or 0
+        if pc.any(pc.not_equal(lengths, width)).as_py():
+            raise ValueError(f"{name}: arrays of different lengths cannot share a block")
+        if values.null_count:
+            values = pc.if_else(values.is_null(), pa.scalar([None] * width, values.type), values)
+        values = pc.list_flatten(values)
+    items = values.cast(item) if values.type != item else values
+    offsets = pa.array((np.r_[starts, sizes.sum()] * width).astype(np.int32))
+    empty = np.zeros(len(starts), dtype=bool)
+    if items.null_count and width:
+        missing = np.asarray(items.is_null(), dtype=np.int64)
+        empty = np.add.reduceat(missing, starts * width) == sizes * width
+    mask = pa.array(empty) if empty.any() else None
+    return pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, items, mask=mask))
 
 
 def arrow_table(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pa.Table:
