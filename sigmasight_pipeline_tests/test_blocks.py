@@ -1,6 +1,6 @@
 """sql/0024: tables written in blocks of rows per portfolio-day are stored one row per
 portfolio-day, each other column an array (`io_manager.BLOCKS`), and read through a view with
-the table's name and columns."""
+the table's name and columns; sql/0025: correlations stored as 2-byte codes."""
 
 from __future__ import annotations
 
@@ -255,3 +255,31 @@ def _rows(conn, table: str) -> list[dict]:
     names = [c.name for c in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in sorted(r)))
+
+
+def test_the_correlation_codes_migration_keeps_every_correlation_to_its_fifth_decimal() -> None:
+    """0025: stored correlations become codes; the view gives each within 0.5 / 32767 of what
+    was stored, an undefined one NULL with its reason as before."""
+    from sigmasight_pipeline.resources.database import migrate
+
+    stored = [0.123456, -0.999, None]
+    with database_before("0025") as url:
+        with connect(url, autocommit=True) as old:
+            old.execute(
+                "INSERT INTO sigmasight.portfolio_correlation_matrices (trade_date, "
+                "portfolio_id, symbols, correlations, pair_obs, cluster_ids) VALUES "
+                "('2026-11-20', 7, '{A,B,C}', %s::real[], '{60,60,12}', '{1,1,NULL}')",
+                (stored,),
+            )
+            before = _rows(old, "portfolio_correlations")
+        assert "0025_correlation_codes" in migrate(url)
+        with connect(url) as new:
+            after = _rows(new, "portfolio_correlations")
+    assert [{k: v for k, v in r.items() if k != "correlation"} for r in after] == [
+        {k: v for k, v in r.items() if k != "correlation"} for r in before
+    ]
+    for old_row, new_row in zip(before, after, strict=True):
+        if old_row["correlation"] is None:
+            assert new_row["correlation"] is None and new_row["reason"] == "12 common sessions < 20"
+        else:
+            assert abs(new_row["correlation"] - old_row["correlation"]) <= 0.5 / 32767

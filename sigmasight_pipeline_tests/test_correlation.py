@@ -320,3 +320,19 @@ def test_day_correlations_computed_once_equal_each_portfolios_own(portfolios: in
     np.testing.assert_array_equal(np.isnan(corr), np.isnan(expected))
     np.testing.assert_allclose(corr, expected, rtol=0, atol=1e-14)
     np.testing.assert_array_equal(n_obs, expected_n)
+
+
+def test_a_stored_code_is_within_half_a_step_of_its_correlation() -> None:
+    """sql/0025: codes round(rho x 32767), decoded code / 32767 within 0.5 / 32767 of rho;
+    -1, 0 and 1 exactly; an undefined correlation (NaN) masked, stored NULL."""
+    from sigmasight_pipeline.analytics.correlation import (
+        CORRELATION_CODE_SCALE,
+        correlation_codes,
+    )
+
+    rho = np.r_[np.random.default_rng(7).uniform(-1, 1, 10_000), -1.0, 0.0, 1.0, np.nan]
+    codes = correlation_codes(rho)
+    decoded = codes.astype(float) / CORRELATION_CODE_SCALE
+    assert codes.dtype == np.int16 and list(np.ma.getmaskarray(codes)) == [False] * 10_003 + [True]
+    assert np.max(np.abs(decoded[:-1] - rho[:-1])) <= 0.5 / CORRELATION_CODE_SCALE
+    assert list(decoded[-4:-1]) == [-1.0, 0.0, 1.0]

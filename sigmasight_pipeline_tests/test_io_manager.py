@@ -294,8 +294,8 @@ def test_array_columns_have_no_statistics_but_where_a_query_looks_them_up(isolat
         for day in ("2026-11-19", "2026-11-20"):
             conn.execute(
                 "INSERT INTO sigmasight.portfolio_correlation_matrices (trade_date, "
-                "portfolio_id, symbols, correlations, pair_obs, cluster_ids) VALUES "
-                "(%s, 7, '{AAPL,MSFT}', '{0.5}', '{60}', '{1,1}')",
+                "portfolio_id, symbols, correlation_codes, pair_obs, cluster_ids) VALUES "
+                "(%s, 7, '{AAPL,MSFT}', '{16384}', '{60}', '{1,1}')",
                 (day,),
             )
         conn.execute("ANALYZE sigmasight.portfolio_correlation_matrices")
@@ -308,12 +308,13 @@ def test_array_columns_have_no_statistics_but_where_a_query_looks_them_up(isolat
         }
         conn.execute("DELETE FROM sigmasight.portfolio_correlation_matrices WHERE portfolio_id = 7")
     targets = {(table, column): target for table, column, target in columns}
-    assert len(targets) == 80 and targets[("portfolio_correlation_matrices", "correlations")] == 0
+    assert len(targets) == 79
+    assert targets[("portfolio_correlation_matrices", "correlation_codes")] == 0
     assert {k for k, target in targets.items() if target != 0} == {
         ("stress_scenario_sets", "scenario_ids")
     }
     assert {"trade_date", "portfolio_id"} <= analyzed
-    assert not {"symbols", "correlations", "pair_obs", "cluster_ids"} & analyzed
+    assert not {"symbols", "correlation_codes", "pair_obs", "cluster_ids"} & analyzed
 
 
 def _rows_by_column(conn, table: str) -> list[dict]:

@@ -10,7 +10,8 @@
 -- A view computes what is an exact float8 product of stored values: a position's component
 -- volatility is exposure x marginal, a position's market value is |exposure| (|q| x p x m
 -- = |q x p x m| for a price p > 0 and a multiplier m > 0) and its unrealized P&L exposure -
--- cost basis, an option's delta-adjusted exposure its position delta x the underlying's price
+-- cost basis, its price source 'market' when its price is the session's close (price_date =
+-- trade_date), 'carried_forward' when it is an earlier one, 'missing' without a price, an option's delta-adjusted exposure its position delta x the underlying's price
 -- and its dollar delta that / 100, a scenario's P&L as a fraction of gross is pnl / gross,
 -- a sector's gross and net exposures are long - short and long + short, its active weight
 -- net - benchmark weight (the same operations in the same order as analytics.decomposition,
@@ -31,7 +32,6 @@ CREATE TABLE sigmasight.position_value_blocks (
     realized_pnl_usd     double precision[],
     realized_pnl_cum_usd double precision[],
     price_date           date[],
-    price_source         text[] NOT NULL,
     pnl_reason           text[],
     PRIMARY KEY (portfolio_id, trade_date)
 );
@@ -43,7 +43,6 @@ SELECT portfolio_id, trade_date, array_agg(position_id ORDER BY position_id),
        array_agg(realized_pnl_usd ORDER BY position_id),
        array_agg(realized_pnl_cum_usd ORDER BY position_id),
        array_agg(price_date ORDER BY position_id),
-       array_agg(price_source ORDER BY position_id),
        CASE WHEN count(pnl_reason) > 0 THEN array_agg(pnl_reason ORDER BY position_id) END
 FROM sigmasight.position_values
 GROUP BY portfolio_id, trade_date;
@@ -281,7 +280,6 @@ ALTER TABLE sigmasight.position_value_blocks
     ALTER COLUMN realized_pnl_cum_usd SET STORAGE EXTERNAL,
     ALTER COLUMN realized_pnl_cum_usd SET STATISTICS 0,
     ALTER COLUMN price_date SET STORAGE EXTERNAL, ALTER COLUMN price_date SET STATISTICS 0,
-    ALTER COLUMN price_source SET STATISTICS 0,
     ALTER COLUMN pnl_reason SET STATISTICS 0;
 ALTER TABLE sigmasight.position_greek_blocks
     ALTER COLUMN position_id SET STORAGE EXTERNAL, ALTER COLUMN position_id SET STATISTICS 0,
@@ -387,13 +385,16 @@ CREATE VIEW sigmasight.position_values AS
 SELECT u.quantity, u.price, abs(u.exposure) AS market_value, u.exposure, u.cost_basis,
        u.exposure - u.cost_basis AS unrealized_pnl, u.daily_pnl, u.realized_pnl_usd,
        u.realized_pnl_cum_usd, b.trade_date, u.position_id, b.portfolio_id, u.price_date,
-       u.price_source, u.pnl_reason
+       CASE WHEN u.price IS NULL THEN 'missing'
+            WHEN u.price_date = b.trade_date THEN 'market'
+            ELSE 'carried_forward' END AS price_source,
+       u.pnl_reason
 FROM sigmasight.position_value_blocks b
 CROSS JOIN LATERAL unnest(b.position_id, b.quantity, b.price, b.exposure, b.cost_basis,
                           b.daily_pnl, b.realized_pnl_usd, b.realized_pnl_cum_usd,
-                          b.price_date, b.price_source, b.pnl_reason)
+                          b.price_date, b.pnl_reason)
     AS u (position_id, quantity, price, exposure, cost_basis, daily_pnl, realized_pnl_usd,
-          realized_pnl_cum_usd, price_date, price_source, pnl_reason);
+          realized_pnl_cum_usd, price_date, pnl_reason);
 
 CREATE VIEW sigmasight.position_greeks AS
 SELECT b.trade_date, u.position_id, b.portfolio_id, u.underlying_price, u.strike, u.t_years,

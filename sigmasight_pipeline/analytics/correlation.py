@@ -70,6 +70,8 @@ __all__ = [
 CORRELATION_WINDOW = 90
 MIN_OVERLAP = 20
 CLUSTER_THRESHOLD = 0.7
+# A stored correlation is the code round(rho x CORRELATION_CODE_SCALE) in a smallint (sql/0025).
+CORRELATION_CODE_SCALE = 32767
 EIGEN_TOLERANCE = 1e-10
 CORRELATION_COLUMNS = (
     "trade_date", "portfolio_id", "symbol_a", "symbol_b", "correlation", "n_obs", "reason",
@@ -484,3 +486,12 @@ def portfolio_correlations(
     matrices.insert(1, "portfolio_id", key_frame["portfolio_id"])
     matrices["reason"] = matrices["reason"].astype(object)
     return CorrelationResult(matrices, min_overlap)
+
+
+def correlation_codes(correlations: np.ndarray) -> np.ma.MaskedArray:
+    """Correlations as their stored codes, round(rho x CORRELATION_CODE_SCALE) (int16, within
+    0.5 / CORRELATION_CODE_SCALE of rho); masked where rho is undefined (NaN)."""
+    values = np.asarray(correlations, dtype=float)
+    defined = np.isfinite(values)
+    codes = np.rint(np.where(defined, values, 0.0) * CORRELATION_CODE_SCALE).astype(np.int16)
+    return np.ma.MaskedArray(codes, mask=~defined)

@@ -4,6 +4,7 @@ portfolio, never universe x universe)."""
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import AssetExecutionContext, AssetIn, Output, asset
 
 from sigmasight_pipeline.analytics import correlation, market
@@ -31,15 +32,29 @@ WINDOW = correlation.CORRELATION_WINDOW
 MATRIX_COLUMNS = [
     "trade_date", "portfolio_id", "symbols", "correlations", "pair_obs", "cluster_ids",
     "avg_pairwise_correlation", "avg_pnl_correlation", "effective_number_of_bets", "n_clusters",
-    "reason",
+    "reason", "correlation_codes",
 ]  # fmt: skip
+# What portfolio_correlation_matrices stores: the codes of the correlations (sql/0025), not the
+# correlations the schema check reads.
+STORED_MATRIX_COLUMNS = [c for c in MATRIX_COLUMNS if c != "correlations"]
 
 
 def correlation_matrices(result: correlation.CorrelationResult) -> pd.DataFrame:
-    """The rows of portfolio_correlation_matrices: a symbol without a cluster (0) is NULL."""
+    """The rows of portfolio_correlation_matrices, with each row's correlations beside their
+    codes: a symbol without a cluster (0) is NULL."""
     matrices = result.matrices
     cluster_ids = [np.where(ids == 0, np.nan, ids) for ids in matrices["cluster_ids"]]
-    return matrices.assign(cluster_ids=cluster_ids)[MATRIX_COLUMNS]
+    lengths = np.array([len(c) for c in matrices["correlations"]], dtype=np.int64)
+    flat = (
+        np.concatenate([np.asarray(c, dtype=float) for c in matrices["correlations"]])
+        if len(lengths)
+        else np.zeros(0)
+    )
+    codes = correlation.correlation_codes(flat)
+    offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
+    items = pa.array(codes.data, mask=np.ma.getmaskarray(codes), type=pa.int16())
+    code_lists = pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(offsets, items))
+    return matrices.assign(cluster_ids=cluster_ids, correlation_codes=code_lists)[MATRIX_COLUMNS]
 
 
 @asset(
@@ -85,5 +100,12 @@ def portfolio_correlations(
             yield correlation_matrices(result)
 
     validator = TableValidator("portfolio_correlations")
-    yield Output(TableWrite(chunks(), replace=scope.portfolio_filter(), observers=[validator]))
+    yield Output(
+        TableWrite(
+            chunks(),
+            replace=scope.portfolio_filter(),
+            columns=STORED_MATRIX_COLUMNS,
+            observers=[validator],
+        )
+    )
     yield validator.result()

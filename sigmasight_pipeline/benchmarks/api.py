@@ -131,13 +131,13 @@ _LOAD = [
     # Prices follow a deterministic wave around the entry price.
     f"""
     INSERT INTO {_S}.position_value_blocks (portfolio_id, trade_date, position_id, quantity,
-        price, exposure, cost_basis, daily_pnl, price_date, price_source)
+        price, exposure, cost_basis, daily_pnl, price_date)
     SELECT p.portfolio_id, d.day, array_agg(p.id ORDER BY p.id),
            array_agg(p.quantity ORDER BY p.id), array_agg(x.price ORDER BY p.id),
            array_agg(p.quantity * x.price * p.multiplier ORDER BY p.id),
            array_agg(p.quantity * p.entry_price * p.multiplier ORDER BY p.id),
            array_agg(p.quantity * (x.price - x.prev) * p.multiplier ORDER BY p.id),
-           array_agg(d.day ORDER BY p.id), array_agg('market' ORDER BY p.id)
+           array_agg(d.day ORDER BY p.id)
     FROM {_S}.positions p
     CROSS JOIN unnest(%(days)s::date[]) WITH ORDINALITY AS d(day, n)
     CROSS JOIN LATERAL (
@@ -256,16 +256,19 @@ _LOAD_RISK_DEPTH = [
     FROM {_S}.portfolio_snapshots
     """,
     f"""
-    INSERT INTO {_S}.portfolio_correlation_matrices
-    SELECT s.trade_date, s.portfolio_id, m.symbols, m.correlations, m.pair_obs, m.cluster_ids,
-           0.25, 0.1, 8.0, 30, NULL
+    INSERT INTO {_S}.portfolio_correlation_matrices (trade_date, portfolio_id, symbols,
+        correlation_codes, pair_obs, cluster_ids, avg_pairwise_correlation, avg_pnl_correlation,
+        effective_number_of_bets, n_clusters, reason)
+    SELECT s.trade_date, s.portfolio_id, m.symbols, m.correlation_codes, m.pair_obs,
+           m.cluster_ids, 0.25, 0.1, 8.0, 30, NULL
     FROM {_S}.portfolio_snapshots s
     CROSS JOIN (
         SELECT (SELECT array_agg('STK' || k ORDER BY 'STK' || k)
                 FROM generate_series(1, 35) k) AS symbols,
                (SELECT array_agg(CASE WHEN n %% 97 = 0 THEN NULL
-                                      ELSE (0.3 + 0.4 * sin(n))::real END ORDER BY n)
-                FROM generate_series(1, 595) n) AS correlations,
+                                      ELSE round(32767 * (0.3 + 0.4 * sin(n)))::smallint END
+                                 ORDER BY n)
+                FROM generate_series(1, 595) n) AS correlation_codes,
                (SELECT array_agg(CASE WHEN n %% 97 = 0 THEN 15 ELSE 90 END::smallint ORDER BY n)
                 FROM generate_series(1, 595) n) AS pair_obs,
                (SELECT array_agg((1 + k %% 30)::smallint ORDER BY k)

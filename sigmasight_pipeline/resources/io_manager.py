@@ -365,7 +365,9 @@ class Blocks:
 # Storage cost of a row per position-day: about 28 B of tuple header and line pointer, 7 B of
 # index entry and 8 B of keys; a block pays them once for its 50 rows.
 BLOCKS: dict[str, Blocks] = {
-    "position_values": Blocks("position_value_blocks", derived=("market_value", "unrealized_pnl")),
+    "position_values": Blocks(
+        "position_value_blocks", derived=("market_value", "unrealized_pnl", "price_source")
+    ),
     "position_greeks": Blocks(
         "position_greek_blocks", derived=("dollar_delta", "delta_adjusted_exposure")
     ),
