@@ -155,14 +155,15 @@ def test_report_says_when_the_shards_wrote_other_rows():
 
 def test_per_table_sizes_total_the_reference_tables_like_for_like():
     """Beside the total, a row sums each measurement over the tables the reference has (ours
-    under a new name counted as the table they replace: position_exposure_blocks)."""
-    ours = _measurement(60.0, 800, 9_000)
+    under a new name counted as the table they replace: the blocks tables as the table their
+    view is named after, position_exposure_blocks as position_factor_exposures)."""
     ours = replace(
-        ours,
+        _measurement(60.0, 800, 9_000),
         tables={
-            **ours.tables,
-            "position_stress_pnl": (2_500, 1_000_000),
-            "position_exposure_blocks": (2_500, 100_000),
+            "positions": (500, 250_000),
+            "position_value_blocks": (50, 500_000),
+            "position_stress_pnl_blocks": (50, 1_000_000),
+            "position_exposure_blocks": (50, 100_000),
         },
     )
     reference = replace(

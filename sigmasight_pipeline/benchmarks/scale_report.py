@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from sigmasight_pipeline.benchmarks.processes import MB, ProcessCost
+from sigmasight_pipeline.resources.io_manager import BLOCKS
 
 TELLING = re.compile(r"error|rejected|failed|killed|exception", re.IGNORECASE)
 # `sigmasight backfill` prints, per stage, `<stage> <start>..<end> (<n> sessions): one run` (or
@@ -213,8 +214,15 @@ def _shards_row(single: Outcome, sharded: Outcome) -> dict:
 
 
 # Our tables that store what a table of the reference design stored under another name (its
-# name is now a view over them): counted with that table's like for like.
-RENAMED_TABLES = {"position_exposure_blocks": "position_factor_exposures"}
+# name is now a view over them): counted with that table's like for like. The blocks tables
+# store the tables named as their views (sql/0024); position_exposures stores what the
+# reference's position_factor_exposures did (sql/0023).
+_VIEW_OF_BLOCKS = {blocks.table: view for view, blocks in BLOCKS.items()}
+_REFERENCE_NAMES = {"position_exposures": "position_factor_exposures"}
+RENAMED_TABLES = {
+    **_REFERENCE_NAMES,
+    **{table: _REFERENCE_NAMES.get(view, view) for table, view in _VIEW_OF_BLOCKS.items()},
+}
 
 
 def _per_table_rows(outcomes: list[Outcome]) -> list[dict]:
