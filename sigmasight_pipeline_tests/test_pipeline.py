@@ -16,6 +16,7 @@ from sigmasight_pipeline.resources.database import connect
 from sigmasight_pipeline.resources.io_manager import read_frame
 from sigmasight_pipeline.resources.synthetic import SYNTHETIC_RATE, SyntheticMarket, implied_vol_for
 from sigmasight_pipeline.scope import Scope
+from sigmasight_pipeline_tests.conftest import DEMO_END
 
 
 def table(db_url: str, query: str, params=None) -> pd.DataFrame:
@@ -740,7 +741,7 @@ def test_a_write_transaction_is_its_own_connection_committed_at_the_end(db_url):
 def test_an_insert_select_write_never_nests_loops(db_url):
     """A set-based asset aggregates the session its run wrote moments before, which the
     tables' statistics do not know yet (the planner expects one row). Its INSERT ... SELECT runs
-    with nested loops off, for that transaction only."""
+    with nested loops and merge joins off, for that transaction only."""
     from dagster._core.storage.db_io_manager import TableSlice
     from psycopg import sql
 
@@ -752,18 +753,69 @@ def test_an_insert_select_write_never_nests_loops(db_url):
         conn.execute(f"DROP TABLE IF EXISTS {name}")
         conn.execute(f"CREATE TABLE {name} (setting text)")
         conn.commit()
-    probe = "SELECT current_setting('enable_nestloop') AS setting"
+    probe = (
+        "SELECT current_setting('enable_nestloop') || ' ' || current_setting('enable_mergejoin')"
+        " AS setting"
+    )
     write = TableWrite(insert_select=sql.SQL(probe), columns=["setting"])
     try:
         with arrow_connection(db_url) as writer:
             write_table_slice(writer, db_url, TableSlice("nestloop_probe", "sigmasight"), write)
             after = query_frame(db_url, probe)  # another connection: untouched
-        assert list(query_frame(db_url, f"SELECT setting FROM {name}")["setting"]) == ["off"]
-        assert list(after["setting"]) == ["on"]
+        assert list(query_frame(db_url, f"SELECT setting FROM {name}")["setting"]) == ["off off"]
+        assert list(after["setting"]) == ["on on"]
         with arrow_connection(db_url) as writer, writer.cursor() as cursor:
             cursor.execute(probe)  # the writer's next transaction: back on
-            assert cursor.fetchall() == [("on",)]
+            assert cursor.fetchall() == [("on on",)]
     finally:
         with connect(db_url) as conn:
             conn.execute(f"DROP TABLE {name}")
             conn.commit()
+
+
+def _inner_scans_of_nested_loops(plan: dict) -> set[str]:
+    """The relations scanned on the inner side of a nested loop anywhere in `plan`."""
+
+    def scanned(node: dict) -> set[str]:
+        own = {node["Relation Name"]} if "Relation Name" in node else set()
+        return own.union(*(scanned(child) for child in node.get("Plans", [])))
+
+    children = plan.get("Plans", [])
+    inner = (
+        set().union(*(scanned(c) for c in children if c.get("Parent Relationship") == "Inner"))
+        if plan["Node Type"] == "Nested Loop"
+        else set()
+    )
+    return inner.union(*(_inner_scans_of_nested_loops(child) for child in children))
+
+
+def test_set_based_selects_on_an_unknown_session_hash_the_positions_once(demo_backfill, db_url):
+    """On a session the statistics do not know (a daily run's), the planner expects one block
+    of a blocks view: it pulled the positions' join into the view's unnest and hashed every
+    position once per block (13.5 s of a 1,000-portfolio daily run), and merged the day's
+    short interest on trade_date alone. The three set-based SELECTs, planned as their write
+    plans them, scan the positions and short interest only outside nested loops and never
+    merge. (On the demo's 76 positions the planner hashed them once even without the OFFSET 0
+    fences; the merge join it chose here without `enable_mergejoin = off`.)"""
+    import json
+
+    from sigmasight_pipeline.assets.factors import portfolio_factor_select
+    from sigmasight_pipeline.assets.greeks import portfolio_greeks_select
+    from sigmasight_pipeline.assets.portfolio import snapshot_select
+    from sigmasight_pipeline.resources.io_manager import SET_BASED_SETTINGS
+
+    unknown = calendar.sessions(pd.Timestamp(DEMO_END) + pd.Timedelta(days=1), "2027-12-31")[:1]
+    selects = {
+        "portfolio_greeks": portfolio_greeks_select(unknown, Scope()),
+        "portfolio_factor_exposures": portfolio_factor_select(unknown, Scope()),
+        "portfolio_snapshots": snapshot_select(unknown, Scope()),
+    }
+    with connect(db_url) as conn:
+        for setting, value in SET_BASED_SETTINGS.items():
+            conn.execute(f"SET LOCAL {setting} = '{value}'")
+        for asset, select in selects.items():
+            (plan,) = conn.execute(b"EXPLAIN (FORMAT JSON) " + select.as_bytes(conn)).fetchone()
+            plan = plan if isinstance(plan, list) else json.loads(plan)
+            inner = _inner_scans_of_nested_loops(plan[0]["Plan"])
+            assert not inner & {"positions", "short_interest"}, (asset, inner)
+            assert "Merge Join" not in json.dumps(plan), asset

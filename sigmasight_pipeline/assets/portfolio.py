@@ -27,6 +27,7 @@ from sigmasight_pipeline.checks import TableValidator, schema_check_spec
 from sigmasight_pipeline.resources.database import PostgresResource
 from sigmasight_pipeline.resources.io_manager import TableReader, TableWrite
 from sigmasight_pipeline.resources.tables import query_frame
+from sigmasight_pipeline.scope import Scope
 from sigmasight_pipeline.settings import tlt_duration
 from sigmasight_pipeline.sql_checks import SNAPSHOT_RULES
 from sigmasight_pipeline.warning_checks import POSITIONS_VALUED_SPEC, unvalued_positions_warning
@@ -184,7 +185,8 @@ SNAPSHOT_COLUMNS = [
 # Daily portfolio totals of the position rows, the trailing-window P&L over `window_start`
 # .. day (calendar sessions, passed in as `days`), and the day's Greeks, betas and risk metrics.
 # Every table joined carries the run's date range itself: the planner does not carry a range
-# across `t.trade_date = x.trade_date`, and without it read each joined table whole.
+# across `t.trade_date = x.trade_date`, and without it read each joined table whole. OFFSET 0
+# keeps the positions' join out of the view's unnest (see greeks._HELD).
 SNAPSHOT_SELECT = """
 WITH days (trade_date, window_start) AS (
     SELECT d::date, w::date FROM unnest({days}::date[], {starts}::date[]) AS t(d, w)
@@ -204,9 +206,9 @@ WITH days (trade_date, window_start) AS (
            count(*) FILTER (WHERE v.quantity <> 0 AND p.position_type = 'SC') AS sc_count,
            count(*) FILTER (WHERE v.quantity <> 0 AND p.position_type = 'SP') AS sp_count,
            count(*) FILTER (WHERE v.price_source = 'missing') AS unpriced_count
-    FROM sigmasight.position_values v
+    FROM (SELECT * FROM sigmasight.position_values v
+          WHERE v.trade_date BETWEEN {day0} AND {last} AND {scope} OFFSET 0) v
     JOIN sigmasight.positions p ON p.id = v.position_id
-    WHERE v.trade_date BETWEEN {day0} AND {last} AND {scope}
     GROUP BY v.trade_date, v.portfolio_id
 ), stored AS (
     -- the trailing window's sessions before the run: the daily P&L of the stored snapshots
@@ -310,12 +312,20 @@ def portfolio_snapshots(
     the run from the stored snapshots' daily P&L (from the position rows for a portfolio-day
     without one), so a daily run sums one day of position rows, not 90."""
     days = partition_days(context)
+    scope = run_scope(context)
+    select = snapshot_select(days, scope)
+    replace = scope.portfolio_filter()
+    yield Output(TableWrite(replace=replace, insert_select=select, columns=SNAPSHOT_COLUMNS))
+    yield SNAPSHOT_RULES.run(database.url(), days, replace)
+
+
+def snapshot_select(days: pd.DatetimeIndex, scope: Scope) -> sql.Composed:
+    """SNAPSHOT_SELECT over the sessions `days` and the portfolios of `scope`."""
     sessions = sessions_with_lookback(days, SNAPSHOT_WINDOW - 1)
     window_starts = [sessions[max(0, i - (SNAPSHOT_WINDOW - 1))] for i in range(len(sessions))][
         -len(days) :
     ]
-    scope = run_scope(context)
-    select = sql.SQL(SNAPSHOT_SELECT).format(
+    return sql.SQL(SNAPSHOT_SELECT).format(
         days=sql.Literal([d.date() for d in days]),
         starts=sql.Literal([d.date() for d in window_starts]),
         first=sql.Literal(sessions[0].date()),
@@ -327,6 +337,3 @@ def portfolio_snapshots(
         portfolios=scope.portfolio_filter(),
         tlt_100bp=sql.Literal(float(stress.rate_shock_return(100.0, tlt_duration()))),
     )
-    replace = scope.portfolio_filter()
-    yield Output(TableWrite(replace=replace, insert_select=select, columns=SNAPSHOT_COLUMNS))
-    yield SNAPSHOT_RULES.run(database.url(), days, replace)

@@ -441,7 +441,22 @@ class _WriteBehind:
             self._thread.shutdown(wait=True)
 
 
-SET_BASED_WORK_MEM = "128MB"  # per sort or hash of the set-based statements below
+# The planner settings of the set-based statements (`TableWrite.insert_select`), for their
+# transaction only. They aggregate rows written moments before (the run's new session), which
+# the tables' statistics do not know yet: the planner expects one row a side.
+SET_BASED_SETTINGS = {
+    # It nested loops over what are the whole book's rows: a daily run's portfolio_greeks took
+    # 212 s that way, 0.45 s hashed. These statements always aggregate sets.
+    "enable_nestloop": "off",
+    # It merged a daily run's 50,000 positions with the day's short interest on trade_date
+    # alone and rescanned its 600 rows for each (15 million rows visited; 2.3 s -> 0.17 s
+    # hashed).
+    "enable_mergejoin": "off",
+    # A backfill groups millions of rows (90 sessions x the book) into 90,000 portfolio-days:
+    # with the default 4 MB the hash aggregate spilled in 21 batches (370 MB of temp files);
+    # 128 MB holds it (portfolio_greeks' SELECT at 1,000 portfolios: 10.7 s -> 8.6 s).
+    "work_mem": "128MB",
+}
 
 
 def write_table_slice(
@@ -469,16 +484,8 @@ def write_table_slice(
             stats.observe(stored)
             writer.ingest(table_slice.table, stored)
     if write.insert_select is not None:
-        # These statements aggregate rows written moments before (the run's new session), which
-        # the tables' statistics do not know yet: the planner expects one row and nests loops
-        # over what are the whole book's rows. A daily run's portfolio_greeks took 212 s that
-        # way, 0.45 s hashed. They always aggregate sets, so the transaction never nests loops.
-        execute(conn, "SET LOCAL enable_nestloop = off")
-        # A backfill groups millions of rows (90 sessions x the book) into 90,000 portfolio-
-        # days: with the default 4 MB the hash aggregate spilled in 21 batches (370 MB of temp
-        # files); 128 MB holds it (portfolio_greeks' SELECT at 1,000 portfolios, EXPLAIN
-        # ANALYZE: 10.7 s -> 8.6 s).
-        execute(conn, f"SET LOCAL work_mem = '{SET_BASED_WORK_MEM}'")
+        for setting, value in SET_BASED_SETTINGS.items():
+            execute(conn, f"SET LOCAL {setting} = '{value}'")
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in write.columns)
         inserted = execute(
             conn,
