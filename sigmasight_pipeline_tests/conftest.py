@@ -77,12 +77,12 @@ def fake_polygon() -> Iterator[FakePolygon]:
 
 
 def store_rows(url: str, table: str, rows: list[dict]) -> None:
-    """Append `rows` to `table` as the IO manager stores them (a table of `io_manager.BLOCKS`
+    """Append `rows` to `table` as the IO manager stores them (a table of `blocks.BLOCKS`
     in its blocks table), in a transaction of their own."""
     import pandas as pd
 
+    from sigmasight_pipeline.resources.blocks import stored_rows
     from sigmasight_pipeline.resources.database import SCHEMA
-    from sigmasight_pipeline.resources.io_manager import stored_rows
     from sigmasight_pipeline.resources.tables import arrow_connection, ingest
 
     stored, frame = stored_rows(url, SCHEMA, table, pd.DataFrame(rows))

@@ -1,5 +1,5 @@
 """sql/0024: tables written in blocks of rows per portfolio-day are stored one row per
-portfolio-day, each other column an array (`io_manager.BLOCKS`), and read through a view with
+portfolio-day, each other column an array (`blocks.BLOCKS`), and read through a view with
 the table's name and columns; sql/0025: correlations stored as 2-byte codes."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
 from psycopg import sql
 
+from sigmasight_pipeline.resources.blocks import BLOCKS
 from sigmasight_pipeline.resources.database import connect
-from sigmasight_pipeline.resources.io_manager import BLOCKS, TableWrite, write_table_slice
+from sigmasight_pipeline.resources.io_manager import TableWrite, write_table_slice
 from sigmasight_pipeline.resources.tables import arrow_connection, portfolio_day_blocks
 from sigmasight_pipeline_tests.conftest import database_before
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from sigmasight_pipeline.benchmarks.processes import MB, ProcessCost
-from sigmasight_pipeline.resources.io_manager import BLOCKS
+from sigmasight_pipeline.resources.blocks import BLOCKS
 
 TELLING = re.compile(r"error|rejected|failed|killed|exception", re.IGNORECASE)
 # `sigmasight backfill` prints, per stage, `<stage> <start>..<end> (<n> sessions): one run` (or
