@@ -90,7 +90,7 @@ _LOAD = [
            array_agg(0.5::float8 ORDER BY v.position_id),
            array_agg(0.04::float8 ORDER BY v.position_id),
            array_agg(0.3::float8 ORDER BY v.position_id),
-           array_agg('implied' ORDER BY v.position_id),
+           array_agg('implied'::text ORDER BY v.position_id),
            array_agg(v.price ORDER BY v.position_id),
            array_agg(g.delta ORDER BY v.position_id),
            array_agg(g.gamma ORDER BY v.position_id),
@@ -102,7 +102,7 @@ _LOAD = [
            array_agg(g.theta * v.quantity * p.multiplier ORDER BY v.position_id),
            array_agg(g.vega * v.quantity * p.multiplier ORDER BY v.position_id),
            array_agg(g.rho * v.quantity * p.multiplier ORDER BY v.position_id),
-           array_agg('model' ORDER BY v.position_id)
+           array_agg('model'::text ORDER BY v.position_id)
     FROM {_S}.position_values v
     JOIN {_S}.positions p ON p.id = v.position_id
     CROSS JOIN LATERAL (
@@ -293,7 +293,7 @@ _LOAD_RISK_DEPTH = [
            array_agg(s.net_exposure * x.shock_market ORDER BY x.ordinal),
            array_agg(s.net_exposure * x.shock_market ORDER BY x.ordinal),
            array_agg(s.gross_exposure ORDER BY x.ordinal), NULL, NULL,
-           array_agg('full_revaluation' ORDER BY x.ordinal),
+           array_agg('full_revaluation'::text ORDER BY x.ordinal),
            array_agg(s.position_count ORDER BY x.ordinal), array_agg(0 ORDER BY x.ordinal), NULL
     FROM {_S}.portfolio_snapshots s CROSS JOIN {_S}.stress_scenarios x
     GROUP BY s.portfolio_id, s.trade_date
