@@ -26,5 +26,5 @@ def test_the_api_benchmark_book_loads_with_its_shape(isolated_db_url):
         unpriced = conn.execute(
             "SELECT count(*) FROM sigmasight.position_values WHERE market_value IS NULL"
         ).fetchone()
-    assert sum(sources.values()) == options * api_book.SESSIONS
+    assert sources == {"model": options * api_book.SESSIONS}
     assert unpriced == (0,)

@@ -227,7 +227,8 @@ WITH exposures AS (
     -- the view position_factor_exposures' rows of the run's days and portfolios: its joins
     -- written out, so that the betas are aggregated for these days only (a filter on the view
     -- does not reach the GROUP BY of underlying_factor_betas inside it). OFFSET 0 keeps the
-    -- positions' join out of the view's unnest (see greeks._HELD: 7.3 s -> 0.3 s daily)
+    -- positions' join out of the view's unnest (see greeks._HELD; a 1,000-portfolio daily
+    -- run's SELECT: 5.55 s -> 1.52 s, 0.17 s with merge joins off as well)
     SELECT e.trade_date, e.portfolio_id, e.exposure, """
     + ", ".join(f"u.{c}" for c in exposures.BETA_COLUMNS.values())
     + """,
